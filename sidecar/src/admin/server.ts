@@ -1,0 +1,21 @@
+// The admin listener (127.0.0.1:15000 by default): probes now; metrics, config dump and the status
+// page are added here as they come.
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { fastifyLogging } from '../telemetry/logger.ts';
+
+export interface AdminState {
+  ready(): boolean;
+  endpoints(): unknown;
+}
+
+export function createAdmin(state: AdminState, logger: Logger): FastifyInstance {
+  const app = Fastify({ ...fastifyLogging(logger) });
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    const ready = state.ready();
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'starting' });
+  });
+  app.get('/endpoints', async () => state.endpoints());
+  return app;
+}

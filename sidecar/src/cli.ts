@@ -1,0 +1,63 @@
+// The `mcp-mesh` command: parse arguments, dispatch. Kept thin; the work is in main.ts and friends.
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile } from './config/load.ts';
+import { startSidecar } from './main.ts';
+
+const USAGE = `usage:
+  mcp-mesh sidecar --config mesh.yaml   run a sidecar
+  mcp-mesh demo                         run a local demo mesh on loopback and print what happened
+  mcp-mesh help                         this text`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'sidecar':
+      return runSidecar(rest);
+    case 'demo': {
+      const { runDemo } = await import('./demo/demo.ts');
+      return runDemo(rest);
+    }
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    default:
+      process.stderr.write(`mcp-mesh: unknown command ${command ?? '(none)'}\n${USAGE}\n`);
+      return 2;
+  }
+}
+
+async function runSidecar(args: string[]): Promise<number> {
+  let configPath: string | undefined;
+  try {
+    ({ values: { config: configPath } } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true }));
+  } catch (err) {
+    process.stderr.write(`mcp-mesh sidecar: ${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  if (!configPath) {
+    process.stderr.write(`mcp-mesh sidecar: --config FILE is required\n`);
+    return 2;
+  }
+  let config;
+  try {
+    config = loadConfigFile(configPath);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  const sidecar = await startSidecar(config);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      sidecar.logger.info({ signal }, 'signal received');
+      sidecar.shutdown().then(resolve, (err: unknown) => { sidecar.logger.error({ err }, 'shutdown failed'); resolve(); });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  return 0;
+}

@@ -1,0 +1,82 @@
+// The sidecar configuration schema: the single source of the TypeScript type (MeshConfigInput) and
+// of the validation done at start-up. Every object rejects unknown keys, so a typo is an error.
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+const strictObject = <T extends Parameters<typeof Type.Object>[0]>(properties: T, description: string) =>
+  Type.Object(properties, { additionalProperties: false, default: {}, description });
+
+/** "250ms", "1s", "5m", "1h" or a number of milliseconds. */
+export const Duration = Type.Union([
+  Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }),
+  Type.Integer({ minimum: 0 }),
+], { description: 'a duration such as 250ms, 1s, 5m, or milliseconds as a number' });
+
+/** "host:port"; port 0 picks a free port. */
+export const Address = Type.String({
+  pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$',
+  description: 'host:port',
+});
+
+const ServiceName = Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$', description: 'a DNS label' });
+const ServiceKey = Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$' });
+
+export const StaticEndpoint = Type.Union([
+  Address,
+  Type.Object({
+    address: Address,
+    labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+    weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  }, { additionalProperties: false }),
+]);
+
+export const MeshConfigSchema = Type.Object({
+  service: ServiceName,
+  namespace: Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$', default: 'default' }),
+  instance: Type.Optional(Type.String({ minLength: 1, description: 'this replica\'s name in logs; default service-pid' })),
+  app: strictObject({
+    host: Type.String({ default: '127.0.0.1' }),
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    connections: Type.Integer({ minimum: 1, maximum: 10000, default: 128 }),
+  }, 'the local app'),
+  listen: strictObject({
+    outbound: Type.String({ ...Address, default: '127.0.0.1:15001' }),
+    inbound: Type.String({ ...Address, default: '0.0.0.0:15002' }),
+    admin: Type.String({ ...Address, default: '127.0.0.1:15000' }),
+  }, 'listener addresses'),
+  discovery: strictObject({
+    static: Type.Record(ServiceKey, Type.Array(StaticEndpoint), {
+      default: {},
+      additionalProperties: false,
+      description: 'service -> peer sidecars\' inbound addresses',
+    }),
+  }, 'where the peers are'),
+  policies: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'policy files or folders' }),
+  timeouts: strictObject({
+    connect: Type.Union([...Duration.anyOf], { description: Duration.description, default: '1s' }),
+    request: Type.Union([...Duration.anyOf], { description: Duration.description, default: '15s' }),
+    streamIdle: Type.Union([...Duration.anyOf], { description: Duration.description, default: '5m' }),
+  }, 'timeouts'),
+  limits: strictObject({
+    maxBodyBytes: Type.Integer({ minimum: 0, default: 1073741824, description: '0 means no limit' }),
+    inlineBodyBytes: Type.Integer({ minimum: 0, maximum: 4194304, default: 65536 }),
+  }, 'body limits'),
+  link: strictObject({
+    batchMaxCount: Type.Integer({ minimum: 1, maximum: 10000, default: 128 }),
+    batchMaxBytes: Type.Integer({ minimum: 1024, default: 1048576 }),
+    linger: Type.Union([...Duration.anyOf], { description: Duration.description, default: 0 }),
+    heartbeatInterval: Type.Union([...Duration.anyOf], { description: Duration.description, default: '1s' }),
+    unhealthyAfter: Type.Union([...Duration.anyOf], { description: Duration.description, default: '3s' }),
+    reconnectBase: Type.Union([...Duration.anyOf], { description: Duration.description, default: '100ms' }),
+    reconnectMax: Type.Union([...Duration.anyOf], { description: Duration.description, default: '5s' }),
+  }, 'sidecar-to-sidecar links'),
+  shutdown: strictObject({
+    grace: Type.Union([...Duration.anyOf], { description: Duration.description, default: '5s' }),
+  }, 'shutdown'),
+  log: strictObject({
+    level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+  }, 'logging'),
+}, { additionalProperties: false });
+
+export type MeshConfigInput = Static<typeof MeshConfigSchema>;
+
+export type { TSchema };

@@ -1,0 +1,17 @@
+/** One replica of a service: the address of its sidecar's inbound listener. */
+export interface Endpoint {
+  address: string;
+  labels: Readonly<Record<string, string>>;
+  weight: number;
+}
+
+/** Where a service's endpoints come from (static config, DNS, Kubernetes). */
+export interface Resolver {
+  /** The service's endpoints, or undefined when the service is unknown. */
+  endpoints(service: string, namespace: string): readonly Endpoint[] | undefined;
+  /** Every endpoint address known now (the link pool keeps links to exactly these). */
+  allAddresses(): Set<string>;
+  /** Called after the set of endpoints changed. */
+  onChange(listener: () => void): void;
+  close(): void;
+}

@@ -1,0 +1,34 @@
+// The one table of mesh error codes. Every error the mesh makes (as opposed to one the app makes)
+// carries one of these codes: in the `mcp-mesh-error` response header, in the JSON body, and in MCP
+// ERROR envelopes between sidecars. docs/errors.md is written from this table (a test checks it).
+
+export interface ErrorCodeInfo {
+  /** HTTP status the calling app receives. */
+  status: number;
+  /** One line for users: what happened. */
+  summary: string;
+}
+
+export const ERROR_CODES = {
+  UNKNOWN_SERVICE: { status: 404, summary: 'No service of that name is known to discovery.' },
+  BAD_REQUEST: { status: 400, summary: 'The request cannot be routed: missing or malformed Host or target.' },
+  BODY_TOO_LARGE: { status: 413, summary: 'The request body is larger than limits.maxBodyBytes.' },
+  NO_HEALTHY_ENDPOINT: { status: 503, summary: 'The service is known but none of its endpoints is reachable and healthy.' },
+  SHUTTING_DOWN: { status: 503, summary: 'The sidecar (local or remote) is draining and takes no new calls.' },
+  PEER_UNAVAILABLE: { status: 502, summary: "The peer sidecar could not be reached; the request was not sent." },
+  LINK_BROKEN: { status: 502, summary: 'The link to the peer sidecar broke while the call was in flight.' },
+  PROTOCOL_ERROR: { status: 502, summary: 'The peer sidecar sent a malformed or unexpected message; that stream was closed.' },
+  VERSION_UNSUPPORTED: { status: 502, summary: 'The peer sidecar speaks an MCP major version this sidecar does not.' },
+  APP_UNAVAILABLE: { status: 502, summary: "The called service's app refused or dropped the connection." },
+  APP_RESET: { status: 502, summary: "The called service's app broke off its response midway." },
+  DEADLINE_EXCEEDED: { status: 504, summary: 'The call did not complete before its deadline; it was abandoned on both sides.' },
+  STREAM_IDLE_TIMEOUT: { status: 504, summary: 'A streamed body sent nothing for longer than timeouts.streamIdle.' },
+  CLIENT_CLOSED: { status: 499, summary: 'The calling app went away before the answer came; the call was cancelled.' },
+  INTERNAL: { status: 500, summary: 'A fault inside the sidecar; the log has details.' },
+} as const satisfies Record<string, ErrorCodeInfo>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, value);
+}

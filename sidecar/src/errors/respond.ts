@@ -1,0 +1,29 @@
+import type { ServerResponse } from 'node:http';
+import { MeshError } from './mesh-error.ts';
+
+export const MESH_ERROR_HEADER = 'mcp-mesh-error';
+
+/** The JSON body of every mesh-made error response. */
+export function errorBody(err: MeshError): string {
+  return JSON.stringify({
+    error: { code: err.code, message: err.message, ...(err.service ? { service: err.service } : {}) },
+  });
+}
+
+/**
+ * The one place where a mesh error becomes an HTTP response to the app. If the response has
+ * already started (a stream broke midway), the only honest signal left is to cut the connection.
+ */
+export function sendMeshError(res: ServerResponse, err: MeshError): void {
+  if (res.headersSent) {
+    res.destroy(err);
+    return;
+  }
+  const body = errorBody(err);
+  res.writeHead(err.status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    [MESH_ERROR_HEADER]: err.code,
+  });
+  res.end(body);
+}

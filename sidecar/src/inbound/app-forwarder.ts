@@ -1,0 +1,157 @@
+// Hands calls that arrived from peer sidecars to the local app through one undici Pool
+// (keep-alive, bounded connections) and turns the app's answers into MCP responses.
+import type { Readable } from 'node:stream';
+import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
+import type { Logger } from 'pino';
+import { MeshError } from '../errors/mesh-error.ts';
+import { endToEndResponseHeaders, headerValue, SOURCE_HEADER, toFlat } from '../http/headers.ts';
+import { MessageType, type Envelope } from '../mcp/codec.ts';
+import { newMessageId } from '../mcp/ids.ts';
+import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
+
+export interface AppForwarderOptions {
+  host: string;
+  port: number;
+  connections: number;
+  /** Response bodies up to this size (with a known length) travel inline in the link. */
+  inlineBodyBytes: number;
+  connectTimeoutMs: number;
+  /** How long a parked response body waits for the caller to pull it. */
+  parkTimeoutMs: number;
+  logger: Logger;
+}
+
+interface ParkedBody {
+  body: Readable;
+  timer: NodeJS.Timeout;
+}
+
+export class AppForwarder implements InboundHandler {
+  readonly #pool: Pool;
+  readonly #options: AppForwarderOptions;
+  readonly #parked = new Map<string, ParkedBody>();
+
+  constructor(options: AppForwarderOptions) {
+    this.#options = options;
+    const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+    this.#pool = new Pool(`http://${host}:${options.port}`, {
+      connections: options.connections,
+      connectTimeout: options.connectTimeoutMs,
+      // The mesh enforces deadlines itself; the pool must not cut long streams.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+  }
+
+  async unary(request: Envelope, signal: AbortSignal): Promise<Envelope> {
+    const payload = request.payload && request.payload.byteLength > 0 ? Buffer.from(request.payload) : null;
+    return this.#withDeadline(request, signal, async (callSignal) => {
+      const res = await this.#requestApp(request, payload, callSignal);
+      const length = headerValue(endToEndResponseHeaders(res.headers), 'content-length');
+      const headers = endToEndResponseHeaders(res.headers);
+      const inline = length !== undefined && Number(length) <= this.#options.inlineBodyBytes;
+      if (inline) {
+        const body = Buffer.from(await res.body.arrayBuffer());
+        return responseEnvelope(request, res.statusCode, headers, body, undefined);
+      }
+      return responseEnvelope(request, res.statusCode, headers, undefined, this.#park(res.body));
+    });
+  }
+
+  async stream(head: Envelope, body: Readable | Buffer | null, signal: AbortSignal): Promise<InboundResponse> {
+    return this.#withDeadline(head, signal, async (callSignal) => {
+      const res = await this.#requestApp(head, body, callSignal);
+      return { head: responseEnvelope(head, res.statusCode, endToEndResponseHeaders(res.headers), undefined, undefined), body: res.body };
+    });
+  }
+
+  pull(bodyStreamId: string): AsyncIterable<Uint8Array> | undefined {
+    const parked = this.#parked.get(bodyStreamId);
+    if (!parked) return undefined;
+    this.#parked.delete(bodyStreamId);
+    clearTimeout(parked.timer);
+    return parked.body;
+  }
+
+  async close(): Promise<void> {
+    for (const parked of this.#parked.values()) { clearTimeout(parked.timer); parked.body.destroy(); }
+    this.#parked.clear();
+    await this.#pool.destroy();
+  }
+
+  /** Keep an app's response body unread (so the app is held back by TCP) until the caller pulls it. */
+  #park(body: Readable): string {
+    const id = newMessageId();
+    const timer = setTimeout(() => {
+      this.#parked.delete(id);
+      body.destroy();
+      this.#options.logger.warn({ bodyStreamId: id }, 'a parked response body was never pulled; dropped');
+    }, this.#options.parkTimeoutMs);
+    timer.unref();
+    this.#parked.set(id, { body, timer });
+    return id;
+  }
+
+  /**
+   * Run `work` under the caller's deadline (carried in the envelope as time left) and the caller's
+   * cancel signal. The deadline covers the wait for the app's answer; once a streamed body has
+   * started, idle timeouts on the calling side take over.
+   */
+  async #withDeadline<T>(request: Envelope, signal: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    const deadlineMs = request.deadlineMs ?? 0;
+    const timer = deadlineMs > 0
+      ? setTimeout(() => controller.abort(new MeshError('DEADLINE_EXCEEDED', `the app did not answer within the caller's deadline (${deadlineMs} ms)`)), deadlineMs)
+      : undefined;
+    try {
+      return await work(controller.signal);
+    } catch (err) {
+      throw this.#classify(err, controller.signal);
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  #requestApp(request: Envelope, body: Buffer | Readable | null, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    const http = request.http;
+    if (!http?.method || !http.path) throw new MeshError('PROTOCOL_ERROR', 'REQUEST without method or path');
+    const extra = [{ name: SOURCE_HEADER, value: serviceName(request.source) }];
+    if (http.authority) extra.unshift({ name: 'host', value: http.authority });
+    const headers = toFlat(request.headers?.filter((h) => h.name !== SOURCE_HEADER), extra);
+    return this.#pool.request({ method: http.method as Dispatcher.HttpMethod, path: http.path, headers, body, signal });
+  }
+
+  #classify(err: unknown, signal: AbortSignal): MeshError {
+    if (err instanceof MeshError) return err;
+    if (signal.aborted && signal.reason instanceof MeshError) return signal.reason;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'UND_ERR_CONNECT_TIMEOUT' || err instanceof undiciErrors.ConnectTimeoutError) {
+      return new MeshError('APP_UNAVAILABLE', `the app at ${this.#options.host}:${this.#options.port} refused the connection (${code})`);
+    }
+    if (err instanceof undiciErrors.SocketError || code === 'ECONNRESET' || code === 'EPIPE') {
+      return new MeshError('APP_RESET', `the app closed the connection: ${(err as Error).message}`);
+    }
+    return new MeshError('INTERNAL', `calling the app failed: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function serviceName(source: string | undefined): string {
+  // Sources travel as "service.namespace"; apps see the bare service name, as documented.
+  return (source ?? '').split('.')[0] ?? '';
+}
+
+function responseEnvelope(request: Envelope, status: number, headers: Envelope['headers'], payload: Buffer | undefined, bodyStreamId: string | undefined): Envelope {
+  return {
+    id: newMessageId(),
+    type: MessageType.RESPONSE,
+    timestampMs: Date.now(),
+    correlationId: request.id,
+    priority: request.priority,
+    headers,
+    payload,
+    http: { status, bodyStreamId },
+  };
+}

@@ -1,0 +1,127 @@
+// Builds a sidecar from a resolved config and runs it: discovery → links → pipeline → listeners.
+// Also owns the shutdown order: stop new calls, let calls in flight finish, close links, exit.
+import { watch, type FSWatcher } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { createAdmin } from './admin/server.ts';
+import { RoundRobinBalancer } from './balancer/round-robin.ts';
+import { createCallPipeline } from './call/pipeline.ts';
+import { formatHostPort } from './config/address.ts';
+import { ConfigError, loadConfigFile, type MeshConfig } from './config/load.ts';
+import { StaticResolver } from './discovery/static.ts';
+import { AppForwarder } from './inbound/app-forwarder.ts';
+import { LinkPool } from './mcp/link-pool.ts';
+import { MeshServer } from './mcp/server.ts';
+import { createOutbound } from './outbound/server.ts';
+import { createLogger } from './telemetry/logger.ts';
+
+export interface RunningSidecar {
+  config: MeshConfig;
+  logger: Logger;
+  ports: { outbound: number; inbound: number; admin: number };
+  /** Graceful stop: drain, wait for calls in flight (up to shutdown.grace), close everything. */
+  shutdown(): Promise<void>;
+}
+
+export async function startSidecar(config: MeshConfig, logger = createLogger({ level: config.log.level, service: config.service, instance: config.instance })): Promise<RunningSidecar> {
+  const source = `${config.service}.${config.namespace}`;
+
+  const resolver = new StaticResolver(config.discovery.static, config.namespace);
+  const links = new LinkPool({
+    source, instance: config.instance, logger,
+    batchMaxCount: config.link.batchMaxCount, batchMaxBytes: config.link.batchMaxBytes, lingerMs: config.link.lingerMs,
+    heartbeatIntervalMs: config.link.heartbeatIntervalMs, unhealthyAfterMs: config.link.unhealthyAfterMs,
+    reconnectBaseMs: config.link.reconnectBaseMs, reconnectMaxMs: config.link.reconnectMaxMs,
+  });
+  links.sync(resolver.allAddresses());
+  resolver.onChange(() => links.sync(resolver.allAddresses()));
+
+  const pipeline = createCallPipeline({
+    source, resolver, links, balancer: new RoundRobinBalancer(),
+    connectTimeoutMs: config.timeouts.connectMs, streamIdleMs: config.timeouts.streamIdleMs, logger,
+  });
+
+  const outbound = createOutbound({
+    namespace: config.namespace, requestTimeoutMs: config.timeouts.requestMs,
+    maxBodyBytes: config.limits.maxBodyBytes, inlineBodyBytes: config.limits.inlineBodyBytes,
+    logger, pipeline, isKnownService: (service, namespace) => resolver.endpoints(service, namespace) !== undefined,
+  });
+
+  const forwarder = new AppForwarder({
+    host: config.app.host, port: config.app.port, connections: config.app.connections,
+    inlineBodyBytes: config.limits.inlineBodyBytes, connectTimeoutMs: config.timeouts.connectMs,
+    parkTimeoutMs: Math.max(10_000, config.timeouts.connectMs * 2), logger,
+  });
+  const inbound = new MeshServer(forwarder, {
+    source, instance: config.instance, logger,
+    batchMaxCount: config.link.batchMaxCount, batchMaxBytes: config.link.batchMaxBytes, lingerMs: config.link.lingerMs,
+    heartbeatIntervalMs: config.link.heartbeatIntervalMs, unhealthyAfterMs: config.link.unhealthyAfterMs,
+  });
+
+  let ready = false;
+  const admin = createAdmin({
+    ready: () => ready,
+    endpoints: () => [...links.all()].map((link) => ({ address: link.address, state: link.state, inFlight: link.inFlight, ...link.stats })),
+  }, logger);
+
+  const inboundPort = await inbound.listen(config.listen.inbound.host, config.listen.inbound.port);
+  await outbound.app.listen({ host: config.listen.outbound.host, port: config.listen.outbound.port });
+  await admin.listen({ host: config.listen.admin.host, port: config.listen.admin.port });
+  const ports = {
+    inbound: inboundPort,
+    outbound: portOf(outbound.app),
+    admin: portOf(admin),
+  };
+  const watcher = config.file ? watchConfig(config.file, resolver, logger) : undefined;
+  ready = true;
+  logger.info({ ports, mode: 'plaintext' }, `sidecar ${source} listening: outbound ${formatHostPort({ host: config.listen.outbound.host, port: ports.outbound })}, inbound ${formatHostPort({ host: config.listen.inbound.host, port: ports.inbound })}, admin ${formatHostPort({ host: config.listen.admin.host, port: ports.admin })}`);
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = () => {
+    stopping ??= (async () => {
+      logger.info({ graceMs: config.shutdown.graceMs }, 'shutting down: draining');
+      ready = false;
+      watcher?.close();
+      outbound.stopAccepting();
+      await inbound.drain(config.shutdown.graceMs);
+      await outbound.app.close();
+      links.close();
+      await inbound.close();
+      await forwarder.close();
+      await admin.close();
+      logger.info('shut down');
+    })();
+    return stopping;
+  };
+  return { config, logger, ports, shutdown };
+}
+
+function portOf(app: { server: { address(): unknown } }): number {
+  const address = app.server.address();
+  return address && typeof address === 'object' ? (address as { port: number }).port : 0;
+}
+
+/**
+ * Re-read the config file when it changes and apply what can change live (the static endpoint list).
+ * The folder is watched, not the file, so editors' and Kubernetes' atomic renames are seen too.
+ * An invalid file is logged and ignored: the running config stays.
+ */
+function watchConfig(file: string, resolver: StaticResolver, logger: Logger): FSWatcher {
+  let timer: NodeJS.Timeout | undefined;
+  const reload = () => {
+    try {
+      const next = loadConfigFile(file);
+      resolver.update(next.discovery.static);
+      logger.info({ services: Object.keys(next.discovery.static) }, 'config reloaded: static endpoints updated');
+    } catch (err) {
+      logger.error({ code: 'CONFIG_INVALID' }, err instanceof ConfigError ? err.message : String(err));
+    }
+  };
+  const watcher = watch(path.dirname(file), (_event, name) => {
+    if (name !== null && name !== path.basename(file) && !name.startsWith('..')) return;
+    clearTimeout(timer);
+    timer = setTimeout(reload, 50); // editors write in several steps; read once they are done
+  });
+  watcher.unref();
+  return watcher;
+}

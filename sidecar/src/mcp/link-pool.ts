@@ -1,0 +1,45 @@
+import type { LinkOptions } from './link.ts';
+import { PeerLink } from './link.ts';
+
+/** One PeerLink per peer address, kept in step with discovery: links open early, close when gone. */
+export class LinkPool {
+  readonly #links = new Map<string, PeerLink>();
+  readonly #options: LinkOptions;
+
+  constructor(options: LinkOptions) {
+    this.#options = options;
+  }
+
+  get(address: string): PeerLink {
+    let link = this.#links.get(address);
+    if (!link) {
+      link = new PeerLink(address, this.#options);
+      link.on('batch', (size: number) => this.onBatch?.(address, size));
+      this.#links.set(address, link);
+    }
+    return link;
+  }
+
+  /** Hook for metrics: called with each batch sent. */
+  onBatch: ((address: string, size: number) => void) | undefined;
+
+  /** Open links to new addresses, close links to addresses discovery no longer lists. */
+  sync(addresses: Set<string>): void {
+    for (const address of addresses) this.get(address);
+    for (const [address, link] of this.#links) {
+      if (!addresses.has(address)) {
+        link.close();
+        this.#links.delete(address);
+      }
+    }
+  }
+
+  all(): IterableIterator<PeerLink> {
+    return this.#links.values();
+  }
+
+  close(): void {
+    for (const link of this.#links.values()) link.close();
+    this.#links.clear();
+  }
+}

@@ -1,0 +1,309 @@
+// The client end of one MCP link: one long-lived Link stream to one peer sidecar, carrying batches of
+// REQUEST envelopes out and RESPONSE/ERROR envelopes back. See README.md in this folder for the flow.
+import { EventEmitter } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { MeshError } from '../errors/mesh-error.ts';
+import { Batcher } from './batcher.ts';
+import { decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
+import { newMessageId } from './ids.ts';
+import { CAPABILITIES, channelOptions, LINK_METHOD, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
+
+export interface LinkOptions {
+  /** This sidecar, as "service.namespace", and its instance name. */
+  source: string;
+  instance: string;
+  batchMaxCount: number;
+  batchMaxBytes: number;
+  lingerMs: number;
+  heartbeatIntervalMs: number;
+  unhealthyAfterMs: number;
+  reconnectBaseMs: number;
+  reconnectMaxMs: number;
+  logger: Logger;
+  /** Channel credentials; plaintext unless TLS is configured. */
+  credentials?: grpc.ChannelCredentials;
+}
+
+/**
+ * connecting → ready ⇄ (broken → connecting …); `draining` once the peer said DRAIN; `closed` at the end.
+ * Only a `ready` link takes new calls.
+ */
+export type LinkState = 'connecting' | 'ready' | 'draining' | 'broken' | 'closed';
+
+interface PendingCall {
+  resolve: (response: Envelope) => void;
+  reject: (err: MeshError) => void;
+  sent: boolean;
+}
+
+export class PeerLink extends EventEmitter {
+  readonly address: string;
+  readonly #options: LinkOptions;
+  readonly #client: grpc.Client;
+  #state: LinkState = 'connecting';
+  #stream: grpc.ClientDuplexStream<Batch, Batch> | undefined;
+  #batcher: Batcher | undefined;
+  readonly #pending = new Map<string, PendingCall>();
+  #lastSent = 0;
+  #lastReceived = 0;
+  #failures = 0;
+  #heartbeatTimer: NodeJS.Timeout | undefined;
+  #reconnectTimer: NodeJS.Timeout | undefined;
+  #peerCapabilities = new Set<string>();
+  #batchesSent = 0;
+  #envelopesSent = 0;
+
+  constructor(address: string, options: LinkOptions) {
+    super();
+    this.address = address;
+    this.#options = options;
+    this.#client = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure(),
+      channelOptions(options.reconnectBaseMs, options.reconnectMaxMs));
+    this.#open();
+  }
+
+  get state(): LinkState {
+    return this.#state;
+  }
+
+  /** Open calls on this link (sent or queued); the least-request balancer reads it. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  get stats(): { batches: number; envelopes: number } {
+    return { batches: this.#batchesSent, envelopes: this.#envelopesSent };
+  }
+
+  /** Resolves once the link is ready; rejects with PEER_UNAVAILABLE after `timeoutMs`. */
+  whenReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (this.#state === 'ready') return Promise.resolve();
+    if (this.#state === 'closed') return Promise.reject(this.#unavailable('link is closed'));
+    return new Promise((resolve, reject) => {
+      const done = (err?: MeshError) => {
+        clearTimeout(timer);
+        this.off('state', onState);
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err); else resolve();
+      };
+      const onState = (state: LinkState) => {
+        if (state === 'ready') done();
+        else if (state === 'closed') done(this.#unavailable('link is closed'));
+      };
+      const onAbort = () => done(this.#unavailable('gave up waiting for the link'));
+      const timer = setTimeout(() => done(this.#unavailable(`no link to peer within ${timeoutMs} ms`)), timeoutMs);
+      this.on('state', onState);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Send a REQUEST envelope and wait for its RESPONSE. Rejects with a MeshError: the peer's ERROR,
+   * PEER_UNAVAILABLE (never sent), LINK_BROKEN (sent, then the link broke). On `signal` abort a
+   * CANCEL goes to the peer and the promise rejects with the signal's reason.
+   */
+  call(request: Envelope, signal?: AbortSignal): Promise<Envelope> {
+    if (this.#state !== 'ready' || !this.#batcher) {
+      return Promise.reject(this.#state === 'draining'
+        ? new MeshError('SHUTTING_DOWN', `peer ${this.address} is draining`)
+        : this.#unavailable(`link is ${this.#state}`));
+    }
+    const batcher = this.#batcher;
+    return new Promise<Envelope>((resolve, reject) => {
+      const onAbort = () => {
+        if (!this.#pending.delete(request.id)) return;
+        this.#sendControl(MessageType.CANCEL, request.id);
+        reject(signal!.reason instanceof MeshError ? signal!.reason : new MeshError('CLIENT_CLOSED', 'call cancelled'));
+      };
+      const settle = <T>(fn: (value: T) => void) => (value: T) => {
+        signal?.removeEventListener('abort', onAbort);
+        fn(value);
+      };
+      this.#pending.set(request.id, { resolve: settle(resolve), reject: settle(reject), sent: false });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      batcher.enqueue(request);
+    });
+  }
+
+  /** Open a Stream call to the peer (streamed bodies and body pulls); see stream-client.ts. */
+  openStream(): grpc.ClientDuplexStream<Frame, Frame> {
+    return this.#client.makeBidiStreamRequest(STREAM_METHOD, encodeFrame, decodeFrame, new grpc.Metadata());
+  }
+
+  /** Whether the peer announced a capability in its HELLO. */
+  peerCan(capability: string): boolean {
+    return this.#peerCapabilities.has(capability);
+  }
+
+  close(): void {
+    if (this.#state === 'closed') return;
+    this.#teardown(new MeshError('SHUTTING_DOWN', 'link closed by this sidecar'));
+    clearTimeout(this.#reconnectTimer);
+    this.#setState('closed');
+    this.#client.close();
+  }
+
+  // ---- connection lifecycle ----
+
+  #open(): void {
+    this.#setState('connecting');
+    const stream = this.#client.makeBidiStreamRequest(LINK_METHOD, encodeBatch, decodeBatch, new grpc.Metadata());
+    this.#stream = stream;
+    const hello: Envelope = {
+      id: newMessageId(),
+      type: MessageType.HELLO,
+      timestampMs: Date.now(),
+      source: this.#options.source,
+      priority: Priority.HIGH,
+      hello: { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR, capabilities: [...CAPABILITIES], node: this.#options.instance },
+    };
+    stream.write({ envelopes: [hello] });
+    this.#lastSent = Date.now();
+    this.#lastReceived = Date.now();
+    stream.on('data', (batch: Batch) => this.#onBatch(stream, batch));
+    stream.on('error', (err: grpc.ServiceError) => this.#onStreamEnd(stream, err));
+    stream.on('end', () => this.#onStreamEnd(stream, undefined));
+    stream.on('drain', () => { if (stream === this.#stream) this.#batcher?.drained(); });
+    this.#startHeartbeats();
+  }
+
+  #onBatch(stream: grpc.ClientDuplexStream<Batch, Batch>, batch: Batch): void {
+    if (stream !== this.#stream) return;
+    this.#lastReceived = Date.now();
+    for (const envelope of batch.envelopes) {
+      switch (envelope.type) {
+        case MessageType.HELLO:
+          this.#onHello(stream, envelope);
+          break;
+        case MessageType.RESPONSE:
+        case MessageType.ERROR: {
+          if (!envelope.correlationId) { // an error about the link itself, e.g. a refused HELLO
+            const err = MeshError.fromWire(envelope.error ?? {});
+            this.#protocolError(stream, err.message, err.code === 'VERSION_UNSUPPORTED' ? err.code : 'PROTOCOL_ERROR');
+            return;
+          }
+          const pending = this.#pending.get(envelope.correlationId ?? '');
+          if (!pending) break; // cancelled or timed out here already
+          this.#pending.delete(envelope.correlationId!);
+          if (envelope.type === MessageType.RESPONSE) pending.resolve(envelope);
+          else pending.reject(MeshError.fromWire(envelope.error ?? {}, envelope.source));
+          break;
+        }
+        case MessageType.DRAIN:
+          this.#options.logger.info({ peer: this.address }, 'peer is draining');
+          this.#setState('draining');
+          break;
+        case MessageType.HEARTBEAT:
+          break;
+        default:
+          this.#protocolError(stream, `unexpected ${envelope.type} envelope on a link`);
+          return;
+      }
+    }
+  }
+
+  #onHello(stream: grpc.ClientDuplexStream<Batch, Batch>, envelope: Envelope): void {
+    const hello = envelope.hello;
+    if (!hello || hello.major !== PROTOCOL_MAJOR) {
+      this.#protocolError(stream, `peer speaks MCP ${hello?.major ?? '?'}.${hello?.minor ?? '?'}; this sidecar speaks ${PROTOCOL_MAJOR}.x`, 'VERSION_UNSUPPORTED');
+      return;
+    }
+    this.#peerCapabilities = new Set(hello.capabilities ?? []);
+    this.#failures = 0;
+    this.#batcher = new Batcher((envelopes) => this.#write(stream, envelopes), {
+      maxCount: this.#options.batchMaxCount, maxBytes: this.#options.batchMaxBytes, lingerMs: this.#options.lingerMs,
+    });
+    this.#options.logger.info({ peer: this.address, peerNode: hello.node, version: `${hello.major}.${hello.minor}` }, 'link ready');
+    this.#setState('ready');
+  }
+
+  #write(stream: grpc.ClientDuplexStream<Batch, Batch>, envelopes: Envelope[]): boolean {
+    for (const envelope of envelopes) {
+      const pending = this.#pending.get(envelope.id);
+      if (pending) pending.sent = true;
+    }
+    this.#lastSent = Date.now();
+    this.#batchesSent++;
+    this.#envelopesSent += envelopes.length;
+    this.emit('batch', envelopes.length);
+    return stream.write({ envelopes });
+  }
+
+  #sendControl(type: MessageType, correlationId?: string): void {
+    const envelope: Envelope = { id: newMessageId(), type, timestampMs: Date.now(), priority: Priority.HIGH, correlationId };
+    if (this.#batcher && this.#state !== 'broken') this.#batcher.enqueue(envelope);
+  }
+
+  #protocolError(stream: grpc.ClientDuplexStream<Batch, Batch>, message: string, code: 'PROTOCOL_ERROR' | 'VERSION_UNSUPPORTED' = 'PROTOCOL_ERROR'): void {
+    this.#options.logger.warn({ peer: this.address, code }, message);
+    stream.cancel();
+    this.#onStreamEnd(stream, new MeshError(code, message));
+  }
+
+  #onStreamEnd(stream: grpc.ClientDuplexStream<Batch, Batch>, err: Error | undefined): void {
+    if (stream !== this.#stream || this.#state === 'closed') return;
+    const reason = err instanceof MeshError ? err : this.#unavailable(err ? err.message : 'peer ended the link');
+    this.#options.logger.warn({ peer: this.address, code: reason.code }, `link down: ${reason.message}`);
+    this.#teardown(reason);
+    this.#setState('broken');
+    this.#scheduleReconnect();
+  }
+
+  /** Fail every open call: never-sent ones as PEER_UNAVAILABLE, sent ones as LINK_BROKEN. */
+  #teardown(reason: MeshError): void {
+    clearInterval(this.#heartbeatTimer);
+    this.#batcher?.close();
+    this.#batcher = undefined;
+    const stream = this.#stream;
+    this.#stream = undefined;
+    if (stream) {
+      stream.removeAllListeners('data');
+      stream.on('error', () => {}); // late errors of a stream we already gave up on
+      stream.cancel();
+    }
+    const calls = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const call of calls) {
+      if (reason.code === 'VERSION_UNSUPPORTED' || reason.code === 'SHUTTING_DOWN') call.reject(reason);
+      else if (call.sent) call.reject(new MeshError('LINK_BROKEN', `link to ${this.address} broke with the call in flight: ${reason.message}`));
+      else call.reject(new MeshError('PEER_UNAVAILABLE', `peer ${this.address} unreachable: ${reason.message}`));
+    }
+  }
+
+  #scheduleReconnect(): void {
+    // Full-jitter exponential back-off, so many sidecars do not reconnect in step.
+    const ceiling = Math.min(this.#options.reconnectMaxMs, this.#options.reconnectBaseMs * 2 ** this.#failures);
+    this.#failures++;
+    const delay = Math.random() * ceiling;
+    this.#reconnectTimer = setTimeout(() => { if (this.#state !== 'closed') this.#open(); }, delay);
+    this.#reconnectTimer.unref();
+  }
+
+  #startHeartbeats(): void {
+    clearInterval(this.#heartbeatTimer);
+    const { heartbeatIntervalMs, unhealthyAfterMs } = this.#options;
+    const tick = Math.max(10, Math.floor(heartbeatIntervalMs / 2));
+    this.#heartbeatTimer = setInterval(() => {
+      const now = Date.now();
+      const stream = this.#stream;
+      if (!stream) return;
+      if (now - this.#lastReceived > unhealthyAfterMs) {
+        this.#onStreamEnd(stream, new MeshError('PEER_UNAVAILABLE', `peer silent for ${now - this.#lastReceived} ms`));
+        return;
+      }
+      if (now - this.#lastSent >= heartbeatIntervalMs && this.#state !== 'connecting') this.#sendControl(MessageType.HEARTBEAT);
+    }, tick);
+    this.#heartbeatTimer.unref();
+  }
+
+  #setState(state: LinkState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.emit('state', state);
+  }
+
+  #unavailable(message: string): MeshError {
+    return new MeshError('PEER_UNAVAILABLE', `peer ${this.address}: ${message}`);
+  }
+}

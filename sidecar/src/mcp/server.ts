@@ -1,0 +1,341 @@
+// The server end of MCP: a gRPC server with the Link and Stream methods. It speaks the protocol
+// (HELLO, batches, heartbeats, CANCEL, DRAIN, frames) and hands each call to an InboundHandler,
+// which knows about the app. A malformed message closes that one stream, never the process.
+import { Readable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { MeshError, toMeshError } from '../errors/mesh-error.ts';
+import { Batcher } from './batcher.ts';
+import { decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
+import { newMessageId } from './ids.ts';
+import { CAPABILITIES, LINK_METHOD, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
+
+/** A response: the head (status, headers, inline payload) and, when streamed, the body. */
+export interface InboundResponse {
+  head: Envelope;
+  body: AsyncIterable<Uint8Array> | null;
+}
+
+export interface InboundHandler {
+  /** A REQUEST from a link, body inline. The response's body, if not inline, is parked for a pull. */
+  unary(request: Envelope, signal: AbortSignal): Promise<Envelope>;
+  /** A REQUEST on a Stream call: its body streams in, or is inline (Buffer), or absent. */
+  stream(head: Envelope, body: Readable | Buffer | null, signal: AbortSignal): Promise<InboundResponse>;
+  /** The body of a response that unary() parked, or undefined if unknown or expired. */
+  pull(bodyStreamId: string): AsyncIterable<Uint8Array> | undefined;
+}
+
+export interface MeshServerOptions {
+  source: string;
+  instance: string;
+  batchMaxCount: number;
+  batchMaxBytes: number;
+  lingerMs: number;
+  heartbeatIntervalMs: number;
+  unhealthyAfterMs: number;
+  logger: Logger;
+}
+
+const SERVICE: grpc.ServiceDefinition = {
+  Link: {
+    path: LINK_METHOD, requestStream: true, responseStream: true, originalName: 'link',
+    requestSerialize: encodeBatch, requestDeserialize: decodeBatch,
+    responseSerialize: encodeBatch, responseDeserialize: decodeBatch,
+  },
+  Stream: {
+    path: STREAM_METHOD, requestStream: true, responseStream: true, originalName: 'stream',
+    requestSerialize: encodeFrame, requestDeserialize: decodeFrame,
+    responseSerialize: encodeFrame, responseDeserialize: decodeFrame,
+  },
+};
+
+export class MeshServer {
+  readonly #server: grpc.Server;
+  readonly #handler: InboundHandler;
+  readonly #options: MeshServerOptions;
+  readonly #links = new Set<ServerLink>();
+  #inFlight = 0;
+  #draining = false;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(handler: InboundHandler, options: MeshServerOptions) {
+    this.#handler = handler;
+    this.#options = options;
+    this.#server = new grpc.Server({
+      'grpc.max_receive_message_length': 16 * 1024 * 1024,
+      'grpc.max_send_message_length': 16 * 1024 * 1024,
+    });
+    this.#server.addService(SERVICE, {
+      Link: (call: grpc.ServerDuplexStream<Batch, Batch>) => this.#onLink(call),
+      Stream: (call: grpc.ServerDuplexStream<Frame, Frame>) => this.#onStream(call),
+    });
+  }
+
+  /** Bind and start; resolves with the port actually bound (for port 0). */
+  listen(host: string, port: number, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
+    const target = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    return new Promise((resolve, reject) => {
+      this.#server.bindAsync(target, credentials, (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+    });
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Stop taking new calls: tell every peer (DRAIN), refuse new REQUESTs with SHUTTING_DOWN, and
+   * resolve when the calls in flight have finished or `graceMs` has passed.
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.#draining = true;
+    for (const link of this.#links) link.sendDrain();
+    if (this.#inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.#idleWaiters.push(() => { clearTimeout(timer); resolve(); });
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const link of this.#links) link.close();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => { this.#server.forceShutdown(); resolve(); }, 1000);
+      this.#server.tryShutdown(() => { clearTimeout(timer); resolve(); });
+    });
+  }
+
+  // Counted for drain(): a call is in flight from arrival until its answer is written.
+  #begin(): void {
+    this.#inFlight++;
+  }
+
+  #finish(): void {
+    this.#inFlight--;
+    if (this.#inFlight === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+  }
+
+  #onLink(call: grpc.ServerDuplexStream<Batch, Batch>): void {
+    const link = new ServerLink(call, this.#options, {
+      onRequest: (request, reply, signal) => {
+        if (this.#draining) {
+          reply(errorEnvelope(request, new MeshError('SHUTTING_DOWN', `${this.#options.source} is draining`)));
+          return;
+        }
+        this.#begin();
+        this.#handler.unary(request, signal)
+          .then(reply, (err: unknown) => {
+            if (!signal.aborted || !(err instanceof MeshError && err.code === 'CLIENT_CLOSED')) reply(errorEnvelope(request, toMeshError(err)));
+          })
+          .finally(() => this.#finish());
+      },
+      isDraining: () => this.#draining,
+    });
+    this.#links.add(link);
+    call.on('close', () => this.#links.delete(link));
+  }
+
+  #onStream(call: grpc.ServerDuplexStream<Frame, Frame>): void {
+    const abort = new AbortController();
+    let body: Readable | null = null;
+    let gotHead = false;
+    let finished = false;
+    const fail = (err: MeshError) => {
+      if (finished) return;
+      finished = true;
+      abort.abort(err);
+      body?.destroy(err);
+      call.write({ error: { code: err.code, message: err.message } });
+      call.end();
+    };
+    call.on('cancelled', () => { abort.abort(new MeshError('CLIENT_CLOSED', 'caller cancelled the stream')); body?.destroy(); });
+    call.on('error', (err) => { abort.abort(toMeshError(err, 'PROTOCOL_ERROR')); body?.destroy(); });
+    call.on('data', (frame: Frame) => {
+      if (!gotHead) {
+        gotHead = true;
+        if (!frame.head) return fail(new MeshError('PROTOCOL_ERROR', 'a Stream call must start with a head frame'));
+        if (this.#draining && !frame.head.http?.bodyStreamId) return fail(new MeshError('SHUTTING_DOWN', `${this.#options.source} is draining`));
+        const head = frame.head;
+        const pullId = head.http?.bodyStreamId;
+        if (pullId) {
+          const parked = this.#handler.pull(pullId);
+          if (!parked) return fail(new MeshError('PROTOCOL_ERROR', `no parked response body ${pullId} (expired or already taken)`));
+          this.#begin();
+          pipeBody(call, parked, abort.signal).then(() => { finished = true; }, (err) => fail(toMeshError(err, 'APP_RESET'))).finally(() => this.#finish());
+          return;
+        }
+        let appBody: Readable | Buffer | null = null;
+        if (head.http?.bodyFollows) appBody = body = new Readable({ read: () => call.resume() });
+        else if (head.payload && head.payload.byteLength > 0) appBody = Buffer.from(head.payload);
+        this.#begin();
+        this.#handler.stream(head, appBody, abort.signal)
+          .then(async (response) => {
+            call.write({ head: response.head });
+            if (response.body) await pipeBody(call, response.body, abort.signal);
+            else { call.write({ end: {} }); call.end(); }
+            finished = true;
+          })
+          .catch((err: unknown) => fail(toMeshError(err)))
+          .finally(() => this.#finish());
+        return;
+      }
+      if (!body) {
+        if (frame.end) return; // the end of a request with no streamed body
+        return fail(new MeshError('PROTOCOL_ERROR', 'data frame for a request whose body does not follow'));
+      }
+      if (frame.data) {
+        if (!body.push(frame.data)) call.pause(); // HTTP/2 flow control holds the sender back
+      } else if (frame.end) {
+        body.push(null);
+      } else if (frame.error) {
+        body.destroy(MeshError.fromWire(frame.error));
+      } else {
+        fail(new MeshError('PROTOCOL_ERROR', 'a frame with no content'));
+      }
+    });
+    call.on('end', () => { if (body && !body.readableEnded) body.push(null); });
+  }
+}
+
+/** Copy a body to a Stream call as data frames, waiting on flow control, then send `end`. */
+async function pipeBody(call: grpc.ServerDuplexStream<Frame, Frame>, body: AsyncIterable<Uint8Array>, signal: AbortSignal): Promise<void> {
+  for await (const chunk of body) {
+    if (signal.aborted) throw signal.reason;
+    if (!call.write({ data: chunk })) await waitForDrain(call, signal);
+  }
+  call.write({ end: {} });
+  call.end();
+}
+
+function waitForDrain(stream: NodeJS.EventEmitter, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onDrain = () => { signal.removeEventListener('abort', onAbort); resolve(); };
+    const onAbort = () => { stream.off('drain', onDrain); reject(signal.reason); };
+    stream.once('drain', onDrain);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export function errorEnvelope(request: Envelope, err: MeshError): Envelope {
+  return {
+    id: newMessageId(), type: MessageType.ERROR, timestampMs: Date.now(), correlationId: request.id,
+    priority: request.priority ?? Priority.MEDIUM, error: { code: err.code, message: err.message },
+  };
+}
+
+interface ServerLinkHooks {
+  onRequest(request: Envelope, reply: (response: Envelope) => void, signal: AbortSignal): void;
+  isDraining(): boolean;
+}
+
+/** One accepted Link stream: HELLO check, request dispatch, cancels, heartbeats. */
+class ServerLink {
+  readonly #call: grpc.ServerDuplexStream<Batch, Batch>;
+  readonly #options: MeshServerOptions;
+  readonly #hooks: ServerLinkHooks;
+  readonly #batcher: Batcher;
+  readonly #open = new Map<string, AbortController>();
+  #helloDone = false;
+  #closed = false;
+  #lastSent = Date.now();
+  #lastReceived = Date.now();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(call: grpc.ServerDuplexStream<Batch, Batch>, options: MeshServerOptions, hooks: ServerLinkHooks) {
+    this.#call = call;
+    this.#options = options;
+    this.#hooks = hooks;
+    this.#batcher = new Batcher((envelopes) => {
+      this.#lastSent = Date.now();
+      return call.write({ envelopes });
+    }, { maxCount: options.batchMaxCount, maxBytes: options.batchMaxBytes, lingerMs: options.lingerMs });
+    call.on('drain', () => this.#batcher.drained());
+    call.on('data', (batch: Batch) => this.#onBatch(batch));
+    call.on('end', () => this.close());
+    call.on('cancelled', () => this.close());
+    call.on('error', () => this.close());
+    const tick = Math.max(10, Math.floor(options.heartbeatIntervalMs / 2));
+    this.#timer = setInterval(() => this.#heartbeat(), tick);
+    this.#timer.unref();
+  }
+
+  sendDrain(): void {
+    if (this.#helloDone && !this.#closed) this.#enqueue(control(MessageType.DRAIN));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    this.#batcher.close();
+    for (const controller of this.#open.values()) controller.abort(new MeshError('CLIENT_CLOSED', 'link closed'));
+    this.#open.clear();
+    try { this.#call.end(); } catch { /* already gone */ }
+  }
+
+  #enqueue(envelope: Envelope): void {
+    if (!this.#closed) this.#batcher.enqueue(envelope);
+  }
+
+  #onBatch(batch: Batch): void {
+    this.#lastReceived = Date.now();
+    for (const envelope of batch.envelopes) {
+      if (!this.#helloDone && envelope.type !== MessageType.HELLO) return this.#reject('PROTOCOL_ERROR', 'the first envelope on a link must be HELLO');
+      switch (envelope.type) {
+        case MessageType.HELLO: {
+          const hello = envelope.hello;
+          if (!hello || hello.major !== PROTOCOL_MAJOR) {
+            return this.#reject('VERSION_UNSUPPORTED', `MCP ${hello?.major ?? '?'}.${hello?.minor ?? '?'} is not supported; this sidecar speaks ${PROTOCOL_MAJOR}.x`);
+          }
+          this.#helloDone = true;
+          this.#enqueue({
+            ...control(MessageType.HELLO), source: this.#options.source,
+            hello: { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR, capabilities: [...CAPABILITIES], node: this.#options.instance },
+          });
+          if (this.#hooks.isDraining()) this.sendDrain();
+          break;
+        }
+        case MessageType.REQUEST: {
+          const controller = new AbortController();
+          this.#open.set(envelope.id, controller);
+          this.#hooks.onRequest(envelope, (response) => {
+            if (this.#open.delete(envelope.id)) this.#enqueue(response);
+          }, controller.signal);
+          break;
+        }
+        case MessageType.CANCEL: {
+          const controller = this.#open.get(envelope.correlationId ?? '');
+          this.#open.delete(envelope.correlationId ?? '');
+          controller?.abort(new MeshError('CLIENT_CLOSED', 'caller cancelled the call'));
+          break;
+        }
+        case MessageType.HEARTBEAT:
+          break;
+        default:
+          return this.#reject('PROTOCOL_ERROR', `unexpected envelope type ${envelope.type} on a link`);
+      }
+    }
+  }
+
+  /** Tell the peer why, then close this stream only. */
+  #reject(code: 'PROTOCOL_ERROR' | 'VERSION_UNSUPPORTED', message: string): void {
+    this.#options.logger.warn({ code }, `closing a link: ${message}`);
+    this.#call.write({ envelopes: [{ ...control(MessageType.ERROR), error: { code, message } }] });
+    this.close();
+  }
+
+  #heartbeat(): void {
+    const now = Date.now();
+    if (now - this.#lastReceived > this.#options.unhealthyAfterMs) {
+      this.#options.logger.warn({ silentMs: now - this.#lastReceived }, 'closing a link: peer silent');
+      this.close();
+      return;
+    }
+    if (this.#helloDone && now - this.#lastSent >= this.#options.heartbeatIntervalMs) this.#enqueue(control(MessageType.HEARTBEAT));
+  }
+}
+
+function control(type: MessageType): Envelope {
+  return { id: newMessageId(), type, timestampMs: Date.now(), priority: Priority.HIGH };
+}

@@ -1,0 +1,22 @@
+// MCP protocol version. A peer with another major version is refused; a newer minor still works,
+// and each side uses only the capabilities both announce in HELLO.
+export const PROTOCOL_MAJOR = 1;
+export const PROTOCOL_MINOR = 0;
+
+/** What this build can do; a capability is used only when both sides list it. */
+export const CAPABILITIES = ['batch', 'stream', 'body-pull', 'cancel', 'drain', 'gzip'] as const;
+
+export const LINK_METHOD = '/mcpmesh.v1.Mesh/Link';
+export const STREAM_METHOD = '/mcpmesh.v1.Mesh/Stream';
+
+/** gRPC channel options shared by both ends: large enough for a full batch, no hidden retries. */
+export function channelOptions(reconnectBaseMs: number, reconnectMaxMs: number): Record<string, number> {
+  return {
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    'grpc.max_send_message_length': 16 * 1024 * 1024,
+    'grpc.enable_retries': 0,
+    'grpc.initial_reconnect_backoff_ms': Math.max(1, reconnectBaseMs),
+    'grpc.max_reconnect_backoff_ms': Math.max(1, reconnectMaxMs),
+    'grpc.min_reconnect_backoff_ms': Math.max(1, Math.min(reconnectBaseMs, 1000)),
+  };
+}

@@ -1,0 +1,192 @@
+// The outbound listener: where the local app's HTTP calls enter the mesh. Fastify owns the listener
+// and the mesh API routes (Host = the sidecar itself); proxied calls are taken off the server before
+// fastify's router (serverFactory), because they need the raw request: absolute-form targets,
+// CONNECT tunnels, exact headers and an unparsed, streaming body.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { fastifyLogging } from '../telemetry/logger.ts';
+import type { CallPipeline, OutboundCall, RequestBody } from '../call/pipeline.ts';
+import { toMs } from '../config/duration.ts';
+import { ERROR_CODES } from '../errors/codes.ts';
+import { MeshError, toMeshError } from '../errors/mesh-error.ts';
+import { errorBody, MESH_ERROR_HEADER, sendMeshError } from '../errors/respond.ts';
+import { endToEndRequestHeaders, toFlat } from '../http/headers.ts';
+import type { Header } from '../mcp/codec.ts';
+import { hostOf, serviceTarget, splitTarget } from './target.ts';
+
+export interface OutboundOptions {
+  namespace: string;
+  /** Default overall deadline; the app may set its own with `mcp-mesh-timeout: 250ms`. */
+  requestTimeoutMs: number;
+  maxBodyBytes: number;
+  inlineBodyBytes: number;
+  logger: Logger;
+  pipeline: CallPipeline;
+  /** Services discovery knows, for CONNECT (the tunnel is opened only to a known service). */
+  isKnownService: (service: string, namespace: string) => boolean;
+}
+
+export interface OutboundListener {
+  app: FastifyInstance;
+  /** Start refusing new calls (503 SHUTTING_DOWN); calls in flight go on. */
+  stopAccepting(): void;
+  inFlight(): number;
+}
+
+export function createOutbound(options: OutboundOptions): OutboundListener {
+  let accepting = true;
+  let inFlight = 0;
+  let ownAuthorities = new Set<string>();
+
+  const handleProxy = (req: IncomingMessage, res: ServerResponse): void => {
+    if (!accepting) return sendMeshError(res, new MeshError('SHUTTING_DOWN', 'this sidecar is shutting down'));
+    inFlight++;
+    res.once('close', () => inFlight--);
+    proxy(req, res, options).catch((err: unknown) => {
+      const meshError = toMeshError(err);
+      if (meshError.code !== 'CLIENT_CLOSED') options.logger.warn({ code: meshError.code, target: meshError.service }, meshError.message);
+      sendMeshError(res, meshError);
+    });
+  };
+
+  const app = Fastify({
+    ...fastifyLogging(options.logger),
+    // Long streams (SSE) must not be cut by the server's own timeouts.
+    requestTimeout: 0,
+    connectionTimeout: 0,
+    forceCloseConnections: 'idle',
+    serverFactory: (fastifyHandler) => {
+      const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+        if (isForMeshApi(req, ownAuthorities)) fastifyHandler(req, res);
+        else handleProxy(req, res);
+      });
+      server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => tunnel(server, req, socket, head, options));
+      return server;
+    },
+  });
+  app.addHook('onListen', async () => {
+    const address = app.server.address();
+    if (address && typeof address === 'object') {
+      const port = address.port;
+      ownAuthorities = new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `${address.address}:${port}`]);
+    }
+  });
+  app.all('/mesh/v1/*', async (_request, reply) => {
+    const err = new MeshError('BAD_REQUEST', 'no such mesh API route');
+    return reply.code(404).header(MESH_ERROR_HEADER, err.code).type('application/json').send(errorBody(err));
+  });
+  return { app, stopAccepting: () => { accepting = false; }, inFlight: () => inFlight };
+}
+
+function isForMeshApi(req: IncomingMessage, ownAuthorities: Set<string>): boolean {
+  return req.url!.startsWith('/') && ownAuthorities.has(req.headers.host ?? '');
+}
+
+async function proxy(req: IncomingMessage, res: ServerResponse, options: OutboundOptions): Promise<void> {
+  const { authority, path } = splitTarget(req.url!, req.headers.host);
+  if (!authority) throw new MeshError('BAD_REQUEST', 'the request names no service: send a Host header or an absolute URL');
+  const target = serviceTarget(authority, options.namespace);
+  if (!target) throw new MeshError('UNKNOWN_SERVICE', `"${hostOf(authority)}" is not a mesh service name`, { service: hostOf(authority) });
+
+  const clientGone = new AbortController();
+  res.once('close', () => { if (!res.writableFinished) clientGone.abort(); });
+
+  const call: OutboundCall = {
+    target,
+    method: req.method!,
+    path,
+    authority,
+    headers: [...endToEndRequestHeaders(req.rawHeaders), ...forwardingHeaders(req, authority)],
+    body: await readBody(req, options, target.service),
+    expectStream: (req.headers.accept ?? '').includes('text/event-stream'),
+    deadlineMs: deadlineOf(req, options.requestTimeoutMs),
+    signal: clientGone.signal,
+  };
+  const result = await options.pipeline(call);
+  res.writeHead(result.status, toFlat(result.headers));
+  if (Buffer.isBuffer(result.body)) {
+    res.end(result.body);
+    return;
+  }
+  res.flushHeaders(); // an SSE client needs the head before the first event
+  await pipeline(result.body, res).catch((err: unknown) => {
+    // Headers are out: the only signal left is to cut the response (sendMeshError does that).
+    throw toMeshError(err, 'LINK_BROKEN', target.service);
+  });
+}
+
+/** Small bodies with a known length are read whole and ride the shared link; the rest stream. */
+async function readBody(req: IncomingMessage, options: OutboundOptions, service: string): Promise<RequestBody> {
+  const lengthHeader = req.headers['content-length'];
+  const chunked = req.headers['transfer-encoding'] !== undefined;
+  if (!chunked && (lengthHeader === undefined || lengthHeader === '0')) return { kind: 'none' };
+  const length = lengthHeader === undefined ? undefined : Number(lengthHeader);
+  if (options.maxBodyBytes > 0 && length !== undefined && length > options.maxBodyBytes) {
+    req.resume(); // let the client finish sending so it can read the 413
+    throw new MeshError('BODY_TOO_LARGE', `request body of ${length} bytes is over the limit of ${options.maxBodyBytes}`, { service });
+  }
+  if (length !== undefined && length <= options.inlineBodyBytes) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    return { kind: 'inline', bytes: Buffer.concat(chunks) };
+  }
+  if (options.maxBodyBytes > 0 && length === undefined) return { kind: 'stream', stream: limitBody(req, options.maxBodyBytes, service) };
+  return { kind: 'stream', stream: req };
+}
+
+/** A chunked body is counted as it streams; past the limit the call fails with BODY_TOO_LARGE. */
+function limitBody(req: IncomingMessage, maxBytes: number, service: string): Readable {
+  let seen = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.byteLength;
+      if (seen > maxBytes) done(new MeshError('BODY_TOO_LARGE', `request body is over the limit of ${maxBytes} bytes`, { service }));
+      else done(null, chunk);
+    },
+  });
+  req.pipe(counter);
+  req.once('error', (err) => counter.destroy(err));
+  return counter;
+}
+
+function deadlineOf(req: IncomingMessage, defaultMs: number): number {
+  const asked = req.headers['mcp-mesh-timeout'];
+  if (typeof asked !== 'string') return defaultMs;
+  try {
+    return toMs(/^[0-9]+$/.test(asked) ? Number(asked) : asked);
+  } catch {
+    return defaultMs;
+  }
+}
+
+/** RFC 7239 `Forwarded` and the de-facto `X-Forwarded-For`, appended to what the app sent. */
+function forwardingHeaders(req: IncomingMessage, authority: string): Header[] {
+  const client = req.socket.remoteAddress ?? 'unknown';
+  const forNode = client.includes(':') ? `"[${client}]"` : client;
+  const previousXff = req.headers['x-forwarded-for'];
+  const headers: Header[] = [{ name: 'forwarded', value: `for=${forNode};host=${authority};proto=http` }];
+  headers.push({ name: 'x-forwarded-for', value: previousXff ? `${previousXff}, ${client}` : client });
+  return headers;
+}
+
+/**
+ * CONNECT (Node's fetch with NODE_USE_ENV_PROXY=1 tunnels even plain HTTP this way): accepted only
+ * for a known mesh service; the tunnelled bytes are then parsed by this same server, so the requests
+ * inside go through the same routing and policies as any other call.
+ */
+function tunnel(server: Server, req: IncomingMessage, socket: Socket, head: Buffer, options: OutboundOptions): void {
+  const target = serviceTarget(req.url ?? '', options.namespace);
+  if (!target || !options.isKnownService(target.service, target.namespace)) {
+    const err = new MeshError('UNKNOWN_SERVICE', `CONNECT to "${req.url}" refused: not a known mesh service`, { service: target?.service ?? req.url ?? '' });
+    const body = errorBody(err);
+    socket.end(`HTTP/1.1 ${ERROR_CODES.UNKNOWN_SERVICE.status} Not Found\r\ncontent-type: application/json\r\n${MESH_ERROR_HEADER}: ${err.code}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    return;
+  }
+  socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+  if (head.length > 0) socket.unshift(head);
+  server.emit('connection', socket);
+}

@@ -1,0 +1,43 @@
+// Which service a request from the app is for, from its Host header, absolute-form target or
+// CONNECT authority. payments, payments.shop, payments.shop.svc, payments.shop.svc.cluster.local
+// (any port) all name service "payments" in namespace "shop"; a bare name means our own namespace.
+
+export interface ServiceTarget {
+  service: string;
+  namespace: string;
+}
+
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Strip the port (and IPv6 brackets) from an authority. */
+export function hostOf(authority: string): string {
+  if (authority.startsWith('[')) return authority.slice(1, authority.indexOf(']'));
+  const colon = authority.lastIndexOf(':');
+  return (colon >= 0 && authority.indexOf(':') === colon ? authority.slice(0, colon) : authority);
+}
+
+/** The mesh service an authority names, or undefined when it is not a mesh name (an IP, a FQDN…). */
+export function serviceTarget(authority: string, ownNamespace: string): ServiceTarget | undefined {
+  let host = hostOf(authority).toLowerCase();
+  if (host.endsWith('.')) host = host.slice(0, -1);
+  if (host.endsWith('.svc.cluster.local')) host = host.slice(0, -'.svc.cluster.local'.length);
+  else if (host.endsWith('.svc')) host = host.slice(0, -'.svc'.length);
+  const labels = host.split('.');
+  if (labels.length > 2 || !labels.every((l) => LABEL.test(l))) return undefined;
+  if (labels.length === 2 && /^[0-9]+$/.test(labels[1]!)) return undefined; // looks like part of an IP
+  return { service: labels[0]!, namespace: labels[1] ?? ownNamespace };
+}
+
+/**
+ * Split a request-target into authority and origin-form path. Absolute-form targets
+ * ("http://payments/charge", sent when the app uses HTTP_PROXY) carry their own authority.
+ */
+export function splitTarget(url: string, hostHeader: string | undefined): { authority: string | undefined; path: string } {
+  if (url.startsWith('/')) return { authority: hostHeader, path: url };
+  try {
+    const parsed = new URL(url);
+    return { authority: parsed.host, path: `${parsed.pathname}${parsed.search}` };
+  } catch {
+    return { authority: undefined, path: url };
+  }
+}
