@@ -4,7 +4,7 @@ export const PROTOCOL_MAJOR = 1;
 export const PROTOCOL_MINOR = 0;
 
 /** What this build can do; a capability is used only when both sides list it. */
-export const CAPABILITIES = ['batch', 'stream', 'body-pull', 'cancel', 'drain', 'gzip'] as const;
+export const CAPABILITIES = ['batch', 'stream', 'body-pull', 'cancel', 'drain'] as const;
 
 export const LINK_METHOD = '/mcpmesh.v1.Mesh/Link';
 export const STREAM_METHOD = '/mcpmesh.v1.Mesh/Stream';
