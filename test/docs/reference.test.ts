@@ -1,0 +1,25 @@
+// The reference pages are written from code tables; these tests keep them in step.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { ENV_OVERRIDES } from '../../sidecar/src/config/env.ts';
+import { ERROR_CODES } from '../../sidecar/src/errors/codes.ts';
+
+const docs = (name: string) => readFileSync(path.join(import.meta.dirname, '../../docs', name), 'utf8');
+
+test('docs/configuration.md lists every key and its environment variable', () => {
+  const page = docs('configuration.md');
+  for (const override of ENV_OVERRIDES) {
+    const row = page.split('\n').find((line) => line.startsWith(`| \`${override.path.join('.')}\` |`));
+    assert.ok(row, `no row for ${override.path.join('.')}`);
+    assert.ok(row.includes(`\`${override.variable}\``), `row for ${override.path.join('.')} does not name ${override.variable}`);
+  }
+});
+
+test('docs/errors.md lists every error code with its status', () => {
+  const page = docs('errors.md');
+  for (const [code, info] of Object.entries(ERROR_CODES)) {
+    assert.ok(page.includes(`| \`${code}\` | ${info.status} |`), `errors.md lacks ${code} → ${info.status}`);
+  }
+});
