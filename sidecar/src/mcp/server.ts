@@ -162,6 +162,8 @@ export class MeshServer {
           const parked = this.#handler.pull(pullId);
           if (!parked) return fail(new MeshError('PROTOCOL_ERROR', `no parked response body ${pullId} (expired or already taken)`));
           this.#begin();
+          // Every Stream response starts with a head frame, a pull's too (status and headers came on the link).
+          call.write({ head: { id: newMessageId(), type: MessageType.RESPONSE, timestampMs: Date.now(), correlationId: head.id } });
           pipeBody(call, parked, abort.signal).then(() => { finished = true; }, (err) => fail(toMeshError(err, 'APP_RESET'))).finally(() => this.#finish());
           return;
         }

@@ -28,8 +28,13 @@ export function streamCall(call: grpc.ClientDuplexStream<Frame, Frame>, head: En
     let responseHead: Envelope | undefined;
     let idleTimer: NodeJS.Timeout | undefined;
     let settled = false;
+    let failed = false;
     const body = new Readable({ read: () => call.resume() });
     const fail = (err: MeshError) => {
+      // Once only: cancelling the call makes gRPC report an error too, which must not fail it again
+      // (a second destroy(err) on a body nobody reads yet would be an unhandled 'error').
+      if (failed) return;
+      failed = true;
       clearTimeout(idleTimer);
       options.signal.removeEventListener('abort', onAbort);
       call.cancel();
