@@ -100,7 +100,8 @@ async function proxy(req: IncomingMessage, res: ServerResponse, options: Outboun
     method: req.method!,
     path,
     authority,
-    headers: [...endToEndRequestHeaders(req.rawHeaders), ...forwardingHeaders(req, authority)],
+    // forwardingHeaders() re-emits x-forwarded-for with this hop appended, so the app's own line goes.
+    headers: [...endToEndRequestHeaders(req.rawHeaders).filter((h) => h.name !== 'x-forwarded-for'), ...forwardingHeaders(req, authority)],
     body: await readBody(req, options, target.service),
     expectStream: (req.headers.accept ?? '').includes('text/event-stream'),
     deadlineMs: deadlineOf(req, options.requestTimeoutMs),
