@@ -1,0 +1,183 @@
+// Real HTTP apps for integration tests, on 127.0.0.1 port 0. One "test app" answers a few routes
+// that the tests need (echo, status, headers, SSE, held requests, upload hash, download); moments
+// that tests must wait for (a request arrived, a request was aborted) are promises, never sleeps.
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hashStream, patternStream } from './data.ts';
+
+export interface RunningServer {
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Listen on 127.0.0.1:0 and return the port; close() cuts open connections too. */
+export async function listen(server: Server): Promise<RunningServer> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    close: async () => {
+      if (!server.listening) return;
+      const closed = once(server, 'close');
+      server.close();
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+/** A port that nothing listens on (bound, then released): for "app down". */
+export async function closedPort(): Promise<number> {
+  const running = await listen(createServer());
+  await running.close();
+  return running.port;
+}
+
+/** What the echo route saw, as JSON in its response body. */
+export interface Echo {
+  method: string;
+  url: string;
+  rawHeaders: string[];
+  body: string;
+  bodyBytes: number;
+}
+
+/** A request the app is holding open until the test releases it. */
+export interface HeldRequest {
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** Answer 200 with `body`. */
+  release(body?: string): void;
+  /** Resolves if the connection closes before the response was finished (the caller gave up). */
+  aborted: Promise<void>;
+}
+
+export interface TestApp extends RunningServer {
+  /** Resolves with the next request to /hold… (requests already waiting are handed out first). */
+  nextHeld(): Promise<HeldRequest>;
+  /** Resolves with a function that lets the open /sse stream send its second event and end. */
+  nextSse(): Promise<() => void>;
+  /** Requests seen, by path prefix (for "was the app reached?"). */
+  count(prefix: string): number;
+}
+
+function queue<T>(): { push(item: T): void; next(): Promise<T> } {
+  const items: T[] = [];
+  const takers: ((item: T) => void)[] = [];
+  return {
+    push(item) { const taker = takers.shift(); if (taker) taker(item); else items.push(item); },
+    next() { const item = items.shift(); return item !== undefined ? Promise.resolve(item) : new Promise((resolve) => takers.push(resolve)); },
+  };
+}
+
+/**
+ * Routes:
+ * - `/status/NNN`: answers status NNN (body "status NNN" unless 204/304).
+ * - `/response-headers`: repeated set-cookie and x-multi, plus hop-by-hop headers that must not pass.
+ * - `/sse`: `data: one`, then waits for the test (nextSse) before `data: two` and the end.
+ * - `/hold…`: waits for the test (nextHeld).
+ * - `/upload`: answers {sha256, bytes} of the request body.
+ * - `/download?bytes=N&seed=S`: N bytes of the test pattern, with content-length.
+ * - `/chunked`: a body without content-length, in three writes.
+ * - anything else: echo ({method, url, rawHeaders, body}) with `x-echo-method`.
+ */
+export async function startTestApp(): Promise<TestApp> {
+  const held = queue<HeldRequest>();
+  const sse = queue<() => void>();
+  const counts = new Map<string, number>();
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://app');
+    const first = `/${url.pathname.split('/')[1] ?? ''}`;
+    counts.set(first, (counts.get(first) ?? 0) + 1);
+    try {
+      await route(req, res, url, held, sse);
+    } catch (err) {
+      if (!res.headersSent) { res.writeHead(500); res.end(String(err)); } else res.destroy();
+    }
+  });
+  const running = await listen(server);
+  return {
+    ...running,
+    nextHeld: () => held.next(),
+    nextSse: () => sse.next(),
+    count: (prefix) => counts.get(prefix) ?? 0,
+  };
+}
+
+async function route(req: IncomingMessage, res: ServerResponse, url: URL, held: { push(h: HeldRequest): void }, sse: { push(r: () => void): void }): Promise<void> {
+  const path = url.pathname;
+  if (path.startsWith('/status/')) {
+    req.resume();
+    const status = Number(path.slice('/status/'.length));
+    res.writeHead(status, { 'x-status': String(status) });
+    res.end(status === 204 || status === 304 ? undefined : `status ${status}`);
+    return;
+  }
+  if (path === '/response-headers') {
+    req.resume();
+    res.writeHead(200, [
+      ['set-cookie', 'a=1; Path=/'], ['set-cookie', 'b=2; HttpOnly'],
+      ['x-multi', 'one'], ['x-multi', 'two'],
+      ['x-hop-res', 'must not pass'], ['connection', 'x-hop-res'],
+      ['keep-alive', 'timeout=7'], ['proxy-authenticate', 'Basic realm="nope"'],
+      ['content-type', 'text/plain; charset=utf-8'], ['content-length', '2'],
+    ]);
+    res.end('ok');
+    return;
+  }
+  if (path === '/sse') {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.write('data: one\n\n');
+    sse.push(() => { res.end('data: two\n\n'); });
+    return;
+  }
+  if (path.startsWith('/hold')) {
+    for await (const _ of req) { /* read the body */ }
+    let resolveAborted!: () => void;
+    const aborted = new Promise<void>((resolve) => { resolveAborted = resolve; });
+    res.once('close', () => { if (!res.writableFinished) resolveAborted(); });
+    held.push({ req, res, aborted, release: (body = 'released') => { if (!res.destroyed) res.end(body); } });
+    return;
+  }
+  if (path === '/upload') {
+    const { sha256, bytes } = await hashStream(req);
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ sha256, bytes }));
+    return;
+  }
+  if (path === '/download') {
+    req.resume();
+    const bytes = Number(url.searchParams.get('bytes'));
+    const seed = Number(url.searchParams.get('seed') ?? 1);
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(bytes) });
+    patternStream(bytes, seed).pipe(res);
+    return;
+  }
+  if (path === '/chunked') {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('part one, ');
+    res.write('part two, ');
+    res.end('part three');
+    return;
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const body = Buffer.concat(chunks);
+  const echo: Echo = { method: req.method!, url: req.url!, rawHeaders: req.rawHeaders, body: body.toString('latin1'), bodyBytes: body.byteLength };
+  const json = JSON.stringify(echo);
+  res.writeHead(200, { 'content-type': 'application/json', 'x-echo-method': req.method!, 'content-length': Buffer.byteLength(json) });
+  res.end(req.method === 'HEAD' ? undefined : json);
+}
+
+/** Values of header `name` (any case) in a raw header list, in order. */
+export function rawValues(rawHeaders: readonly string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === name) out.push(rawHeaders[i + 1]!);
+  return out;
+}

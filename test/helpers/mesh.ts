@@ -1,0 +1,66 @@
+// The usual topology of the integration tests, all real processes on loopback port 0:
+//
+//   test (as app "orders") ─HTTP─▶ sidecar orders ══MCP/gRPC══▶ sidecar payments ─HTTP─▶ test app
+import assert from 'node:assert/strict';
+import type { Dispatcher } from 'undici';
+import { startTestApp, type TestApp } from './apps.ts';
+import { SidecarProcess, sidecarConfig } from './sidecar-process.ts';
+
+export interface Mesh {
+  app: TestApp;
+  /** The called service's sidecar ("payments"), in front of `app`. */
+  callee: SidecarProcess;
+  /** The calling app's sidecar ("orders"); tests send their requests to its outbound port. */
+  caller: SidecarProcess;
+  close(): Promise<void>;
+}
+
+export interface MeshOptions {
+  /** Extra config keys for both sidecars (e.g. limits, link). */
+  extra?: Record<string, unknown>;
+  callerExtra?: Record<string, unknown>;
+  calleeExtra?: Record<string, unknown>;
+  /** More services the caller knows, all served by the same callee sidecar (e.g. "ledger.shop"). */
+  aliases?: string[];
+}
+
+export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
+  const app = await startTestApp();
+  const started: SidecarProcess[] = [];
+  try {
+    const callee = await SidecarProcess.start({
+      config: sidecarConfig({ service: 'payments', appPort: app.port, extra: { ...options.extra, ...options.calleeExtra } }),
+    });
+    started.push(callee);
+    const peers: Record<string, string[]> = { payments: [callee.inboundAddress] };
+    for (const alias of options.aliases ?? []) peers[alias] = [callee.inboundAddress];
+    const caller = await SidecarProcess.start({
+      config: sidecarConfig({ service: 'orders', appPort: 1, peers, extra: { ...options.extra, ...options.callerExtra } }),
+    });
+    started.push(caller);
+    // Links open at start-up; wait for it so the first test does not measure connection set-up.
+    await caller.waitForLog((l) => l.msg === 'link ready' && l.peer === callee.inboundAddress);
+    return {
+      app, callee, caller,
+      close: async () => {
+        await Promise.all(started.map((s) => s.stop()));
+        await app.close();
+      },
+    };
+  } catch (err) {
+    await Promise.all(started.map((s) => s.stop()));
+    await app.close();
+    throw err;
+  }
+}
+
+/** A mesh-made error: status, `mcp-mesh-error` header and JSON body agree on the code. */
+export async function assertMeshError(response: Dispatcher.ResponseData, status: number, code: string): Promise<{ code: string; message: string; service?: string }> {
+  const text = await response.body.text();
+  assert.equal(response.statusCode, status, `expected ${status} ${code}, got ${response.statusCode}: ${text}`);
+  assert.equal(response.headers['mcp-mesh-error'], code);
+  const parsed = JSON.parse(text) as { error: { code: string; message: string; service?: string } };
+  assert.equal(parsed.error.code, code);
+  assert.ok(parsed.error.message.length > 0, 'the error has a message');
+  return parsed.error;
+}
