@@ -1,0 +1,305 @@
+// PeerLink against a real MeshServer on 127.0.0.1 port 0 (and, for misbehaving peers, a bare gRPC
+// server speaking just enough MCP): readiness, calls, batching, cancel, drain, breakage, reconnect.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { MeshError } from '../../../sidecar/src/errors/mesh-error.ts';
+import { decodeBatch, encodeBatch, MessageType, Priority, type Batch } from '../../../sidecar/src/mcp/codec.ts';
+import { newMessageId } from '../../../sidecar/src/mcp/ids.ts';
+import { LINK_METHOD, PROTOCOL_MAJOR } from '../../../sidecar/src/mcp/version.ts';
+import {
+  FakeInboundHandler, meshRejection, openLink, requestEnvelope, startServer, watchStates, withTimeout,
+} from './fixtures.ts';
+
+describe('PeerLink with a MeshServer', () => {
+  it('reaches ready and round-trips a call', async () => {
+    const handler = new FakeInboundHandler();
+    const { server, address } = await startServer(handler);
+    const link = openLink(address);
+    try {
+      const states = watchStates(link);
+      await link.whenReady(5000);
+      assert.deepEqual(states.states, ['connecting', 'ready']);
+      assert.ok(link.peerCan('batch') && link.peerCan('cancel'), 'capabilities from the server HELLO');
+      assert.ok(!link.peerCan('teleport'));
+
+      const request = requestEnvelope('/charge?amount=5', 'body bytes');
+      const response = await link.call(request);
+      assert.equal(response.type, MessageType.RESPONSE);
+      assert.equal(response.correlationId, request.id);
+      assert.equal(response.http?.status, 200);
+      assert.equal(Buffer.from(response.payload!).toString(), 'body bytes');
+      assert.deepEqual(response.headers?.map((h) => [h.name, h.value]), [['x-echo', '/charge?amount=5']]);
+      const seen = handler.seen[0]!.request;
+      assert.equal(seen.id, request.id);
+      assert.equal(seen.http?.method, 'POST');
+      assert.equal(seen.source, 'orders.default');
+      assert.equal(link.inFlight, 0);
+    } finally {
+      link.close();
+      await server.close();
+    }
+  });
+
+  it('coalesces a burst of calls into one batch and matches every answer to its call', async () => {
+    const { server, address } = await startServer(new FakeInboundHandler());
+    const link = openLink(address);
+    try {
+      await link.whenReady(5000);
+      const sizes: number[] = [];
+      link.on('batch', (size: number) => sizes.push(size));
+      const requests = Array.from({ length: 100 }, (_, i) => requestEnvelope(`/n/${i}`, `payload ${i}`));
+      const responses = await Promise.all(requests.map((r) => link.call(r)));
+      assert.deepEqual(sizes, [100], 'one batch of 100 envelopes');
+      responses.forEach((response, i) => {
+        assert.equal(response.correlationId, requests[i]!.id);
+        assert.equal(Buffer.from(response.payload!).toString(), `payload ${i}`);
+      });
+      assert.deepEqual(link.stats, { batches: 1, envelopes: 100 });
+    } finally {
+      link.close();
+      await server.close();
+    }
+  });
+
+  it('splits a burst by batchMaxCount', async () => {
+    const { server, address } = await startServer(new FakeInboundHandler());
+    const link = openLink(address, { batchMaxCount: 8 });
+    try {
+      await link.whenReady(5000);
+      const sizes: number[] = [];
+      link.on('batch', (size: number) => sizes.push(size));
+      await Promise.all(Array.from({ length: 20 }, () => link.call(requestEnvelope())));
+      assert.deepEqual(sizes, [8, 8, 4]);
+    } finally {
+      link.close();
+      await server.close();
+    }
+  });
+
+  it('rejects with the peer\'s mesh error code', async () => {
+    const handler = new FakeInboundHandler();
+    handler.hold = true;
+    const { server, address } = await startServer(handler);
+    const link = openLink(address);
+    try {
+      await link.whenReady(5000);
+      const call = link.call(requestEnvelope());
+      (await handler.nextRequest()).fail(new MeshError('APP_UNAVAILABLE', 'app refused the connection'));
+      const err = await meshRejection(call);
+      assert.equal(err.code, 'APP_UNAVAILABLE');
+      assert.equal(err.message, 'app refused the connection');
+      assert.equal(err.status, 502);
+    } finally {
+      link.close();
+      await server.close();
+    }
+  });
+
+  it('on abort, sends CANCEL: the handler\'s signal aborts and the call rejects with CLIENT_CLOSED', async () => {
+    const handler = new FakeInboundHandler();
+    handler.hold = true;
+    const { server, address } = await startServer(handler);
+    const link = openLink(address);
+    try {
+      await link.whenReady(5000);
+      const controller = new AbortController();
+      const call = link.call(requestEnvelope('/slow'), controller.signal);
+      const seen = await handler.nextRequest();
+      const aborted = new Promise<unknown>((resolve) => seen.signal.addEventListener('abort', () => resolve(seen.signal.reason)));
+      controller.abort();
+      const err = await meshRejection(call);
+      assert.equal(err.code, 'CLIENT_CLOSED');
+      assert.equal(link.inFlight, 0);
+      const reason = await withTimeout(aborted, 'the peer handler to see the CANCEL');
+      assert.ok(reason instanceof MeshError && reason.code === 'CLIENT_CLOSED');
+    } finally {
+      link.close();
+      await server.close();
+    }
+  });
+
+  it('a call aborted before its REQUEST left the batcher never runs on the peer', {
+    todo: 'BUG: link.ts call() onAbort enqueues a HIGH-priority CANCEL while the MEDIUM REQUEST is still queued; the batch carries CANCEL before REQUEST, the server ignores the CANCEL (unknown id) and then runs the abandoned request to completion',
+  }, async () => {
+    const handler = new FakeInboundHandler();
+    handler.hold = true;
+    const { server, address } = await startServer(handler);
+    const link = openLink(address);
+    try {
+      await link.whenReady(5000);
+      const controller = new AbortController();
+      const abandoned = requestEnvelope('/abandoned');
+      const abandonedCall = link.call(abandoned, controller.signal);
+      controller.abort(); // same tick: the REQUEST is still in the batcher
+      assert.equal((await meshRejection(abandonedCall)).code, 'CLIENT_CLOSED');
+      // A later call on the same ordered stream: once the peer has it, it has processed the abandoned one too.
+      handler.hold = false;
+      const marker = requestEnvelope('/marker');
+      await link.call(marker);
+      const abandonedSeen = handler.seen.find((s) => s.request.id === abandoned.id);
+      assert.ok(!abandonedSeen || abandonedSeen.signal.aborted, 'the peer app must not be left running an abandoned request');
+    } finally {
+      link.close();
+      await server.close();
+    }
+  });
+
+  it('moves to draining when the server drains, and refuses new calls with SHUTTING_DOWN', async () => {
+    const { server, address } = await startServer(new FakeInboundHandler());
+    const link = openLink(address);
+    try {
+      const states = watchStates(link);
+      await link.whenReady(5000);
+      await server.drain(1000);
+      await states.reach('draining');
+      const err = await meshRejection(link.call(requestEnvelope()));
+      assert.equal(err.code, 'SHUTTING_DOWN');
+      assert.equal(err.status, 503);
+    } finally {
+      link.close();
+      await server.close();
+    }
+  });
+
+  it('when the server shuts down: sent calls reject with LINK_BROKEN, the link breaks, then reconnects to a new server on the same port', async () => {
+    const handler = new FakeInboundHandler();
+    handler.hold = true;
+    const first = await startServer(handler);
+    const link = openLink(first.address);
+    let second: Awaited<ReturnType<typeof startServer>> | undefined;
+    try {
+      const states = watchStates(link);
+      await link.whenReady(5000);
+      const calls = [link.call(requestEnvelope('/a')), link.call(requestEnvelope('/b'))];
+      await handler.nextRequest(1); // both were sent and reached the peer's app
+      const broken = states.reach('broken');
+      const rejections = Promise.all(calls.map(meshRejection));
+      await first.server.close();
+      for (const err of await rejections) {
+        assert.equal(err.code, 'LINK_BROKEN');
+        assert.equal(err.status, 502);
+      }
+      await broken;
+      assert.equal(link.inFlight, 0);
+      // While broken, a new call fails at once as PEER_UNAVAILABLE (it was never sent).
+      assert.equal((await meshRejection(link.call(requestEnvelope()))).code, 'PEER_UNAVAILABLE');
+
+      const secondHandler = new FakeInboundHandler();
+      second = await startServer(secondHandler, first.port);
+      assert.equal(second.port, first.port);
+      await watchStates(link).reach('ready');
+      const request = requestEnvelope('/after-reconnect', 'again');
+      const response = await link.call(request);
+      assert.equal(response.correlationId, request.id);
+      assert.equal(Buffer.from(response.payload!).toString(), 'again');
+      assert.equal(secondHandler.seen.length, 1);
+      assert.deepEqual(states.states.slice(0, 4), ['connecting', 'ready', 'broken', 'connecting']);
+      assert.equal(states.states.at(-1), 'ready');
+    } finally {
+      link.close();
+      await second?.server.close();
+    }
+  });
+
+  it('close() fails queued calls with SHUTTING_DOWN and ends in closed', async () => {
+    const handler = new FakeInboundHandler();
+    handler.hold = true;
+    const { server, address } = await startServer(handler);
+    const link = openLink(address);
+    try {
+      await link.whenReady(5000);
+      const call = link.call(requestEnvelope());
+      link.close();
+      assert.equal((await meshRejection(call)).code, 'SHUTTING_DOWN');
+      assert.equal(link.state, 'closed');
+      assert.equal((await meshRejection(link.whenReady(1000))).code, 'PEER_UNAVAILABLE');
+      assert.equal((await meshRejection(link.call(requestEnvelope()))).code, 'PEER_UNAVAILABLE');
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+/** A bare gRPC server whose Link handler is the test's: for peers that misbehave on purpose. */
+async function bareServer(onLink: (call: grpc.ServerDuplexStream<Batch, Batch>) => void): Promise<{ address: string; close: () => void }> {
+  const server = new grpc.Server();
+  server.addService({
+    Link: {
+      path: LINK_METHOD, requestStream: true, responseStream: true,
+      requestSerialize: encodeBatch, requestDeserialize: decodeBatch, responseSerialize: encodeBatch, responseDeserialize: decodeBatch,
+    },
+  }, { Link: onLink });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  return { address: `127.0.0.1:${port}`, close: () => server.forceShutdown() };
+}
+
+describe('PeerLink with a misbehaving peer', () => {
+  it('never becomes ready with a peer that answers HELLO with another major version', async () => {
+    let hellos = 0;
+    const peer = await bareServer((call) => {
+      call.on('data', (batch: Batch) => {
+        if (batch.envelopes[0]?.type !== MessageType.HELLO) return;
+        hellos++;
+        call.write({ envelopes: [{ id: newMessageId(), type: MessageType.HELLO, priority: Priority.HIGH, hello: { major: PROTOCOL_MAJOR + 1, minor: 0 } }] });
+      });
+      call.on('error', () => {});
+    });
+    const link = openLink(peer.address);
+    try {
+      const states = watchStates(link);
+      await states.reach('broken');
+      assert.ok(!states.states.includes('ready'));
+      assert.ok(hellos >= 1, "the peer got our HELLO");
+      assert.equal((await meshRejection(link.call(requestEnvelope()))).code, 'PEER_UNAVAILABLE');
+    } finally {
+      link.close();
+      peer.close();
+    }
+  });
+
+  it('breaks a link whose peer goes silent for longer than unhealthyAfter, failing its sent calls', async () => {
+    // The peer says HELLO and then nothing at all (no heartbeats, no answers).
+    const peer = await bareServer((call) => {
+      call.once('data', () => call.write({ envelopes: [{ id: newMessageId(), type: MessageType.HELLO, priority: Priority.HIGH, hello: { major: PROTOCOL_MAJOR, minor: 0 } }] }));
+      call.on('error', () => {});
+    });
+    const link = openLink(peer.address, { heartbeatIntervalMs: 20, unhealthyAfterMs: 60 });
+    try {
+      const states = watchStates(link);
+      await link.whenReady(5000);
+      const started = Date.now();
+      const call = link.call(requestEnvelope());
+      const err = await meshRejection(call);
+      assert.equal(err.code, 'LINK_BROKEN');
+      assert.match(err.message, /silent/);
+      assert.ok(Date.now() - started >= 60, 'not before unhealthyAfter');
+      assert.ok(states.states.includes('broken'));
+    } finally {
+      link.close();
+      peer.close();
+    }
+  });
+
+  it('answers and ignores heartbeats: an idle link with a live peer stays ready past unhealthyAfter', async () => {
+    const handler = new FakeInboundHandler();
+    // unhealthyAfter is generous against event-loop stalls on a busy machine; the wait below is longer still.
+    const { server, address } = await startServer(handler, 0, { heartbeatIntervalMs: 20, unhealthyAfterMs: 300 });
+    const link = openLink(address, { heartbeatIntervalMs: 20, unhealthyAfterMs: 300 });
+    try {
+      const states = watchStates(link);
+      await link.whenReady(5000);
+      // Wait (on events, not a clock) until the link has sent several heartbeat batches.
+      await withTimeout(new Promise<void>((resolve) => {
+        let heartbeats = 0;
+        link.on('batch', () => { if (++heartbeats === 20) resolve(); });
+      }), 'twenty heartbeat batches (about 400 ms, longer than unhealthyAfter)');
+      assert.deepEqual(states.states, ['connecting', 'ready']);
+      const request = requestEnvelope('/x', 'alive');
+      assert.equal((await link.call(request)).correlationId, request.id);
+    } finally {
+      link.close();
+      await server.close();
+    }
+  });
+});

@@ -1,0 +1,214 @@
+// MeshServer, spoken to by hand: a raw grpc-js client on the Link method checks the protocol rules
+// (HELLO first, version negotiation, malformed input closes one stream only, CANCEL, DRAIN).
+import { describe, it, before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { MeshError } from '../../../sidecar/src/errors/mesh-error.ts';
+import { MessageType, Priority } from '../../../sidecar/src/mcp/codec.ts';
+import { newMessageId } from '../../../sidecar/src/mcp/ids.ts';
+import type { MeshServer } from '../../../sidecar/src/mcp/server.ts';
+import { LINK_METHOD, PROTOCOL_MAJOR } from '../../../sidecar/src/mcp/version.ts';
+import {
+  FakeInboundHandler, helloEnvelope, openLink, RawLink, requestEnvelope, startServer, watchStates, withTimeout,
+} from './fixtures.ts';
+
+describe('MeshServer (raw Link client)', () => {
+  let handler: FakeInboundHandler;
+  let server: MeshServer;
+  let address: string;
+  const cleanups: (() => void)[] = [];
+
+  before(async () => {
+    handler = new FakeInboundHandler();
+    ({ server, address } = await startServer(handler));
+  });
+  after(() => server.close());
+  afterEach(() => {
+    for (const cleanup of cleanups.splice(0)) cleanup();
+    handler.hold = false;
+  });
+
+  function raw(): RawLink {
+    const link = new RawLink(address);
+    cleanups.push(() => link.close());
+    return link;
+  }
+
+  it('answers HELLO 1.x with its own HELLO, then serves REQUESTs in a batch', async () => {
+    const link = raw();
+    link.send(helloEnvelope(PROTOCOL_MAJOR, 0));
+    const hello = await link.envelope(0);
+    assert.equal(hello.type, MessageType.HELLO);
+    assert.equal(hello.hello?.major, PROTOCOL_MAJOR);
+    assert.equal(hello.source, 'payments.shop');
+    assert.ok(hello.hello?.capabilities?.includes('batch'));
+
+    const a = requestEnvelope('/a', 'one');
+    const b = requestEnvelope('/b', 'two');
+    link.send(a, b);
+    const answers = [await link.envelope(1), await link.envelope(2)];
+    const byId = new Map(answers.map((e) => [e.correlationId, e]));
+    assert.equal(byId.get(a.id)?.type, MessageType.RESPONSE);
+    assert.equal(Buffer.from(byId.get(a.id)!.payload!).toString(), 'one');
+    assert.equal(Buffer.from(byId.get(b.id)!.payload!).toString(), 'two');
+  });
+
+  it('refuses HELLO with major 2: ERROR VERSION_UNSUPPORTED, then closes the stream', async () => {
+    const link = raw();
+    link.send(helloEnvelope(PROTOCOL_MAJOR + 1, 0));
+    const error = await link.envelope(0);
+    assert.equal(error.type, MessageType.ERROR);
+    assert.equal(error.error?.code, 'VERSION_UNSUPPORTED');
+    assert.match(error.error?.message ?? '', /2\.0/);
+    await withTimeout(link.closed, 'the server to close the stream');
+    assert.equal(link.received.length, 1, 'no HELLO, nothing else');
+  });
+
+  it('accepts HELLO 1.7 (a newer minor) and serves calls', async () => {
+    const link = raw();
+    link.send(helloEnvelope(PROTOCOL_MAJOR, 7));
+    const hello = await link.envelope(0);
+    assert.equal(hello.type, MessageType.HELLO);
+    const request = requestEnvelope('/newer-minor');
+    link.send(request);
+    const response = await link.envelope(1);
+    assert.equal(response.type, MessageType.RESPONSE);
+    assert.equal(response.correlationId, request.id);
+  });
+
+  it('closes a stream whose first envelope is a REQUEST, with PROTOCOL_ERROR, and never calls the app', async () => {
+    const before = handler.seen.length;
+    const link = raw();
+    link.send(requestEnvelope('/too-early'));
+    const error = await link.envelope(0);
+    assert.equal(error.type, MessageType.ERROR);
+    assert.equal(error.error?.code, 'PROTOCOL_ERROR');
+    await withTimeout(link.closed, 'the server to close the stream');
+    assert.equal(handler.seen.length, before);
+  });
+
+  it('closes a stream that sends an envelope type not allowed on a link, with PROTOCOL_ERROR', async () => {
+    const link = raw();
+    link.send(helloEnvelope(PROTOCOL_MAJOR, 0));
+    await link.envelope(0);
+    link.send({ id: newMessageId(), type: MessageType.RESPONSE, correlationId: 'x' });
+    const error = await link.envelope(1);
+    assert.equal(error.error?.code, 'PROTOCOL_ERROR');
+    await withTimeout(link.closed, 'the server to close the stream');
+  });
+
+  it('closes a stream that sends garbage bytes, and keeps serving other links', async () => {
+    const client = new grpc.Client(address, grpc.credentials.createInsecure());
+    cleanups.push(() => client.close());
+    const garbage = client.makeBidiStreamRequest(LINK_METHOD, (b: Buffer) => b, (b: Buffer) => b, new grpc.Metadata());
+    garbage.on('error', () => {});
+    const status = new Promise<grpc.StatusObject>((resolve) => garbage.on('status', resolve));
+    garbage.write(Buffer.from('garbage bytes!'));
+    const { code } = await withTimeout(status, 'the garbage stream to be closed');
+    assert.notEqual(code, grpc.status.OK, 'the garbage stream ends with an error status');
+
+    // A well-behaved link on the same server, opened afterwards, works.
+    const good = openLink(address);
+    cleanups.push(() => good.close());
+    await good.whenReady(5000);
+    const request = requestEnvelope('/after-garbage', 'still here');
+    const response = await good.call(request);
+    assert.equal(response.correlationId, request.id);
+    assert.equal(Buffer.from(response.payload!).toString(), 'still here');
+  });
+
+  it('aborts the handler\'s signal on CANCEL, with CLIENT_CLOSED, and sends no answer', async () => {
+    handler.hold = true;
+    const link = raw();
+    link.send(helloEnvelope(PROTOCOL_MAJOR, 0));
+    await link.envelope(0);
+    const request = requestEnvelope('/slow');
+    const seenNow = handler.nextRequest();
+    link.send(request);
+    const seen = await seenNow;
+    assert.equal(seen.request.id, request.id);
+    assert.equal(seen.signal.aborted, false);
+
+    const aborted = new Promise<unknown>((resolve) => seen.signal.addEventListener('abort', () => resolve(seen.signal.reason)));
+    link.send({ id: newMessageId(), type: MessageType.CANCEL, priority: Priority.HIGH, correlationId: request.id });
+    const reason = await withTimeout(aborted, 'the handler signal to abort');
+    assert.ok(reason instanceof MeshError);
+    assert.equal(reason.code, 'CLIENT_CLOSED');
+
+    // The link goes on; the next answer is for the next request, not an ERROR for the cancelled one.
+    handler.hold = false;
+    const next = requestEnvelope('/next');
+    link.send(next);
+    const answer = await link.envelope(1);
+    assert.equal(answer.correlationId, next.id);
+    assert.equal(answer.type, MessageType.RESPONSE);
+  });
+
+  it('turns a handler failure into an ERROR envelope carrying its code', async () => {
+    handler.hold = true;
+    const link = raw();
+    link.send(helloEnvelope(PROTOCOL_MAJOR, 0));
+    await link.envelope(0);
+    const request = requestEnvelope('/app-down');
+    const seenNow = handler.nextRequest();
+    link.send(request);
+    (await seenNow).fail(new MeshError('APP_UNAVAILABLE', 'connect ECONNREFUSED 127.0.0.1:8080'));
+    const error = await link.envelope(1);
+    assert.equal(error.type, MessageType.ERROR);
+    assert.equal(error.correlationId, request.id);
+    assert.deepEqual({ code: error.error?.code, message: error.error?.message }, { code: 'APP_UNAVAILABLE', message: 'connect ECONNREFUSED 127.0.0.1:8080' });
+  });
+});
+
+describe('MeshServer.drain', () => {
+  it('sends DRAIN to linked peers, refuses new REQUESTs with SHUTTING_DOWN, and waits for calls in flight', async () => {
+    const handler = new FakeInboundHandler();
+    handler.hold = true;
+    const { server, address } = await startServer(handler);
+    const link = openLink(address);
+    const raws: RawLink[] = [];
+    try {
+      const states = watchStates(link);
+      await link.whenReady(5000);
+      const inFlight = link.call(requestEnvelope('/in-flight', 'kept'));
+      const seen = await handler.nextRequest();
+
+      let drained = false;
+      const draining = server.drain(60_000).then(() => { drained = true; });
+      await states.reach('draining');
+      assert.equal(link.state, 'draining');
+
+      // A draining peer link takes no new calls...
+      const refused = await link.call(requestEnvelope('/new')).then(() => undefined, (err: unknown) => err);
+      assert.ok(refused instanceof MeshError);
+      assert.equal(refused.code, 'SHUTTING_DOWN');
+
+      // ...and a link that connects now is told DRAIN right after HELLO, and its REQUESTs are refused.
+      const late = new RawLink(address);
+      raws.push(late);
+      late.send(helloEnvelope(PROTOCOL_MAJOR, 0));
+      assert.equal((await late.envelope(0)).type, MessageType.HELLO);
+      assert.equal((await late.envelope(1)).type, MessageType.DRAIN);
+      const lateRequest = requestEnvelope('/late');
+      late.send(lateRequest);
+      const lateAnswer = await late.envelope(2);
+      assert.equal(lateAnswer.type, MessageType.ERROR);
+      assert.equal(lateAnswer.correlationId, lateRequest.id);
+      assert.equal(lateAnswer.error?.code, 'SHUTTING_DOWN');
+      assert.equal(handler.seen.length, 1, 'the refused requests never reached the app');
+
+      // The call in flight still completes, and only then does drain() resolve.
+      assert.equal(drained, false, 'drain waits for the call in flight');
+      assert.equal(server.inFlight, 1);
+      seen.respond({ id: newMessageId(), type: MessageType.RESPONSE, correlationId: seen.request.id, http: { status: 200 }, payload: Buffer.from('done') });
+      const response = await inFlight;
+      assert.equal(Buffer.from(response.payload!).toString(), 'done');
+      await withTimeout(draining, 'drain() to resolve');
+      assert.equal(server.inFlight, 0);
+    } finally {
+      for (const r of raws) r.close();
+      link.close();
+      await server.close();
+    }
+  });
+});
