@@ -68,8 +68,14 @@ export function createCallPipeline(deps: PipelineDeps): CallPipeline {
       const request = requestEnvelope(deps.source, qualified, call);
       const streamed = call.body.kind === 'stream' || call.expectStream;
       return streamed ? sendOnStream(deps, link, request, call, signal) : sendOnLink(deps, link, request, signal);
-    });
+    }).catch((err: unknown) => { throw naming(err, qualified); });
   };
+}
+
+/** Errors from the peer or the link do not know which service was called; the answer must say. */
+function naming(err: unknown, service: string): unknown {
+  if (!(err instanceof MeshError) || err.service) return err;
+  return new MeshError(err.code, err.message, { service, cause: err });
 }
 
 // ---- resolve ----
