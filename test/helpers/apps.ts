@@ -2,6 +2,7 @@
 // that the tests need (echo, status, headers, SSE, held requests, upload hash, download); moments
 // that tests must wait for (a request arrived, a request was aborted) are promises, never sleeps.
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hashStream, patternStream } from './data.ts';
@@ -30,11 +31,28 @@ export async function listen(server: Server): Promise<RunningServer> {
   };
 }
 
-/** A port that nothing listens on (bound, then released): for "app down". */
+/**
+ * A loopback port that nothing listens on, for "app down" and "no sidecar there". It is taken below
+ * the kernel's ephemeral range, so a later bind to port 0 (a sidecar, an app) cannot be handed it.
+ */
 export async function closedPort(): Promise<number> {
-  const running = await listen(createServer());
-  await running.close();
-  return running.port;
+  let low = 32768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+  } catch { /* not Linux: keep the usual default */ }
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 10_000 + Math.floor(Math.random() * (low - 10_000));
+    const server = createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (free) {
+      await new Promise((resolve) => server.close(resolve));
+      return port;
+    }
+  }
+  throw new Error('no free port found below the ephemeral range');
 }
 
 /** What the echo route saw, as JSON in its response body. */
@@ -63,6 +81,8 @@ export interface TestApp extends RunningServer {
   nextSse(): Promise<() => void>;
   /** Requests seen, by path prefix (for "was the app reached?"). */
   count(prefix: string): number;
+  /** Body bytes of the current (or last) /upload received so far, and of /download handed to the socket so far. */
+  readonly progress: { uploaded: number; downloaded: number };
 }
 
 function queue<T>(): { push(item: T): void; next(): Promise<T> } {
@@ -89,12 +109,13 @@ export async function startTestApp(): Promise<TestApp> {
   const held = queue<HeldRequest>();
   const sse = queue<() => void>();
   const counts = new Map<string, number>();
+  const progress = { uploaded: 0, downloaded: 0 };
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://app');
     const first = `/${url.pathname.split('/')[1] ?? ''}`;
     counts.set(first, (counts.get(first) ?? 0) + 1);
     try {
-      await route(req, res, url, held, sse);
+      await route(req, res, url, held, sse, progress);
     } catch (err) {
       if (!res.headersSent) { res.writeHead(500); res.end(String(err)); } else res.destroy();
     }
@@ -105,10 +126,11 @@ export async function startTestApp(): Promise<TestApp> {
     nextHeld: () => held.next(),
     nextSse: () => sse.next(),
     count: (prefix) => counts.get(prefix) ?? 0,
+    progress,
   };
 }
 
-async function route(req: IncomingMessage, res: ServerResponse, url: URL, held: { push(h: HeldRequest): void }, sse: { push(r: () => void): void }): Promise<void> {
+async function route(req: IncomingMessage, res: ServerResponse, url: URL, held: { push(h: HeldRequest): void }, sse: { push(r: () => void): void }, progress: { uploaded: number; downloaded: number }): Promise<void> {
   const path = url.pathname;
   if (path.startsWith('/status/')) {
     req.resume();
@@ -145,7 +167,8 @@ async function route(req: IncomingMessage, res: ServerResponse, url: URL, held: 
     return;
   }
   if (path === '/upload') {
-    const { sha256, bytes } = await hashStream(req);
+    progress.uploaded = 0;
+    const { sha256, bytes } = await hashStream(req, (n) => { progress.uploaded += n; });
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ sha256, bytes }));
     return;
@@ -155,7 +178,8 @@ async function route(req: IncomingMessage, res: ServerResponse, url: URL, held: 
     const bytes = Number(url.searchParams.get('bytes'));
     const seed = Number(url.searchParams.get('seed') ?? 1);
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(bytes) });
-    patternStream(bytes, seed).pipe(res);
+    progress.downloaded = 0;
+    patternStream(bytes, seed).on('data', (chunk: Buffer) => { progress.downloaded += chunk.byteLength; }).pipe(res);
     return;
   }
   if (path === '/chunked') {

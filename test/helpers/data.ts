@@ -50,14 +50,15 @@ export function patternSha256(totalBytes: number, seed = 1): string {
   return hash.digest('hex');
 }
 
-/** Consume a stream, returning its sha256 (hex) and length. */
-export async function hashStream(stream: AsyncIterable<Uint8Array | string>): Promise<{ sha256: string; bytes: number }> {
+/** Consume a stream, returning its sha256 (hex) and length; `onChunk` sees each chunk's size as it passes. */
+export async function hashStream(stream: AsyncIterable<Uint8Array | string>, onChunk?: (bytes: number) => void): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');
   let bytes = 0;
   for await (const chunk of stream) {
     const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     hash.update(buffer);
     bytes += buffer.byteLength;
+    onChunk?.(buffer.byteLength);
   }
   return { sha256: hash.digest('hex'), bytes };
 }

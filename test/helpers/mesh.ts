@@ -55,7 +55,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
 }
 
 /** A mesh-made error: status, `mcp-mesh-error` header and JSON body agree on the code. */
-export async function assertMeshError(response: Dispatcher.ResponseData, status: number, code: string): Promise<{ code: string; message: string; service?: string }> {
+export async function assertMeshError(response: Dispatcher.ResponseData<unknown>, status: number, code: string): Promise<{ code: string; message: string; service?: string }> {
   const text = await response.body.text();
   assert.equal(response.statusCode, status, `expected ${status} ${code}, got ${response.statusCode}: ${text}`);
   assert.equal(response.headers['mcp-mesh-error'], code);
