@@ -160,6 +160,36 @@ describe('MeshServer (raw Link client)', () => {
   });
 });
 
+describe('MeshServer heartbeats', () => {
+  it('sends HEARTBEATs on an idle link after HELLO', async () => {
+    const { server, address } = await startServer(new FakeInboundHandler(), 0, { heartbeatIntervalMs: 20, unhealthyAfterMs: 30_000 });
+    const link = new RawLink(address);
+    try {
+      link.send(helloEnvelope(PROTOCOL_MAJOR, 0));
+      assert.equal((await link.envelope(0)).type, MessageType.HELLO);
+      const next = [await link.envelope(1), await link.envelope(2), await link.envelope(3)];
+      assert.deepEqual(next.map((e) => e.type), [MessageType.HEARTBEAT, MessageType.HEARTBEAT, MessageType.HEARTBEAT]);
+    } finally {
+      link.close();
+      await server.close();
+    }
+  });
+
+  it('sends nothing before HELLO, and closes a link that stays silent past unhealthyAfter', async () => {
+    const { server, address } = await startServer(new FakeInboundHandler(), 0, { heartbeatIntervalMs: 20, unhealthyAfterMs: 60 });
+    const link = new RawLink(address);
+    try {
+      link.stream.write({ envelopes: [] }); // open the HTTP/2 stream, but never say HELLO
+      const status = await withTimeout(link.closed, 'the server to drop a silent link');
+      assert.equal(status.code, grpc.status.OK);
+      assert.deepEqual(link.received, [], 'no heartbeats to a peer that never said HELLO');
+    } finally {
+      link.close();
+      await server.close();
+    }
+  });
+});
+
 describe('MeshServer.drain', () => {
   it('sends DRAIN to linked peers, refuses new REQUESTs with SHUTTING_DOWN, and waits for calls in flight', async () => {
     const handler = new FakeInboundHandler();
