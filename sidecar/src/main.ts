@@ -83,7 +83,10 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
       ready = false;
       watcher?.close();
       outbound.stopAccepting();
-      await inbound.drain(config.shutdown.graceMs);
+      await Promise.all([inbound.drain(config.shutdown.graceMs), outbound.drain(config.shutdown.graceMs)]);
+      // The calls in flight are done (or out of grace): cut what is left, keep-alive connections
+      // included, or close() would wait for the apps to hang up.
+      outbound.app.server.closeAllConnections();
       await outbound.app.close();
       links.close();
       await inbound.close();

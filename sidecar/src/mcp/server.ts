@@ -99,7 +99,7 @@ export class MeshServer {
   }
 
   async close(): Promise<void> {
-    for (const link of this.#links) link.close();
+    for (const link of this.#links) link.close({ flush: true });
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => { this.#server.forceShutdown(); resolve(); }, 1000);
       this.#server.tryShutdown(() => { clearTimeout(timer); resolve(); });
@@ -266,11 +266,17 @@ class ServerLink {
     if (this.#helloDone && !this.#closed) this.#enqueue(control(MessageType.DRAIN));
   }
 
-  close(): void {
+  /** `flush`: send what is still queued first (answers of calls that finished during a drain). */
+  close(options: { flush?: boolean } = {}): void {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
-    this.#batcher.close();
+    const unsent = this.#batcher.close();
+    if (options.flush) {
+      try {
+        for (let i = 0; i < unsent.length; i += this.#options.batchMaxCount) this.#call.write({ envelopes: unsent.slice(i, i + this.#options.batchMaxCount) });
+      } catch { /* the peer is gone already */ }
+    }
     for (const controller of this.#open.values()) controller.abort(new MeshError('CLIENT_CLOSED', 'link closed'));
     this.#open.clear();
     try { this.#call.end(); } catch { /* already gone */ }

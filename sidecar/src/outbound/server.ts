@@ -34,18 +34,24 @@ export interface OutboundListener {
   app: FastifyInstance;
   /** Start refusing new calls (503 SHUTTING_DOWN); calls in flight go on. */
   stopAccepting(): void;
+  /** Resolves when no call is in flight any more, or after `graceMs`. */
+  drain(graceMs: number): Promise<void>;
   inFlight(): number;
 }
 
 export function createOutbound(options: OutboundOptions): OutboundListener {
   let accepting = true;
   let inFlight = 0;
+  const idleWaiters: (() => void)[] = [];
   let ownAuthorities = new Set<string>();
 
   const handleProxy = (req: IncomingMessage, res: ServerResponse): void => {
     if (!accepting) return sendMeshError(res, new MeshError('SHUTTING_DOWN', 'this sidecar is shutting down'));
     inFlight++;
-    res.once('close', () => inFlight--);
+    res.once('close', () => {
+      inFlight--;
+      if (inFlight === 0) for (const wake of idleWaiters.splice(0)) wake();
+    });
     proxy(req, res, options).catch((err: unknown) => {
       const meshError = toMeshError(err);
       if (meshError.code !== 'CLIENT_CLOSED') options.logger.warn({ code: meshError.code, target: meshError.service }, meshError.message);
@@ -79,7 +85,14 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
     const err = new MeshError('BAD_REQUEST', 'no such mesh API route');
     return reply.code(404).header(MESH_ERROR_HEADER, err.code).type('application/json').send(errorBody(err));
   });
-  return { app, stopAccepting: () => { accepting = false; }, inFlight: () => inFlight };
+  const drain = async (graceMs: number): Promise<void> => {
+    if (inFlight === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, graceMs);
+      idleWaiters.push(() => { clearTimeout(timer); resolve(); });
+    });
+  };
+  return { app, stopAccepting: () => { accepting = false; }, drain, inFlight: () => inFlight };
 }
 
 function isForMeshApi(req: IncomingMessage, ownAuthorities: Set<string>): boolean {
