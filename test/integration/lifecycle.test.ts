@@ -1,0 +1,103 @@
+// SIGTERM: stop taking new calls, finish the ones in flight (within shutdown.grace), close links,
+// exit 0. Each test gets its own sidecars, since it stops them.
+import assert from 'node:assert/strict';
+import { afterEach, describe, test } from 'node:test';
+import { Agent, request } from 'undici';
+import { assertMeshError, startMesh, type Mesh } from '../helpers/mesh.ts';
+
+describe('graceful shutdown', () => {
+  let mesh: Mesh | undefined;
+  let agent: Agent | undefined;
+  afterEach(async () => {
+    await agent?.close();
+    await mesh?.close();
+    mesh = undefined;
+    agent = undefined;
+  });
+
+  test('SIGTERM to the callee\'s sidecar: the call in flight completes, new calls are refused with a code, exit 0', async () => {
+    mesh = await startMesh();
+    const { app, caller, callee } = mesh;
+    const held = app.nextHeld();
+    const inFlight = request(`${caller.outboundUrl}/hold/draining`, { method: 'POST', headers: { host: 'payments' }, body: 'slow' });
+    const call = await held;
+
+    const drainSeen = caller.mark();
+    callee.signal('SIGTERM');
+    await callee.waitForLog('shutting down');
+    await caller.waitForLog((l) => l.msg === 'peer is draining' && l.peer === callee.inboundAddress, { since: drainSeen });
+
+    // A draining peer takes no new calls; the caller answers at once with a coded 503.
+    const refused = await request(`${caller.outboundUrl}/new`, { headers: { host: 'payments' } });
+    const error = await assertMeshError(refused, 503, refused.headers['mcp-mesh-error'] as string);
+    assert.ok(['NO_HEALTHY_ENDPOINT', 'SHUTTING_DOWN'].includes(error.code), error.code);
+    assert.equal(app.count('/new'), 0, 'the new call never reached the app');
+
+    // The slow call still finishes, then the sidecar exits cleanly.
+    call.release('finished during drain');
+    const response = await inFlight;
+    assert.equal(response.statusCode, 200);
+    assert.equal(await response.body.text(), 'finished during drain');
+    assert.deepEqual(await callee.exited, { code: 0, signal: null });
+    assert.ok(callee.logs.some((l) => l.msg === 'shut down'));
+  });
+
+  test('SIGTERM to the caller\'s sidecar: the call in flight completes, exit 0', async () => {
+    mesh = await startMesh();
+    const { app, caller } = mesh;
+    agent = new Agent({ connections: 2 });
+    const held = app.nextHeld();
+    const inFlight = request(`${caller.outboundUrl}/hold/outbound`, { headers: { host: 'payments' }, dispatcher: agent });
+    const call = await held;
+
+    caller.signal('SIGTERM');
+    await caller.waitForLog('shutting down');
+    call.release('finished while the caller drained');
+    const response = await inFlight;
+    assert.equal(response.statusCode, 200);
+    assert.equal(await response.body.text(), 'finished while the caller drained');
+    assert.deepEqual(await caller.exited, { code: 0, signal: null });
+  });
+
+  test('a call still running when shutdown.grace ends is cut with a coded error, and the sidecar still exits 0', async () => {
+    mesh = await startMesh({ calleeExtra: { shutdown: { grace: '300ms' } } });
+    const { app, caller, callee } = mesh;
+    const held = app.nextHeld();
+    const inFlight = request(`${caller.outboundUrl}/hold/too-slow`, { headers: { host: 'payments' } });
+    const call = await held;
+    const started = performance.now();
+    callee.signal('SIGTERM');
+    assert.deepEqual(await callee.exited, { code: 0, signal: null });
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 290 && elapsed < 5000, `exited after the grace period (${elapsed.toFixed(0)} ms)`);
+    const response = await inFlight;
+    assert.equal(response.statusCode, 502);
+    assert.ok(['LINK_BROKEN', 'SHUTTING_DOWN', 'APP_RESET'].includes(response.headers['mcp-mesh-error'] as string), String(response.headers['mcp-mesh-error']));
+    await response.body.dump();
+    await call.aborted; // the app saw its request abandoned
+  });
+
+  test('the caller\'s sidecar cuts a call still running when shutdown.grace ends, and exits 0', async () => {
+    mesh = await startMesh({ callerExtra: { shutdown: { grace: '300ms' } } });
+    const { app, caller } = mesh;
+    const held = app.nextHeld();
+    const inFlight = request(`${caller.outboundUrl}/hold/never`, { headers: { host: 'payments' } });
+    const outcome = inFlight.then((response) => response.statusCode, (err: Error) => err);
+    const call = await held;
+    const started = performance.now();
+    caller.signal('SIGTERM');
+    assert.deepEqual(await caller.exited, { code: 0, signal: null });
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 290 && elapsed < 5000, `exited after the grace period (${elapsed.toFixed(0)} ms)`);
+    assert.ok((await outcome) instanceof Error, 'the connection to the calling app was cut');
+    await call.aborted; // and the call was abandoned at the far end too
+  });
+
+  test('SIGTERM with nothing in flight: exit 0', async () => {
+    mesh = await startMesh();
+    mesh.caller.signal('SIGTERM');
+    mesh.callee.signal('SIGTERM');
+    assert.deepEqual(await mesh.caller.exited, { code: 0, signal: null });
+    assert.deepEqual(await mesh.callee.exited, { code: 0, signal: null });
+  });
+});
