@@ -85,7 +85,7 @@ export class SidecarProcess {
   #ports: Ports | undefined;
   #exitStatus: ExitStatus | undefined;
 
-  private constructor(name: string, dir: string, configFile: string, env: NodeJS.ProcessEnv) {
+  private constructor(name: string, dir: string, configFile: string, env: NodeJS.ProcessEnv, ownsDir: boolean) {
     this.name = name;
     this.dir = dir;
     this.configFile = configFile;
@@ -94,6 +94,7 @@ export class SidecarProcess {
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
         live.delete(this.child);
+        if (ownsDir) rmSync(dir, { recursive: true, force: true }); // the config is not needed any more
         this.#exitStatus = { code, signal };
         this.#wake();
         resolve({ code, signal });
@@ -121,7 +122,7 @@ export class SidecarProcess {
     const configFile = path.join(dir, 'mesh.yaml');
     writeFileSync(configFile, toYaml(options.config));
     const name = options.name ?? (typeof options.config === 'string' ? 'sidecar' : String(options.config.service));
-    const sidecar = new SidecarProcess(name, dir, configFile, cleanEnv(options.env));
+    const sidecar = new SidecarProcess(name, dir, configFile, cleanEnv(options.env), options.dir === undefined);
     try {
       const line = await sidecar.waitForLog((l) => typeof l.ports === 'object' && l.ports !== null, { timeoutMs: options.timeoutMs ?? 15_000 });
       sidecar.#ports = line.ports as Ports;
@@ -204,7 +205,7 @@ export class SidecarProcess {
     this.child.kill(signal);
   }
 
-  /** For after() hooks: SIGTERM, then SIGKILL if it has not exited within `graceMs`; removes the temp folder. */
+  /** For after() hooks: SIGTERM, then SIGKILL if it has not exited within `graceMs`. */
   async stop(graceMs = 8_000): Promise<ExitStatus> {
     if (!this.#exitStatus) {
       this.child.kill('SIGTERM');
@@ -212,7 +213,6 @@ export class SidecarProcess {
       await this.exited;
       clearTimeout(timer);
     }
-    rmSync(this.dir, { recursive: true, force: true });
     return this.#exitStatus!;
   }
 
