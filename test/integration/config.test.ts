@@ -10,7 +10,7 @@ import { closedPort, rawValues, startTestApp, type Echo, type TestApp } from '..
 import { assertMeshError } from '../helpers/mesh.ts';
 import { runCli, SidecarProcess, sidecarConfig, toYaml } from '../helpers/sidecar-process.ts';
 
-describe('bad config files: exit 1 with one message naming the key', () => {
+describe('bad config files: exit 1 with one message naming the key', { timeout: 120_000 }, () => {
   let dir: string;
   before(() => { dir = mkdtempSync(path.join(tmpdir(), 'mcp-mesh-config-')); });
   after(() => { rmSync(dir, { recursive: true, force: true }); });
@@ -58,7 +58,7 @@ describe('bad config files: exit 1 with one message naming the key', () => {
   });
 });
 
-describe('environment overrides and live reload', () => {
+describe('environment overrides and live reload', { timeout: 60_000 }, () => {
   let app: TestApp;
   let payments: SidecarProcess;
   const started: SidecarProcess[] = [];

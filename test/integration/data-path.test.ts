@@ -13,11 +13,12 @@ import { rawValues, type Echo } from '../helpers/apps.ts';
 import { assertMeshError, startMesh, type Mesh } from '../helpers/mesh.ts';
 import { header, rawHttp } from '../helpers/raw-http.ts';
 import { cleanEnv, NODE } from '../helpers/sidecar-process.ts';
+import { within } from '../helpers/wait.ts';
 
 const METHODS_WITH_BODY = ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'GET', 'PURGE'];
 const METHODS_WITHOUT_BODY = ['GET', 'HEAD', 'DELETE', 'OPTIONS', 'POST', 'PUT', 'PATCH', 'PURGE'];
 
-describe('data path through two sidecars', () => {
+describe('data path through two sidecars', { timeout: 120_000 }, () => {
   let mesh: Mesh;
   let base: string;
 
@@ -344,12 +345,12 @@ describe('data path through two sidecars', () => {
         // it now proves it was not buffered until the end of the stream.
         let received = '';
         while (!received.includes('\n\n')) {
-          const next = await withTimeout(reader.next(), 10_000, 'the first SSE event did not arrive while the stream was open');
+          const next = await within(reader.next(), 10_000, 'the first SSE event did not arrive while the stream was open');
           assert.ok(!next.done, 'stream ended early');
           received += Buffer.from(next.value as Uint8Array).toString();
         }
         assert.equal(received, 'data: one\n\n');
-        const release = await opened;
+        const release = await within(opened, 10_000, 'the app did not open the SSE stream');
         release();
         for (let next = await reader.next(); !next.done; next = await reader.next()) received += Buffer.from(next.value as Uint8Array).toString();
         assert.equal(received, 'data: one\n\ndata: two\n\n');
@@ -357,9 +358,3 @@ describe('data path through two sidecars', () => {
     }
   });
 });
-
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(message)), ms); });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}

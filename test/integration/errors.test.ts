@@ -12,10 +12,11 @@ import { closedPort, startTestApp, type TestApp } from '../helpers/apps.ts';
 import { assertMeshError } from '../helpers/mesh.ts';
 import { header, rawHttp } from '../helpers/raw-http.ts';
 import { SidecarProcess, sidecarConfig } from '../helpers/sidecar-process.ts';
+import { within } from '../helpers/wait.ts';
 
 const MAX_BODY = 128 * 1024;
 
-describe('mesh errors', () => {
+describe('mesh errors', { timeout: 60_000 }, () => {
   let app: TestApp;
   let payments: SidecarProcess;
   let down: SidecarProcess;
@@ -89,8 +90,8 @@ describe('mesh errors', () => {
       assert.ok(elapsed < 5000, `at the deadline, not the 15 s default (${elapsed.toFixed(0)} ms)`);
       // The app got the request, and the callee sidecar gave up on it: its connection closed
       // before the app answered (this waits on the app's 'close' event, bounded by the test timeout).
-      const request = await held;
-      await request.aborted;
+      const request = await within(held, 5000, 'the app never got the call');
+      await within(request.aborted, 5000, 'the app\'s request was not abandoned');
       assert.ok(!request.res.writableFinished);
     });
   }

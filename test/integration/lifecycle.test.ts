@@ -4,8 +4,9 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
 import { Agent, request } from 'undici';
 import { assertMeshError, startMesh, type Mesh } from '../helpers/mesh.ts';
+import { within } from '../helpers/wait.ts';
 
-describe('graceful shutdown', () => {
+describe('graceful shutdown', { timeout: 120_000 }, () => {
   let mesh: Mesh | undefined;
   let agent: Agent | undefined;
   afterEach(async () => {
@@ -20,7 +21,7 @@ describe('graceful shutdown', () => {
     const { app, caller, callee } = mesh;
     const held = app.nextHeld();
     const inFlight = request(`${caller.outboundUrl}/hold/draining`, { method: 'POST', headers: { host: 'payments' }, body: 'slow' });
-    const call = await held;
+    const call = await within(held, 5000, 'the app never got the call');
 
     const drainSeen = caller.mark();
     callee.signal('SIGTERM');
@@ -38,7 +39,7 @@ describe('graceful shutdown', () => {
     const response = await inFlight;
     assert.equal(response.statusCode, 200);
     assert.equal(await response.body.text(), 'finished during drain');
-    assert.deepEqual(await callee.exited, { code: 0, signal: null });
+    assert.deepEqual(await within(callee.exited, 15_000, 'callee did not exit'), { code: 0, signal: null });
     assert.ok(callee.logs.some((l) => l.msg === 'shut down'));
   });
 
@@ -48,7 +49,7 @@ describe('graceful shutdown', () => {
     agent = new Agent({ connections: 2 });
     const held = app.nextHeld();
     const inFlight = request(`${caller.outboundUrl}/hold/outbound`, { headers: { host: 'payments' }, dispatcher: agent });
-    const call = await held;
+    const call = await within(held, 5000, 'the app never got the call');
 
     caller.signal('SIGTERM');
     await caller.waitForLog('shutting down');
@@ -56,7 +57,7 @@ describe('graceful shutdown', () => {
     const response = await inFlight;
     assert.equal(response.statusCode, 200);
     assert.equal(await response.body.text(), 'finished while the caller drained');
-    assert.deepEqual(await caller.exited, { code: 0, signal: null });
+    assert.deepEqual(await within(caller.exited, 15_000, 'caller did not exit'), { code: 0, signal: null });
   });
 
   test('a call still running when shutdown.grace ends is cut with a coded error, and the sidecar still exits 0', async () => {
@@ -64,17 +65,17 @@ describe('graceful shutdown', () => {
     const { app, caller, callee } = mesh;
     const held = app.nextHeld();
     const inFlight = request(`${caller.outboundUrl}/hold/too-slow`, { headers: { host: 'payments' } });
-    const call = await held;
+    const call = await within(held, 5000, 'the app never got the call');
     const started = performance.now();
     callee.signal('SIGTERM');
-    assert.deepEqual(await callee.exited, { code: 0, signal: null });
+    assert.deepEqual(await within(callee.exited, 15_000, 'callee did not exit'), { code: 0, signal: null });
     const elapsed = performance.now() - started;
     assert.ok(elapsed >= 290 && elapsed < 5000, `exited after the grace period (${elapsed.toFixed(0)} ms)`);
     const response = await inFlight;
     assert.equal(response.statusCode, 502);
     assert.ok(['LINK_BROKEN', 'SHUTTING_DOWN', 'APP_RESET'].includes(response.headers['mcp-mesh-error'] as string), String(response.headers['mcp-mesh-error']));
     await response.body.dump();
-    await call.aborted; // the app saw its request abandoned
+    await within(call.aborted, 5000, 'the app\'s request was not abandoned');
   });
 
   test('the caller\'s sidecar cuts a call still running when shutdown.grace ends, and exits 0', async () => {
@@ -83,21 +84,21 @@ describe('graceful shutdown', () => {
     const held = app.nextHeld();
     const inFlight = request(`${caller.outboundUrl}/hold/never`, { headers: { host: 'payments' } });
     const outcome = inFlight.then((response) => response.statusCode, (err: Error) => err);
-    const call = await held;
+    const call = await within(held, 5000, 'the app never got the call');
     const started = performance.now();
     caller.signal('SIGTERM');
-    assert.deepEqual(await caller.exited, { code: 0, signal: null });
+    assert.deepEqual(await within(caller.exited, 15_000, 'caller did not exit'), { code: 0, signal: null });
     const elapsed = performance.now() - started;
     assert.ok(elapsed >= 290 && elapsed < 5000, `exited after the grace period (${elapsed.toFixed(0)} ms)`);
     assert.ok((await outcome) instanceof Error, 'the connection to the calling app was cut');
-    await call.aborted; // and the call was abandoned at the far end too
+    await within(call.aborted, 5000, 'the call was not abandoned at the far end');
   });
 
   test('SIGTERM with nothing in flight: exit 0', async () => {
     mesh = await startMesh();
     mesh.caller.signal('SIGTERM');
     mesh.callee.signal('SIGTERM');
-    assert.deepEqual(await mesh.caller.exited, { code: 0, signal: null });
-    assert.deepEqual(await mesh.callee.exited, { code: 0, signal: null });
+    assert.deepEqual(await within(mesh.caller.exited, 15_000, 'caller did not exit'), { code: 0, signal: null });
+    assert.deepEqual(await within(mesh.callee.exited, 15_000, 'callee did not exit'), { code: 0, signal: null });
   });
 });

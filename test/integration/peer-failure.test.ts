@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { Agent, request } from 'undici';
 import { startTestApp, type Echo, type TestApp } from '../helpers/apps.ts';
 import { SidecarProcess, sidecarConfig } from '../helpers/sidecar-process.ts';
+import { within } from '../helpers/wait.ts';
 
 /** Fast reconnects and failure detection so the test is quick; the behaviour is the same as with defaults. */
 const LINK = { reconnectBase: '50ms', reconnectMax: '250ms', heartbeatInterval: '100ms', unhealthyAfter: '500ms' };
@@ -19,7 +20,7 @@ interface Outcome {
   afterKill: boolean;
 }
 
-describe('peer sidecar failure and recovery', () => {
+describe('peer sidecar failure and recovery', { timeout: 120_000 }, () => {
   let app: TestApp;
   let payments: SidecarProcess;
   let orders: SidecarProcess;
@@ -70,7 +71,7 @@ describe('peer sidecar failure and recovery', () => {
     // A call the app is holding is certainly in flight on the link when the peer dies.
     const heldArrived = app.nextHeld();
     const inFlight = request(`${orders.outboundUrl}/hold/in-flight`, { method: 'POST', headers: { host: 'payments' }, body: 'x', dispatcher: agent });
-    await heldArrived;
+    await within(heldArrived, 5000, 'the app never got the held call');
 
     // Bounded load: 6 workers, at most 3,000 calls or 20 s in all.
     let killed = false;
@@ -95,18 +96,20 @@ describe('peer sidecar failure and recovery', () => {
     });
     const load = Promise.all(Array.from({ length: 6 }, worker));
 
-    await until(() => successesBeforeKill >= 100);
+    // `load` ends on its own bounds if a condition is never met; the asserts below then say so.
+    await Promise.race([until(() => successesBeforeKill >= 100), load]);
+    assert.ok(successesBeforeKill >= 100, `load ran before the kill (${successesBeforeKill} ok)`);
     const linkDown = orders.mark();
     payments.signal('SIGKILL');
     assert.equal((await payments.exited).signal, 'SIGKILL');
     killed = true; // calls sent from now on cannot have reached the peer
     await orders.waitForLog((l) => l.msg.startsWith('link down') && l.peer === `127.0.0.1:${inboundPort}`, { since: linkDown });
-    await until(() => failuresAfterKill >= 20);
+    await Promise.race([until(() => failuresAfterKill >= 20), load]);
     stop = true;
     await load;
 
     // The held call was on the wire: it fails as LINK_BROKEN, promptly, not at some timeout.
-    const held = await inFlight;
+    const held = await within(inFlight, 10_000, 'the in-flight call was never answered');
     const heldBody = await held.body.json() as { error: { code: string } };
     assert.equal(held.statusCode, 502);
     assert.equal(held.headers['mcp-mesh-error'], 'LINK_BROKEN');
