@@ -1,0 +1,25 @@
+// The benchmark's target app: a plain node:http server on 127.0.0.1:0 that reads the request body and
+// answers with a body of the same size (1 KiB by default). Runs as its own process; prints
+// {"port": N} on stdout once listening.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+const size = Number(process.env['BENCH_BODY_BYTES'] ?? 1024);
+const answer = Buffer.alloc(size, 'x');
+const headers = { 'content-type': 'application/octet-stream', 'content-length': String(size) };
+
+const server = http.createServer((req, res) => {
+  req.on('data', () => {});
+  req.on('end', () => {
+    res.writeHead(200, headers);
+    res.end(answer);
+  });
+});
+server.keepAliveTimeout = 60_000;
+server.listen(0, '127.0.0.1', () => {
+  process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
+});
+process.once('SIGTERM', () => {
+  server.closeAllConnections();
+  server.close(() => process.exit(0));
+});

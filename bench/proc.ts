@@ -1,0 +1,51 @@
+// What a process costs, read from Linux /proc: CPU time (utime + stime) and peak resident memory.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+
+let clockTicks: number | undefined;
+
+/** Kernel clock ticks per second (USER_HZ), the unit of utime/stime in /proc/<pid>/stat. */
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) is in parentheses and may contain spaces: split after its ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]); // field 14
+  const stime = Number(fields[12]); // field 15
+  return (utime + stime) / ticksPerSecond();
+}
+
+/** Memory figures from /proc/<pid>/status, in MiB: peak resident (VmHWM) and current (VmRSS). */
+export function memoryMiB(pid: number): { peak: number; current: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+  return { peak: kib('VmHWM') / 1024, current: kib('VmRSS') / 1024 };
+}
+
+export interface Machine {
+  cpus: number;
+  model: string;
+  node: string;
+  kernel: string;
+  memoryGiB: number;
+}
+
+export function machine(): Machine {
+  let model = os.cpus()[0]?.model ?? 'unknown';
+  try {
+    model = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? model;
+  } catch { /* not Linux */ }
+  return { cpus: os.availableParallelism(), model, node: process.version, kernel: `${os.type()} ${os.release()}`, memoryGiB: os.totalmem() / 2 ** 30 };
+}
