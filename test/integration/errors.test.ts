@@ -5,6 +5,7 @@
 //                          ═▶ sidecar down     ─▶ (nothing listening)
 //                          ═▶ ghost (no sidecar at that address)
 import assert from 'node:assert/strict';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { request, type Dispatcher } from 'undici';
@@ -21,6 +22,8 @@ describe('mesh errors', { timeout: 60_000 }, () => {
   let payments: SidecarProcess;
   let down: SidecarProcess;
   let orders: SidecarProcess;
+  let junk: SidecarProcess;
+  let junkApp: Server;
 
   before(async () => {
     app = await startTestApp();
@@ -28,18 +31,23 @@ describe('mesh errors', { timeout: 60_000 }, () => {
       SidecarProcess.start({ config: sidecarConfig({ service: 'payments', appPort: app.port }) }),
       SidecarProcess.start({ config: sidecarConfig({ service: 'down', appPort: await closedPort() }) }),
     ]);
+    // An "app" that answers every connection with bytes that are not HTTP.
+    junkApp = createServer((socket) => socket.end('this is not HTTP\r\n\r\n'));
+    await new Promise<void>((resolve) => junkApp.listen(0, '127.0.0.1', resolve));
+    junk = await SidecarProcess.start({ config: sidecarConfig({ service: 'junk', appPort: (junkApp.address() as AddressInfo).port }) });
     const ghost = `127.0.0.1:${await closedPort()}`;
     orders = await SidecarProcess.start({
       config: sidecarConfig({
         service: 'orders', appPort: 1,
-        peers: { payments: [payments.inboundAddress], down: [down.inboundAddress], ghost: [ghost] },
+        peers: { payments: [payments.inboundAddress], down: [down.inboundAddress], junk: [junk.inboundAddress], ghost: [ghost] },
         extra: { limits: { maxBodyBytes: MAX_BODY }, timeouts: { connect: '500ms' } },
       }),
     });
-    await Promise.all([payments, down].map((peer) => orders.waitForLog((l) => l.msg === 'link ready' && l.peer === peer.inboundAddress)));
+    await Promise.all([payments, down, junk].map((peer) => orders.waitForLog((l) => l.msg === 'link ready' && l.peer === peer.inboundAddress)));
   });
   after(async () => {
-    await Promise.all([orders, payments, down].map((s) => s?.stop()));
+    await Promise.all([orders, payments, down, junk].map((s) => s?.stop()));
+    junkApp?.close();
     await app?.close();
   });
 
@@ -48,7 +56,17 @@ describe('mesh errors', { timeout: 60_000 }, () => {
 
   test('unknown service: 404 UNKNOWN_SERVICE', async () => {
     const error = await assertMeshError(await call('billing', '/x'), 404, 'UNKNOWN_SERVICE');
-    assert.equal(error.service, 'billing');
+    assert.equal(error.service, 'billing.default');
+  });
+
+  test('a request for the sidecar itself on a path that is no mesh API route: 404 UNKNOWN_ROUTE', async () => {
+    const response = await request(`${orders.outboundUrl}/no/such/route`);
+    await assertMeshError(response, 404, 'UNKNOWN_ROUTE');
+  });
+
+  test('an app that answers with something that is not HTTP: 502 APP_RESET', async () => {
+    const error = await assertMeshError(await call('junk', '/x'), 502, 'APP_RESET');
+    assert.match(error.message, /not valid HTTP/);
   });
 
   test('an IP address as Host is not a mesh service name: 404 UNKNOWN_SERVICE', async () => {

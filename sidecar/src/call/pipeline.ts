@@ -83,7 +83,7 @@ function naming(err: unknown, service: string): unknown {
 function resolve(resolver: Resolver, target: ServiceTarget): readonly Endpoint[] {
   const endpoints = resolver.endpoints(target.service, target.namespace);
   if (!endpoints) {
-    throw new MeshError('UNKNOWN_SERVICE', `no service "${target.service}" in namespace "${target.namespace}" is known to discovery`, { service: target.service });
+    throw new MeshError('UNKNOWN_SERVICE', `no service "${target.service}" in namespace "${target.namespace}" is known to discovery`, { service: `${target.service}.${target.namespace}` });
   }
   return endpoints;
 }

@@ -3,8 +3,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import { LineCounter, parseDocument, isMap, isPair, isScalar, type Document } from 'yaml';
-import { applyEnvOverrides } from './env.ts';
+import { LineCounter, parseDocument, isMap, isPair, isScalar, isSeq, type Document } from 'yaml';
+import { applyEnvOverrides, ENV_OVERRIDES } from './env.ts';
 import { MeshConfigSchema, type MeshConfigInput } from './schema.ts';
 import { parseHostPort, type HostPort } from './address.ts';
 import { toMs } from './duration.ts';
@@ -71,7 +71,15 @@ export function parseConfig(text: string, file: string | undefined, env: NodeJS.
     const problems = describeErrors(validate.errors ?? [], doc, lineCounter, label, fromEnv);
     throw new ConfigError(`config error: ${problems.join('\n  ')}`);
   }
-  return resolve(raw as MeshConfigInput, file);
+  const input = raw as MeshConfigInput;
+  // Rules that span keys or that the schema cannot say, reported like schema errors.
+  const fail = (instancePath: string, message: string): never => {
+    const [problem] = describeErrors([{ keyword: 'custom', instancePath, schemaPath: '', params: {}, message }], doc, lineCounter, label, fromEnv);
+    throw new ConfigError(`config error: ${problem}`);
+  };
+  if (toMs(input.link.heartbeatInterval) <= 0) fail('/link/heartbeatInterval', 'must be greater than 0');
+  if (toMs(input.link.unhealthyAfter) <= toMs(input.link.heartbeatInterval)) fail('/link/unhealthyAfter', 'must be longer than link.heartbeatInterval');
+  return resolve(input, file);
 }
 
 function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
@@ -113,10 +121,6 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
     log: { level: input.log.level },
     file: file ? path.resolve(file) : undefined,
   };
-  if (config.link.heartbeatIntervalMs <= 0) throw new ConfigError('config error: key "link.heartbeatInterval": must be greater than 0');
-  if (config.link.unhealthyAfterMs <= config.link.heartbeatIntervalMs) {
-    throw new ConfigError('config error: key "link.unhealthyAfter": must be longer than link.heartbeatInterval');
-  }
   return deepFreeze(config);
 }
 
@@ -131,12 +135,8 @@ function deepFreeze<T>(value: T): T {
 // ---- turning schema errors into sentences ----
 
 function describeErrors(errors: ErrorObject[], doc: Document, lines: LineCounter, label: string, fromEnv: string[]): string[] {
-  // An anyOf failure explains itself better than each branch's failure, so branch errors are dropped.
-  const anyOfPaths = new Set(errors.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath));
-  const kept = errors.filter((e) => e.keyword === 'anyOf' || !anyOfPaths.has(e.instancePath));
-  const seen = new Set<string>();
   const out: string[] = [];
-  for (const error of kept) {
+  for (const error of explainable(errors)) {
     const segments = error.instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
     let key = segments;
     let problem: string;
@@ -150,32 +150,57 @@ function describeErrors(errors: ErrorObject[], doc: Document, lines: LineCounter
         problem = 'is required';
         break;
       case 'anyOf':
-      case 'pattern':
-        problem = `must be ${(error.parentSchema as { description?: string } | undefined)?.description ?? error.message}`;
+      case 'pattern': {
+        const description = (error.parentSchema as { description?: string } | undefined)?.description;
+        problem = description ? `must be ${description}` : 'has an invalid value';
         break;
-
+      }
       default:
         problem = error.message ?? 'is invalid';
     }
     const keyName = key.join('.') || '(top level)';
     const where = locate(doc, key, error.keyword === 'additionalProperties', lines);
-    const env = fromEnv.find((v) => v === `MESH_${key.map((k) => k.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')}`);
-    const origin = env ? `environment variable ${env}` : where ? `${label}:${where}` : label;
+    // A value that came from the environment is blamed on its variable, not on the file.
+    const env = ENV_OVERRIDES.find((o) => fromEnv.includes(o.variable) && o.path.every((p, i) => key[i] === p));
+    const origin = env ? `environment variable ${env.variable}` : where ? `${label}:${where}` : label;
     const line = `${origin}: key "${keyName}" ${problem}`;
-    if (!seen.has(line)) out.push(line);
-    seen.add(line);
+    if (!out.includes(line)) out.push(line);
   }
   return out;
+}
+
+/**
+ * Pick the errors worth showing. For a union (anyOf) the union's own description usually says it
+ * best ("must be host:port or {address, labels, weight}"); but when the value is a mapping, the
+ * mapping's own problems (an unknown or missing key) are what the user needs to read.
+ */
+function explainable(errors: ErrorObject[]): ErrorObject[] {
+  const unions = errors.filter((e) => e.keyword === 'anyOf');
+  const kept: ErrorObject[] = [];
+  for (const error of errors) {
+    const union = unions.find((u) => error !== u && error.instancePath.startsWith(u.instancePath));
+    if (!union) { kept.push(error); continue; }
+    const isMapping = typeof union.data === 'object' && union.data !== null && !Array.isArray(union.data);
+    if (isMapping && error.keyword !== 'type' && error.keyword !== 'anyOf') kept.push(error);
+  }
+  // A union error stays only when nothing more precise was kept under it.
+  return kept.filter((e) => e.keyword !== 'anyOf' || !kept.some((o) => o !== e && o.instancePath.startsWith(e.instancePath)));
 }
 
 function locate(doc: Document, key: string[], atKey: boolean, lines: LineCounter): string | undefined {
   let node: unknown = doc.contents;
   let range: [number, number, number] | undefined;
-  for (const segment of key) {
+  for (const [index, segment] of key.entries()) {
+    const last = index === key.length - 1;
+    if (isSeq(node)) {
+      node = node.items[Number(segment)];
+      range = (node as { range?: [number, number, number] } | undefined)?.range ?? range;
+      continue;
+    }
     if (!isMap(node)) break;
     const pair = node.items.find((item) => isPair(item) && isScalar(item.key) && String(item.key.value) === segment);
     if (!pair || !isPair(pair)) break;
-    const target = atKey ? pair.key : pair.value;
+    const target = atKey && last ? pair.key : pair.value;
     range = (target as { range?: [number, number, number] } | null)?.range ?? range;
     node = pair.value;
   }

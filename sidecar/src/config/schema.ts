@@ -13,7 +13,7 @@ export const Duration = Type.Union([
 
 /** "host:port"; port 0 picks a free port. */
 export const Address = Type.String({
-  pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$',
+  pattern: '^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9_.-]+):(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})$',
   description: 'host:port',
 });
 
@@ -27,7 +27,7 @@ export const StaticEndpoint = Type.Union([
     labels: Type.Optional(Type.Record(Type.String(), Type.String())),
     weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
   }, { additionalProperties: false }),
-]);
+], { description: 'host:port or { address, labels, weight }' });
 
 export const MeshConfigSchema = Type.Object({
   service: ServiceName,
@@ -73,7 +73,9 @@ export const MeshConfigSchema = Type.Object({
     grace: Type.Union([...Duration.anyOf], { description: Duration.description, default: '5s' }),
   }, 'shutdown'),
   log: strictObject({
-    level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+    level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l)), {
+      default: 'info', description: 'one of trace, debug, info, warn, error, fatal, silent',
+    }),
   }, 'logging'),
 }, { additionalProperties: false });
 

@@ -11,6 +11,7 @@ export interface ErrorCodeInfo {
 
 export const ERROR_CODES = {
   UNKNOWN_SERVICE: { status: 404, summary: 'No service of that name is known to discovery.' },
+  UNKNOWN_ROUTE: { status: 404, summary: 'The request was addressed to the sidecar itself, but no mesh API route has that path.' },
   BAD_REQUEST: { status: 400, summary: 'The request cannot be routed: missing or malformed Host or target.' },
   BODY_TOO_LARGE: { status: 413, summary: 'The request body is larger than limits.maxBodyBytes.' },
   NO_HEALTHY_ENDPOINT: { status: 503, summary: 'The service is known but none of its endpoints is reachable and healthy.' },
@@ -20,7 +21,7 @@ export const ERROR_CODES = {
   PROTOCOL_ERROR: { status: 502, summary: 'The peer sidecar sent a malformed or unexpected message; that stream was closed.' },
   VERSION_UNSUPPORTED: { status: 502, summary: 'The peer sidecar speaks an MCP major version this sidecar does not.' },
   APP_UNAVAILABLE: { status: 502, summary: "The called service's app refused or dropped the connection." },
-  APP_RESET: { status: 502, summary: "The called service's app broke off its response midway." },
+  APP_RESET: { status: 502, summary: "The called service's app broke off its response midway, or answered with something that is not valid HTTP." },
   DEADLINE_EXCEEDED: { status: 504, summary: 'The call did not complete before its deadline; it was abandoned on both sides.' },
   STREAM_IDLE_TIMEOUT: { status: 504, summary: 'A streamed body sent nothing for longer than timeouts.streamIdle.' },
   CLIENT_CLOSED: { status: 499, summary: 'The calling app went away before the answer came; the call was cancelled.' },

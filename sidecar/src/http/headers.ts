@@ -44,7 +44,7 @@ export function endToEndResponseHeaders(headers: Record<string, string | string[
   if (connection) for (const token of [connection].flat().join(',').split(',')) listed.add(token.trim().toLowerCase());
   const out: Header[] = [];
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || MESH_CONTROL.has(name)) continue;
     if (Array.isArray(value)) for (const v of value) out.push({ name, value: v });
     else out.push({ name, value });
   }

@@ -47,9 +47,10 @@ export class AppForwarder implements InboundHandler {
     const payload = request.payload && request.payload.byteLength > 0 ? Buffer.from(request.payload) : null;
     return this.#withDeadline(request, signal, async (callSignal) => {
       const res = await this.#requestApp(request, payload, callSignal);
-      const length = headerValue(endToEndResponseHeaders(res.headers), 'content-length');
       const headers = endToEndResponseHeaders(res.headers);
-      const inline = length !== undefined && Number(length) <= this.#options.inlineBodyBytes;
+      const length = headerValue(headers, 'content-length');
+      const bodiless = request.http?.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
+      const inline = bodiless || (length !== undefined && Number(length) <= this.#options.inlineBodyBytes);
       if (inline) {
         const body = Buffer.from(await res.body.arrayBuffer());
         return responseEnvelope(request, res.statusCode, headers, body, undefined);
@@ -133,6 +134,9 @@ export class AppForwarder implements InboundHandler {
     }
     if (err instanceof undiciErrors.SocketError || code === 'ECONNRESET' || code === 'EPIPE') {
       return new MeshError('APP_RESET', `the app closed the connection: ${(err as Error).message}`);
+    }
+    if (err instanceof undiciErrors.HTTPParserError || err instanceof undiciErrors.ResponseContentLengthMismatchError) {
+      return new MeshError('APP_RESET', `the app's answer is not valid HTTP: ${(err as Error).message}`);
     }
     return new MeshError('INTERNAL', `calling the app failed: ${(err as Error).message}`, { cause: err });
   }

@@ -47,6 +47,16 @@ export class Batcher {
     this.#schedule();
   }
 
+  /** Take back an envelope not yet sent; false if it already left (or was never queued). */
+  remove(envelope: Envelope): boolean {
+    const lane = this.#lanes[laneOf(envelope.priority)]!;
+    const index = lane.indexOf(envelope);
+    if (index < 0) return false;
+    lane.splice(index, 1);
+    this.#queued--;
+    return true;
+  }
+
   /** The transport can take more again. */
   drained(): void {
     this.#blocked = false;

@@ -112,8 +112,11 @@ export class PeerLink extends EventEmitter {
     const batcher = this.#batcher;
     return new Promise<Envelope>((resolve, reject) => {
       const onAbort = () => {
-        if (!this.#pending.delete(request.id)) return;
-        this.#sendControl(MessageType.CANCEL, request.id);
+        const pending = this.#pending.get(request.id);
+        if (!pending) return;
+        this.#pending.delete(request.id);
+        // Not sent yet: take it back, so the peer never runs it. Sent: tell the peer to stop.
+        if (pending.sent || !batcher.remove(request)) this.#sendControl(MessageType.CANCEL, request.id);
         reject(signal!.reason instanceof MeshError ? signal!.reason : new MeshError('CLIENT_CLOSED', 'call cancelled'));
       };
       const settle = <T>(fn: (value: T) => void) => (value: T) => {

@@ -81,9 +81,10 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
       ownAuthorities = new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `${address.address}:${port}`]);
     }
   });
-  app.all('/mesh/v1/*', async (_request, reply) => {
-    const err = new MeshError('BAD_REQUEST', 'no such mesh API route');
-    return reply.code(404).header(MESH_ERROR_HEADER, err.code).type('application/json').send(errorBody(err));
+  // Requests addressed to the sidecar itself are for the mesh API (/mesh/v1/…); anything else there is unknown.
+  app.setNotFoundHandler(async (request, reply) => {
+    const err = new MeshError('UNKNOWN_ROUTE', `no mesh API route ${request.method} ${request.url} (a call to a service needs its name in Host)`);
+    return reply.code(err.status).header(MESH_ERROR_HEADER, err.code).type('application/json').send(errorBody(err));
   });
   const drain = async (graceMs: number): Promise<void> => {
     if (inFlight === 0) return;

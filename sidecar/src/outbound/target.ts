@@ -34,10 +34,14 @@ export function serviceTarget(authority: string, ownNamespace: string): ServiceT
  */
 export function splitTarget(url: string, hostHeader: string | undefined): { authority: string | undefined; path: string } {
   if (url.startsWith('/')) return { authority: hostHeader, path: url };
-  try {
-    const parsed = new URL(url);
-    return { authority: parsed.host, path: `${parsed.pathname}${parsed.search}` };
-  } catch {
-    return { authority: undefined, path: url };
-  }
+  // Split by hand: WHATWG URL parsing would rewrite the path (dot segments, escapes), and a proxy
+  // must pass the target on as it was sent.
+  const match = ABSOLUTE_FORM.exec(url);
+  if (!match) return { authority: undefined, path: url };
+  const authority = match[1]!.slice(match[1]!.lastIndexOf('@') + 1).toLowerCase(); // drop any userinfo
+  const hash = (match[2] ?? '').indexOf('#');
+  const rest = hash >= 0 ? match[2]!.slice(0, hash) : (match[2] ?? '');
+  return { authority: authority || undefined, path: rest.startsWith('/') ? rest : `/${rest}` };
 }
+
+const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)(.*)$/s;

@@ -11,6 +11,7 @@ import { errorBody, MESH_ERROR_HEADER, sendMeshError } from '../../../sidecar/sr
 // without being added here fails the first test, so the status is always a deliberate choice.
 const DOCUMENTED_STATUS: Record<ErrorCode, number> = {
   UNKNOWN_SERVICE: 404,
+  UNKNOWN_ROUTE: 404,
   BAD_REQUEST: 400,
   BODY_TOO_LARGE: 413,
   NO_HEALTHY_ENDPOINT: 503,
