@@ -27,6 +27,14 @@ export function cpuSeconds(pid: number): number {
   return (utime + stime) / ticksPerSecond();
 }
 
+/** CPU seconds the whole machine has spent busy (all CPUs, everything but idle and iowait) so far. */
+export function machineBusySeconds(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!; // "cpu  user nice system idle iowait irq softirq steal …"
+  const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = ticks.reduce((a, b) => a + b, 0);
+  return (total - ticks[3]! - ticks[4]!) / ticksPerSecond();
+}
+
 /** Memory figures from /proc/<pid>/status, in MiB: peak resident (VmHWM) and current (VmRSS). */
 export function memoryMiB(pid: number): { peak: number; current: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

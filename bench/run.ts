@@ -9,7 +9,7 @@
 // every slice, so each target is charged only for its own slices.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -19,7 +19,7 @@ import * as hdr from 'hdr-histogram-js';
 import { request } from 'undici';
 import { SidecarProcess } from '../sidecar/src/demo/sidecar-process.ts';
 import type { RunResult, RunSpec } from './generator.ts';
-import { cpuSeconds, machine, memoryMiB } from './proc.ts';
+import { cpuSeconds, machine, machineBusySeconds, memoryMiB } from './proc.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -31,7 +31,9 @@ const USAGE = `usage: npm run bench -- [options]   (or node bench/run.ts [option
   --connections N       connection pool of the open-loop generator        (BENCH_CONNECTIONS, default 16)
   --body BYTES          request and response body size                    (BENCH_BODY, default 1024)
   --slice S             length of one interleaved slice                   (BENCH_SLICE, default 2)
-  --out FILE            where the Markdown results go                     (default bench/results/latest.md; "-" for none)`;
+  --out FILE            where the Markdown results go                     (default bench/results/latest.md; "-" for none)
+  --sidecar-node-args A Node options for both sidecars, e.g. --sidecar-node-args="--trace-gc" (note the =);
+                        their non-log output goes to bench/results/raw/sidecar-{a,b}.log`;
 
 interface Options {
   rates: number[];
@@ -42,10 +44,11 @@ interface Options {
   body: number;
   sliceS: number;
   out: string | undefined;
+  sidecarNodeArgs: string[];
 }
 
 type TargetName = 'direct' | 'mesh';
-type ProcName = 'sidecarA' | 'sidecarB' | 'app' | 'generator';
+type ProcName = 'sidecarA' | 'sidecarB' | 'app' | 'generator' | 'machine';
 
 /** Everything measured for one target in one scenario, summed over its slices. */
 interface Tally {
@@ -73,6 +76,8 @@ interface Scenario {
   tallies: Record<TargetName, Tally>;
   /** VmHWM of each sidecar (MiB) right after this scenario. */
   peakMiB: { sidecarA: number; sidecarB: number };
+  /** VmRSS of each sidecar (MiB) right after this scenario. */
+  currentMiB: { sidecarA: number; sidecarB: number };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -97,14 +102,22 @@ export async function main(argv: string[]): Promise<number> {
     // The processes: app, sidecar B next to it, sidecar A next to the generator, the generator.
     const app = await startApp(options.body);
     children.push(app);
-    const sidecarB = await SidecarProcess.start({ service: 'target', replica: 'sidecar-b', appPort: app.port, peers: {} }, dir);
+    const raw = (name: string) => {
+      if (options.sidecarNodeArgs.length === 0) return undefined;
+      const file = path.join(HERE, 'results', 'raw', `${name}.log`);
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, '');
+      return (line: string) => appendFileSync(file, `${line}\n`);
+    };
+    const nodeArgs = options.sidecarNodeArgs;
+    const sidecarB = await SidecarProcess.start({ service: 'target', replica: 'sidecar-b', appPort: app.port, peers: {}, nodeArgs, onOtherLine: raw('sidecar-b') }, dir);
     children.unshift(sidecarB);
-    const sidecarA = await SidecarProcess.start({ service: 'client', replica: 'sidecar-a', appPort: app.port, peers: { target: [`127.0.0.1:${sidecarB.ports!.inbound}`] } }, dir);
+    const sidecarA = await SidecarProcess.start({ service: 'client', replica: 'sidecar-a', appPort: app.port, peers: { target: [`127.0.0.1:${sidecarB.ports!.inbound}`] }, nodeArgs, onOtherLine: raw('sidecar-a') }, dir);
     children.unshift(sidecarA);
     const generator = await Generator.start();
     children.unshift(generator);
     await waitForLink(sidecarA.ports!.admin);
-    const pids: Record<ProcName, number> = { sidecarA: sidecarA.pid, sidecarB: sidecarB.pid, app: app.pid, generator: generator.pid };
+    const pids: Record<Exclude<ProcName, 'machine'>, number> = { sidecarA: sidecarA.pid, sidecarB: sidecarB.pid, app: app.pid, generator: generator.pid };
     log(`app pid ${app.pid} :${app.port}; sidecar A pid ${sidecarA.pid} outbound :${sidecarA.ports!.outbound}; sidecar B pid ${sidecarB.pid} inbound :${sidecarB.ports!.inbound}; generator pid ${generator.pid}`);
 
     const targets: Record<TargetName, { origin: string; host: string }> = {
@@ -135,7 +148,7 @@ export async function main(argv: string[]): Promise<number> {
       tally.errors += result.errors;
       tally.elapsedMs += result.elapsedMs;
       for (const [outcome, n] of Object.entries(result.outcomes)) tally.outcomes[outcome] = (tally.outcomes[outcome] ?? 0) + n;
-      for (const name of Object.keys(pids) as ProcName[]) tally.cpu[name] += after[name] - before[name];
+      for (const name of Object.keys(after) as ProcName[]) tally.cpu[name] += after[name] - before[name];
       if (linkBefore) {
         const linkAfter = await linkStats(sidecarA.ports!.admin);
         tally.batches += linkAfter.batches - linkBefore.batches;
@@ -150,22 +163,26 @@ export async function main(argv: string[]): Promise<number> {
         const order: TargetName[] = i % 2 === 0 ? ['direct', 'mesh'] : ['mesh', 'direct'];
         for (const target of order) await slice(scenario, target, sliceMs, true);
       }
-      scenario.peakMiB = { sidecarA: memoryMiB(sidecarA.pid).peak, sidecarB: memoryMiB(sidecarB.pid).peak };
+      const [memA, memB] = [memoryMiB(sidecarA.pid), memoryMiB(sidecarB.pid)];
+      scenario.peakMiB = { sidecarA: memA.peak, sidecarB: memB.peak };
+      scenario.currentMiB = { sidecarA: memA.current, sidecarB: memB.current };
       const d = scenario.tallies.direct;
       const m = scenario.tallies.mesh;
       log(`  direct p50 ${ms(d.histogram.getValueAtPercentile(50))} p99 ${ms(d.histogram.getValueAtPercentile(99))}, ${rps(d)}; mesh p50 ${ms(m.histogram.getValueAtPercentile(50))} p99 ${ms(m.histogram.getValueAtPercentile(99))}, ${rps(m)}; errors ${d.errors}/${m.errors}`);
     };
 
-    // Warm-up (not recorded): both targets, evenly paced and flat out, so the JIT has compiled the
-    // hot paths of every process before anything is measured.
-    log('warm-up');
-    const warm = newScenario('warm-up', 'open', 1000, options.connections, 0);
-    for (const target of ['direct', 'mesh'] as const) await slice(warm, target, 1500, false);
-    const warmMax = newScenario('warm-up', 'closed', 0, options.maxConnections, 0);
-    for (const target of ['direct', 'mesh'] as const) await slice(warmMax, target, 1000, false);
+    // Warm-up (not recorded) before each kind of run, so the JIT has compiled the hot paths of every
+    // process before anything is measured. The closed-loop warm-up comes only after the open-loop runs:
+    // VmHWM only grows, and the open-loop figures must not carry the flat-out run's peak memory.
+    const warmUp = async (mode: 'open' | 'closed') => {
+      log(`warm-up (${mode} loop)`);
+      const warm = newScenario('warm-up', mode, 1000, mode === 'open' ? options.connections : options.maxConnections, 0);
+      for (const target of ['direct', 'mesh'] as const) await slice(warm, target, mode === 'open' ? 1500 : 1000, false);
+    };
 
     const scenarios: Scenario[] = [];
     if (options.durationS > 0) {
+      await warmUp('open');
       for (const rate of options.rates) {
         const scenario = newScenario(`open loop, ${rate.toLocaleString('en')} req/s`, 'open', rate, options.connections, options.durationS);
         await runScenario(scenario);
@@ -173,6 +190,7 @@ export async function main(argv: string[]): Promise<number> {
       }
     }
     if (options.maxDurationS > 0) {
+      await warmUp('closed');
       const scenario = newScenario(`closed loop, maximum throughput, ${options.maxConnections} connections`, 'closed', 0, options.maxConnections, options.maxDurationS);
       await runScenario(scenario);
       scenarios.push(scenario);
@@ -199,13 +217,13 @@ function newScenario(title: string, mode: 'open' | 'closed', rate: number, conne
   const tally = (): Tally => ({
     histogram: histogram(), service: histogram(), lag: histogram(),
     sent: 0, ok: 0, errors: 0, outcomes: {}, elapsedMs: 0,
-    cpu: { sidecarA: 0, sidecarB: 0, app: 0, generator: 0 }, batches: 0, envelopes: 0,
+    cpu: { sidecarA: 0, sidecarB: 0, app: 0, generator: 0, machine: 0 }, batches: 0, envelopes: 0,
   });
-  return { title, mode, rate, connections, perTargetS, tallies: { direct: tally(), mesh: tally() }, peakMiB: { sidecarA: 0, sidecarB: 0 } };
+  return { title, mode, rate, connections, perTargetS, tallies: { direct: tally(), mesh: tally() }, peakMiB: { sidecarA: 0, sidecarB: 0 }, currentMiB: { sidecarA: 0, sidecarB: 0 } };
 }
 
-function readCpu(pids: Record<ProcName, number>): Record<ProcName, number> {
-  return { sidecarA: cpuSeconds(pids.sidecarA), sidecarB: cpuSeconds(pids.sidecarB), app: cpuSeconds(pids.app), generator: cpuSeconds(pids.generator) };
+function readCpu(pids: Record<Exclude<ProcName, 'machine'>, number>): Record<ProcName, number> {
+  return { sidecarA: cpuSeconds(pids.sidecarA), sidecarB: cpuSeconds(pids.sidecarB), app: cpuSeconds(pids.app), generator: cpuSeconds(pids.generator), machine: machineBusySeconds() };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -249,11 +267,14 @@ function report(options: Options, scenarios: Scenario[], final: { sidecarA: { pe
     }
     const perK = (cpu: number, t: Tally) => (t.ok ? (cpu / t.ok) * 1000 : 0);
     const vcpu = (cpu: number, t: Tally) => cpu / (t.elapsedMs / 1000);
-    out.push('| process | CPU s per 1,000 requests | vCPU used | peak RSS (VmHWM) |', '|---|---:|---:|---:|');
-    out.push(`| sidecar A (client side) | ${perK(me.cpu.sidecarA, me).toFixed(3)} | ${vcpu(me.cpu.sidecarA, me).toFixed(2)} | ${s.peakMiB.sidecarA.toFixed(1)} MiB |`);
-    out.push(`| sidecar B (server side) | ${perK(me.cpu.sidecarB, me).toFixed(3)} | ${vcpu(me.cpu.sidecarB, me).toFixed(2)} | ${s.peakMiB.sidecarB.toFixed(1)} MiB |`);
-    out.push(`| app, direct / mesh | ${perK(d.cpu.app, d).toFixed(3)} / ${perK(me.cpu.app, me).toFixed(3)} | ${vcpu(d.cpu.app, d).toFixed(2)} / ${vcpu(me.cpu.app, me).toFixed(2)} | |`);
-    out.push(`| generator, direct / mesh | ${perK(d.cpu.generator, d).toFixed(3)} / ${perK(me.cpu.generator, me).toFixed(3)} | ${vcpu(d.cpu.generator, d).toFixed(2)} / ${vcpu(me.cpu.generator, me).toFixed(2)} | |`, '');
+    out.push('| process | CPU s per 1,000 requests | vCPU used | peak RSS so far (VmHWM) | RSS after (VmRSS) |', '|---|---:|---:|---:|---:|');
+    out.push(`| sidecar A (client side) | ${perK(me.cpu.sidecarA, me).toFixed(3)} | ${vcpu(me.cpu.sidecarA, me).toFixed(2)} | ${s.peakMiB.sidecarA.toFixed(1)} MiB | ${s.currentMiB.sidecarA.toFixed(1)} MiB |`);
+    out.push(`| sidecar B (server side) | ${perK(me.cpu.sidecarB, me).toFixed(3)} | ${vcpu(me.cpu.sidecarB, me).toFixed(2)} | ${s.peakMiB.sidecarB.toFixed(1)} MiB | ${s.currentMiB.sidecarB.toFixed(1)} MiB |`);
+    out.push(`| app, direct / mesh | ${perK(d.cpu.app, d).toFixed(3)} / ${perK(me.cpu.app, me).toFixed(3)} | ${vcpu(d.cpu.app, d).toFixed(2)} / ${vcpu(me.cpu.app, me).toFixed(2)} | | |`);
+    out.push(`| generator, direct / mesh | ${perK(d.cpu.generator, d).toFixed(3)} / ${perK(me.cpu.generator, me).toFixed(3)} | ${vcpu(d.cpu.generator, d).toFixed(2)} / ${vcpu(me.cpu.generator, me).toFixed(2)} | | |`, '');
+    const ours = (t: Tally) => t.cpu.sidecarA * (t === me ? 1 : 0) + t.cpu.sidecarB * (t === me ? 1 : 0) + t.cpu.app + t.cpu.generator;
+    const others = (t: Tally) => Math.max(0, t.cpu.machine - ours(t)) / (t.elapsedMs / 1000);
+    out.push(`Whole machine (\`/proc/stat\`): ${vcpu(d.cpu.machine, d).toFixed(2)} / ${vcpu(me.cpu.machine, me).toFixed(2)} of ${machine().cpus} vCPU busy during the direct / mesh slices; everything other than the benchmark's own processes (kernel work not charged to them, other programs) took ${others(d).toFixed(2)} / ${others(me).toFixed(2)} vCPU.`, '');
     out.push(`Batching on the A → B link (sidecar A's admin \`/endpoints\`): ${me.envelopes.toLocaleString('en')} envelopes in ${me.batches.toLocaleString('en')} batches, **${me.batches ? (me.envelopes / me.batches).toFixed(2) : '-'} per batch** on average.`, '');
     const odd = [...Object.entries(d.outcomes).filter(([k]) => k !== '200').map(([k, n]) => `direct ${k}: ${n}`),
       ...Object.entries(me.outcomes).filter(([k]) => k !== '200').map(([k, n]) => `mesh ${k}: ${n}`)];
@@ -399,10 +420,10 @@ function parseOptions(argv: string[]): Options {
     options: {
       rate: { type: 'string' }, duration: { type: 'string' }, 'max-duration': { type: 'string' },
       'max-connections': { type: 'string' }, connections: { type: 'string' }, body: { type: 'string' },
-      slice: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      slice: { type: 'string' }, out: { type: 'string' }, 'sidecar-node-args': { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
-  if (values.help) return { rates: [], durationS: 0, maxDurationS: 0, maxConnections: 0, connections: 0, body: 0, sliceS: 1, out: undefined };
+  if (values.help) return { rates: [], durationS: 0, maxDurationS: 0, maxConnections: 0, connections: 0, body: 0, sliceS: 1, out: undefined, sidecarNodeArgs: [] };
   const env = process.env;
   const num = (flag: string, value: string | undefined, fallback: number, min: number) => {
     const n = Number(value ?? fallback);
@@ -420,6 +441,7 @@ function parseOptions(argv: string[]): Options {
     body: Math.round(num('body', values.body ?? env['BENCH_BODY'], 1024, 0)),
     sliceS: num('slice', values.slice ?? env['BENCH_SLICE'], 2, 0.1),
     out: out === '-' ? undefined : path.resolve(out),
+    sidecarNodeArgs: (values['sidecar-node-args'] ?? '').split(/\s+/).filter(Boolean),
   };
 }
 

@@ -19,6 +19,10 @@ export interface SidecarSpec {
   peers: Record<string, string[]>;
   /** Extra YAML lines appended to the generated config. */
   extraYaml?: string;
+  /** Node.js options for the sidecar process (e.g. --cpu-prof, --trace-gc); none by default. */
+  nodeArgs?: string[];
+  /** Gets every stdout line that is not a JSON log line (e.g. --trace-gc output). */
+  onOtherLine?: (line: string) => void;
 }
 
 export interface Ports {
@@ -64,7 +68,7 @@ export class SidecarProcess {
   static async start(spec: SidecarSpec, dir: string, timeoutMs = 15_000): Promise<SidecarProcess> {
     const configFile = path.join(dir, `${spec.replica}.yaml`);
     writeFileSync(configFile, renderConfig(spec));
-    const child = spawn(process.execPath, [MESH_BIN, 'sidecar', '--config', configFile], {
+    const child = spawn(process.execPath, [...(spec.nodeArgs ?? []), MESH_BIN, 'sidecar', '--config', configFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NODE_OPTIONS: '' },
     });
@@ -89,7 +93,8 @@ export class SidecarProcess {
         try {
           entry = JSON.parse(line) as LogLine;
         } catch {
-          return; // not a log line; ignore
+          this.spec.onOtherLine?.(line); // not a log line
+          return;
         }
         if (entry.level >= 40) this.problems.push(entry);
         const ports = entry['ports'] as Ports | undefined;
