@@ -167,7 +167,6 @@ export class PeerLink extends EventEmitter {
     stream.on('data', (batch: Batch) => this.#onBatch(stream, batch));
     stream.on('error', (err: grpc.ServiceError) => this.#onStreamEnd(stream, err));
     stream.on('end', () => this.#onStreamEnd(stream, undefined));
-    stream.on('drain', () => { if (stream === this.#stream) this.#batcher?.drained(); });
     this.#startHeartbeats();
   }
 
@@ -230,7 +229,10 @@ export class PeerLink extends EventEmitter {
     this.#batchesSent++;
     this.#envelopesSent += envelopes.length;
     this.emit('batch', envelopes.length);
-    return stream.write({ envelopes });
+    // One batch on the wire at a time: the next leaves when this one is written, carrying all that
+    // queued meanwhile (so batches grow with load instead of piling up in the stream's buffer).
+    stream.write({ envelopes }, () => { if (stream === this.#stream) this.#batcher?.drained(); });
+    return false;
   }
 
   #sendControl(type: MessageType, correlationId?: string): void {

@@ -1,6 +1,7 @@
 // The server end of MCP: a gRPC server with the Link and Stream methods. It speaks the protocol
 // (HELLO, batches, heartbeats, CANCEL, DRAIN, frames) and hands each call to an InboundHandler,
 // which knows about the app. A malformed message closes that one stream, never the process.
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -55,6 +56,8 @@ export class MeshServer {
   readonly #options: MeshServerOptions;
   readonly #links = new Set<ServerLink>();
   #inFlight = 0;
+  #listener: Server | undefined;
+  #injector: ReturnType<grpc.Server['createConnectionInjector']> | undefined;
   #draining = false;
   #idleWaiters: (() => void)[] = [];
 
@@ -72,11 +75,21 @@ export class MeshServer {
   }
 
   /** Bind and start; resolves with the port actually bound (for port 0). */
-  listen(host: string, port: number, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
-    const target = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-    return new Promise((resolve, reject) => {
-      this.#server.bindAsync(target, credentials, (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+  /**
+   * Bind and start; resolves with the port actually bound (for port 0). The TCP listener is ours,
+   * not grpc-js's, so that accepted sockets get TCP_NODELAY: without it the kernel holds small
+   * response batches back (Nagle) and answers stall for milliseconds under load.
+   */
+  async listen(host: string, port: number, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
+    const injector = this.#server.createConnectionInjector(credentials);
+    const listener = createServer({ noDelay: true }, (socket) => injector.injectConnection(socket));
+    this.#listener = listener;
+    this.#injector = injector;
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(port, host, () => { listener.off('error', reject); resolve(); });
     });
+    return (listener.address() as AddressInfo).port;
   }
 
   get inFlight(): number {
@@ -100,6 +113,8 @@ export class MeshServer {
 
   async close(): Promise<void> {
     for (const link of this.#links) link.close({ flush: true });
+    this.#listener?.close();
+    this.#injector?.destroy();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => { this.#server.forceShutdown(); resolve(); }, 1000);
       this.#server.tryShutdown(() => { clearTimeout(timer); resolve(); });
@@ -250,9 +265,9 @@ class ServerLink {
     this.#hooks = hooks;
     this.#batcher = new Batcher((envelopes) => {
       this.#lastSent = Date.now();
-      return call.write({ envelopes });
+      call.write({ envelopes }, () => this.#batcher.drained()); // one batch on the wire at a time (see link.ts)
+      return false;
     }, { maxCount: options.batchMaxCount, maxBytes: options.batchMaxBytes, lingerMs: options.lingerMs });
-    call.on('drain', () => this.#batcher.drained());
     call.on('data', (batch: Batch) => this.#onBatch(batch));
     call.on('end', () => this.close());
     call.on('cancelled', () => this.close());
