@@ -27,12 +27,9 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   const source = `${config.service}.${config.namespace}`;
 
   const resolver = new StaticResolver(config.discovery.static, config.namespace);
-  const links = new LinkPool({
-    source, instance: config.instance, logger,
-    batchMaxCount: config.link.batchMaxCount, batchMaxBytes: config.link.batchMaxBytes, lingerMs: config.link.lingerMs,
-    heartbeatIntervalMs: config.link.heartbeatIntervalMs, unhealthyAfterMs: config.link.unhealthyAfterMs,
-    reconnectBaseMs: config.link.reconnectBaseMs, reconnectMaxMs: config.link.reconnectMaxMs,
-  });
+  // Both ends of every link share one set of settings: who we are, and config `link.*`.
+  const linkSettings = { source, instance: config.instance, logger, ...config.link };
+  const links = new LinkPool(linkSettings);
   links.sync(resolver.allAddresses());
   resolver.onChange(() => links.sync(resolver.allAddresses()));
 
@@ -52,11 +49,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     inlineBodyBytes: config.limits.inlineBodyBytes, connectTimeoutMs: config.timeouts.connectMs,
     parkTimeoutMs: Math.max(10_000, config.timeouts.connectMs * 2), logger,
   });
-  const inbound = new MeshServer(forwarder, {
-    source, instance: config.instance, logger,
-    batchMaxCount: config.link.batchMaxCount, batchMaxBytes: config.link.batchMaxBytes, lingerMs: config.link.lingerMs,
-    heartbeatIntervalMs: config.link.heartbeatIntervalMs, unhealthyAfterMs: config.link.unhealthyAfterMs,
-  });
+  const inbound = new MeshServer(forwarder, linkSettings);
 
   let ready = false;
   const admin = createAdmin({

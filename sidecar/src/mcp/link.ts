@@ -2,25 +2,15 @@
 // REQUEST envelopes out and RESPONSE/ERROR envelopes back. See README.md in this folder for the flow.
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import type { Logger } from 'pino';
 import { MeshError } from '../errors/mesh-error.ts';
 import { Batcher } from './batcher.ts';
 import { decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
 import { newMessageId } from './ids.ts';
-import { CAPABILITIES, channelOptions, LINK_METHOD, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
+import { CAPABILITIES, channelOptions, type LinkEndSettings, LINK_METHOD, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
 
-export interface LinkOptions {
-  /** This sidecar, as "service.namespace", and its instance name. */
-  source: string;
-  instance: string;
-  batchMaxCount: number;
-  batchMaxBytes: number;
-  lingerMs: number;
-  heartbeatIntervalMs: number;
-  unhealthyAfterMs: number;
+export interface LinkOptions extends LinkEndSettings {
   reconnectBaseMs: number;
   reconnectMaxMs: number;
-  logger: Logger;
   /** Channel credentials; plaintext unless TLS is configured. */
   credentials?: grpc.ChannelCredentials;
 }

@@ -4,12 +4,11 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
-import type { Logger } from 'pino';
 import { MeshError, toMeshError } from '../errors/mesh-error.ts';
 import { Batcher } from './batcher.ts';
 import { decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
 import { newMessageId } from './ids.ts';
-import { CAPABILITIES, LINK_METHOD, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
+import { CAPABILITIES, type LinkEndSettings, LINK_METHOD, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
 
 /** A response: the head (status, headers, inline payload) and, when streamed, the body. */
 export interface InboundResponse {
@@ -26,16 +25,7 @@ export interface InboundHandler {
   pull(bodyStreamId: string): AsyncIterable<Uint8Array> | undefined;
 }
 
-export interface MeshServerOptions {
-  source: string;
-  instance: string;
-  batchMaxCount: number;
-  batchMaxBytes: number;
-  lingerMs: number;
-  heartbeatIntervalMs: number;
-  unhealthyAfterMs: number;
-  logger: Logger;
-}
+export type MeshServerOptions = LinkEndSettings;
 
 const SERVICE: grpc.ServiceDefinition = {
   Link: {

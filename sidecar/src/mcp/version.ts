@@ -1,3 +1,5 @@
+import type { Logger } from 'pino';
+
 // MCP protocol version. A peer with another major version is refused; a newer minor still works,
 // and each side uses only the capabilities both announce in HELLO.
 export const PROTOCOL_MAJOR = 1;
@@ -8,6 +10,19 @@ export const CAPABILITIES = ['batch', 'stream', 'body-pull', 'cancel', 'drain'] 
 
 export const LINK_METHOD = '/mcpmesh.v1.Mesh/Link';
 export const STREAM_METHOD = '/mcpmesh.v1.Mesh/Stream';
+
+/** What both ends of a link are tuned with (sidecar config `link.*`, plus who this sidecar is). */
+export interface LinkEndSettings {
+  /** This sidecar, as "service.namespace", and its instance name. */
+  source: string;
+  instance: string;
+  batchMaxCount: number;
+  batchMaxBytes: number;
+  lingerMs: number;
+  heartbeatIntervalMs: number;
+  unhealthyAfterMs: number;
+  logger: Logger;
+}
 
 /** gRPC channel options shared by both ends: large enough for a full batch, no hidden retries. */
 export function channelOptions(reconnectBaseMs: number, reconnectMaxMs: number): Record<string, number> {
