@@ -15,6 +15,8 @@ export const ERROR_CODES = {
   BAD_REQUEST: { status: 400, summary: 'The request cannot be routed: missing or malformed Host or target.' },
   BODY_TOO_LARGE: { status: 413, summary: 'The request body is larger than limits.maxBodyBytes.' },
   NO_HEALTHY_ENDPOINT: { status: 503, summary: 'The service is known but none of its endpoints is reachable and healthy.' },
+  CIRCUIT_OPEN: { status: 503, summary: "The service's circuit breaker is open after too many failures; the call was not sent." },
+  OVERLOADED: { status: 503, summary: 'Too many calls to the service are in flight from this sidecar and its queue is full (Retry-After says when to try again).' },
   SHUTTING_DOWN: { status: 503, summary: 'The sidecar (local or remote) is draining and takes no new calls.' },
   PEER_UNAVAILABLE: { status: 502, summary: "The peer sidecar could not be reached; the request was not sent." },
   LINK_BROKEN: { status: 502, summary: 'The link to the peer sidecar broke while the call was in flight.' },

@@ -1,0 +1,125 @@
+// The resolved, effective policy for one call: what the policy engine (policy/) hands the call
+// pipeline, and what the resilience layers (resilience/, balancer/) are built from. Durations are in
+// milliseconds, every field is filled (defaults applied), and objects are frozen. The YAML form that
+// users write lives in policy/schema.ts; this is the runtime form, with no logic.
+
+export type RetryCondition =
+  | 'connect-failure'        // the request never left: no link, peer unreachable (PEER_UNAVAILABLE, NO_HEALTHY_ENDPOINT from a broken link)
+  | 'refused-stream'         // the peer refused it before running it (SHUTTING_DOWN, CIRCUIT_OPEN on a peer endpoint, OVERLOADED)
+  | 'reset'                  // the link broke with the call in flight (LINK_BROKEN), or the app reset (APP_RESET)
+  | 'unavailable'            // status 503 from the app
+  | 'gateway-error'          // status 502, 503 or 504 from the app (or the mesh: APP_UNAVAILABLE, DEADLINE of one try)
+  | '5xx'                    // any 5xx
+  | 'retriable-status-codes' // a status listed in `statusCodes`
+  | 'retriable-4xx';         // 409
+
+export type LoadBalancerPolicy = 'round-robin' | 'least-request' | 'p2c-ewma';
+
+export interface TimeoutPolicy {
+  /** Longest wait for a link to a peer before the try fails with connect-failure. */
+  connectMs: number;
+  /** Limit on one try (0: none, only the overall deadline applies). */
+  perTryMs: number;
+  /** Overall deadline for the call, retries included, until the response head arrives (0: none). */
+  overallMs: number;
+  /** A streamed body is cut after this long with no data. */
+  streamIdleMs: number;
+}
+
+export interface RetryBudgetPolicy {
+  /** Retries allowed as a share of the calls made (Linkerd: 0.2 = 20% extra load). */
+  ratio: number;
+  /** Retries always allowed per second on top of the ratio (Linkerd: 10). */
+  minPerSecond: number;
+  /** Window over which calls and retries are counted (Linkerd: 10 s). */
+  windowMs: number;
+}
+
+export interface RetryPolicy {
+  /** Total tries including the first; 1 means no retries. */
+  attempts: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  retryOn: readonly RetryCondition[];
+  /** Statuses that count for 'retriable-status-codes'. */
+  statusCodes: readonly number[];
+  /** Retry non-idempotent methods (POST, PATCH…) too; off unless a route opts in. */
+  nonIdempotent: boolean;
+  /** A request body larger than this is never replayed (64 KiB). */
+  maxReplayBodyBytes: number;
+  /** Wait what a 503/429 answer's Retry-After says (capped by the deadline), instead of the back-off. */
+  honorRetryAfter: boolean;
+  budget: RetryBudgetPolicy;
+}
+
+export interface CircuitBreakerPolicy {
+  enabled: boolean;
+  /** Open when this percentage of calls in the rolling window failed… */
+  errorThresholdPercentage: number;
+  /** …and at least this many calls were made in the window. */
+  volumeThreshold: number;
+  rollingWindowMs: number;
+  /** How long the breaker stays open before it lets one probe through (half-open). */
+  resetTimeoutMs: number;
+  /** Statuses from the app that count as failures (default: every 5xx). 4xx never count unless listed. */
+  failureStatuses: readonly number[];
+}
+
+export interface OutlierDetectionPolicy {
+  enabled: boolean;
+  /** Eject an endpoint after this many failures in a row (Envoy: 5). */
+  consecutiveFailures: number;
+  /** How often success rates are evaluated (Envoy: 10 s). */
+  intervalMs: number;
+  /** Ejection time, multiplied by the number of times ejected (Envoy: 30 s)… */
+  baseEjectionMs: number;
+  /** …up to this (Envoy: 300 s). */
+  maxEjectionMs: number;
+  /** Most endpoints ejected at once, in percent (at least one may always be). */
+  maxEjectionPercent: number;
+  /** Success-rate ejection: below mean − factor·stdev, when enough calls were seen. */
+  successRate: { enabled: boolean; minRequests: number; stdevFactor: number };
+}
+
+export interface LoadBalancerSettings {
+  policy: LoadBalancerPolicy;
+  /** Peak-EWMA decay (Linkerd: 10 s) and the latency assumed for an endpoint with no data (30 ms). */
+  ewmaDecayMs: number;
+  ewmaDefaultRttMs: number;
+}
+
+/** A named group of endpoints by labels, and its share of traffic. */
+export interface SubsetPolicy {
+  name: string;
+  labels: Readonly<Record<string, string>>;
+  weight: number;
+}
+
+/** Requests with all these headers go to `subset` (canary / request colouring). */
+export interface HeaderRoutePolicy {
+  headers: Readonly<Record<string, string>>;
+  subset: string;
+}
+
+export interface ConcurrencyPolicy {
+  /** Most calls in flight to the service from this sidecar; 0 = no limit. */
+  maxInFlight: number;
+  /** Calls waiting for a slot; beyond it, 503 OVERLOADED at once. */
+  maxQueue: number;
+  /** Retry-After (seconds) on OVERLOADED answers. */
+  retryAfterSeconds: number;
+}
+
+/** Everything that governs one call to one service (and route). */
+export interface EffectivePolicy {
+  /** Route name for metrics and logs: the matching policy's route name, or "default". */
+  route: string;
+  timeouts: TimeoutPolicy;
+  retries: RetryPolicy;
+  circuitBreaker: CircuitBreakerPolicy;
+  outlierDetection: OutlierDetectionPolicy;
+  loadBalancer: LoadBalancerSettings;
+  subsets: readonly SubsetPolicy[];
+  headerRoutes: readonly HeaderRoutePolicy[];
+  concurrency: ConcurrencyPolicy;
+}
