@@ -3,11 +3,12 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import { LineCounter, parseDocument, isMap, isPair, isScalar, isSeq, type Document } from 'yaml';
+import { LineCounter, parseDocument, type Document } from 'yaml';
 import { applyEnvOverrides, ENV_OVERRIDES } from './env.ts';
 import { MeshConfigSchema, type MeshConfigInput } from './schema.ts';
 import { parseHostPort, type HostPort } from './address.ts';
 import { toMs } from './duration.ts';
+import { locateErrors, yamlSyntaxError } from './yaml-errors.ts';
 
 export interface StaticEndpointConfig {
   address: string;
@@ -59,11 +60,8 @@ export function parseConfig(text: string, file: string | undefined, env: NodeJS.
   const label = file ?? '<config>';
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    const first = doc.errors[0]!;
-    const pos = lineCounter.linePos(first.pos[0]);
-    throw new ConfigError(`config error: ${label}:${pos.line}:${pos.col}: invalid YAML: ${first.message.split('\n')[0]}`);
-  }
+  const syntax = yamlSyntaxError(doc, lineCounter);
+  if (syntax) throw new ConfigError(`config error: ${label}:${syntax.at.line}:${syntax.at.col}: invalid YAML: ${syntax.message}`);
   const raw = doc.toJS() ?? {};
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`config error: ${label}: the top level must be a mapping`);
   const fromEnv = applyEnvOverrides(raw, env);
@@ -136,17 +134,13 @@ function deepFreeze<T>(value: T): T {
 
 function describeErrors(errors: ErrorObject[], doc: Document, lines: LineCounter, label: string, fromEnv: string[]): string[] {
   const out: string[] = [];
-  for (const error of explainable(errors)) {
-    const segments = error.instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
-    let key = segments;
+  for (const { key, at, error } of locateErrors(errors, doc, lines)) {
     let problem: string;
     switch (error.keyword) {
       case 'additionalProperties':
-        key = [...segments, String(error.params.additionalProperty)];
         problem = 'unknown key (check the spelling; see docs/configuration.md)';
         break;
       case 'required':
-        key = [...segments, String(error.params.missingProperty)];
         problem = 'is required';
         break;
       case 'anyOf':
@@ -159,52 +153,11 @@ function describeErrors(errors: ErrorObject[], doc: Document, lines: LineCounter
         problem = error.message ?? 'is invalid';
     }
     const keyName = key.join('.') || '(top level)';
-    const where = locate(doc, key, error.keyword === 'additionalProperties', lines);
     // A value that came from the environment is blamed on its variable, not on the file.
     const env = ENV_OVERRIDES.find((o) => fromEnv.includes(o.variable) && o.path.every((p, i) => key[i] === p));
-    const origin = env ? `environment variable ${env.variable}` : where ? `${label}:${where}` : label;
+    const origin = env ? `environment variable ${env.variable}` : at ? `${label}:${at.line}:${at.col}` : label;
     const line = `${origin}: key "${keyName}" ${problem}`;
     if (!out.includes(line)) out.push(line);
   }
   return out;
-}
-
-/**
- * Pick the errors worth showing. For a union (anyOf) the union's own description usually says it
- * best ("must be host:port or {address, labels, weight}"); but when the value is a mapping, the
- * mapping's own problems (an unknown or missing key) are what the user needs to read.
- */
-function explainable(errors: ErrorObject[]): ErrorObject[] {
-  const unions = errors.filter((e) => e.keyword === 'anyOf');
-  const kept: ErrorObject[] = [];
-  for (const error of errors) {
-    const union = unions.find((u) => error !== u && error.instancePath.startsWith(u.instancePath));
-    if (!union) { kept.push(error); continue; }
-    const isMapping = typeof union.data === 'object' && union.data !== null && !Array.isArray(union.data);
-    if (isMapping && error.keyword !== 'type' && error.keyword !== 'anyOf') kept.push(error);
-  }
-  // A union error stays only when nothing more precise was kept under it.
-  return kept.filter((e) => e.keyword !== 'anyOf' || !kept.some((o) => o !== e && o.instancePath.startsWith(e.instancePath)));
-}
-
-function locate(doc: Document, key: string[], atKey: boolean, lines: LineCounter): string | undefined {
-  let node: unknown = doc.contents;
-  let range: [number, number, number] | undefined;
-  for (const [index, segment] of key.entries()) {
-    const last = index === key.length - 1;
-    if (isSeq(node)) {
-      node = node.items[Number(segment)];
-      range = (node as { range?: [number, number, number] } | undefined)?.range ?? range;
-      continue;
-    }
-    if (!isMap(node)) break;
-    const pair = node.items.find((item) => isPair(item) && isScalar(item.key) && String(item.key.value) === segment);
-    if (!pair || !isPair(pair)) break;
-    const target = atKey && last ? pair.key : pair.value;
-    range = (target as { range?: [number, number, number] } | null)?.range ?? range;
-    node = pair.value;
-  }
-  if (!range) return undefined;
-  const pos = lines.linePos(range[0]);
-  return `${pos.line}:${pos.col}`;
 }
