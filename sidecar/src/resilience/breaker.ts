@@ -1,0 +1,261 @@
+// Circuit breakers on opossum, one per service and one per endpoint of a service, built from the
+// service's CircuitBreakerPolicy. What counts as a failure is ours to decide, not opossum's:
+//   - an answer the caller marks as a failure (a listed 5xx) is counted, yet handed back unchanged;
+//   - mesh errors meaning "the service did not answer" count (connection, reset, timeout);
+//   - everything else (4xx, the caller going away, local faults) does not, except on the half-open
+//     probe, where any outcome but an answer is taken as the probe failing.
+// Opossum's own timeout is off (deadlines are the pipeline's job) and its rolling window is rotated
+// by us from the clock instead of by two intervals per breaker.
+import { EventEmitter } from 'node:events';
+import CircuitBreaker from 'opossum';
+import { MeshError } from '../errors/mesh-error.ts';
+import type { CircuitBreakerPolicy } from '../policy/types.ts';
+
+export type BreakerState = 'closed' | 'open' | 'half-open';
+export type BreakerScope = 'service' | 'endpoint';
+
+/** A call refused at once because its breaker is open (503 CIRCUIT_OPEN). */
+export class CircuitOpenError extends MeshError {
+  /** 'endpoint': only one endpoint's breaker refused, so another endpoint may take the call. */
+  readonly scope: BreakerScope;
+  readonly address: string | undefined;
+
+  constructor(service: string, address?: string) {
+    super('CIRCUIT_OPEN', address === undefined
+      ? `the circuit breaker of ${service} is open`
+      : `the circuit breaker of ${service} endpoint ${address} is open`, { service });
+    this.scope = address === undefined ? 'service' : 'endpoint';
+    this.address = address;
+  }
+}
+
+/** Mesh errors that say the service (or endpoint) failed to answer: they count against the breaker. */
+const FAILURE_CODES = new Set<string>([
+  'PEER_UNAVAILABLE', 'NO_HEALTHY_ENDPOINT', 'LINK_BROKEN', 'APP_UNAVAILABLE', 'APP_RESET',
+  'DEADLINE_EXCEEDED', 'PROTOCOL_ERROR',
+]);
+
+export function isBreakerFailure(err: unknown): boolean {
+  return err instanceof MeshError && FAILURE_CODES.has(err.code);
+}
+
+/**
+ * An `isFailure` for answers with a status: counts exactly the statuses the policy lists (the policy
+ * engine fills in every 5xx by default), so a 404 or 401 never opens a breaker unless listed.
+ */
+export function failureStatuses(policy: CircuitBreakerPolicy): (result: { status: number }) => boolean {
+  const listed = new Set(policy.failureStatuses);
+  return (result) => listed.has(result.status);
+}
+
+/** Carries an answer the caller called a failure through opossum's rejection path, and back out. */
+class FailedAnswer {
+  readonly result: unknown;
+  constructor(result: unknown) {
+    this.result = result;
+  }
+}
+
+const BUCKETS = 10;
+type Attempt = () => Promise<unknown>;
+
+export interface BreakerStats {
+  service: string;
+  /** Set for an endpoint's breaker. */
+  address?: string;
+  state: BreakerState;
+  /** In the rolling window (cleared when the breaker closes again). */
+  calls: number;
+  failures: number;
+  rejected: number;
+}
+
+/** One breaker. A disabled policy makes it a pass-through that is always closed. */
+export class Breaker {
+  readonly service: string;
+  readonly address: string | undefined;
+  readonly policy: CircuitBreakerPolicy;
+  readonly #circuit: CircuitBreaker<[Attempt], unknown> | undefined;
+  readonly #rotator = new EventEmitter();
+  readonly #now: () => number;
+  readonly #bucketMs: number;
+  #rotatedAt: number;
+
+  constructor(service: string, address: string | undefined, policy: CircuitBreakerPolicy, options: BreakerOptions = {}) {
+    this.service = service;
+    this.address = address;
+    this.policy = policy;
+    this.#now = options.now ?? Date.now;
+    this.#bucketMs = Math.max(1, policy.rollingWindowMs / BUCKETS);
+    this.#rotatedAt = this.#now();
+    if (!policy.enabled) return;
+
+    const circuit: CircuitBreaker<[Attempt], unknown> = new CircuitBreaker((attempt: Attempt) => attempt(), {
+      name: address === undefined ? service : `${service}@${address}`,
+      timeout: false,
+      errorThresholdPercentage: policy.errorThresholdPercentage,
+      volumeThreshold: policy.volumeThreshold,
+      rollingCountTimeout: policy.rollingWindowMs,
+      rollingCountBuckets: BUCKETS,
+      resetTimeout: policy.resetTimeoutMs,
+      rollingPercentilesEnabled: false,
+      enableSnapshots: false,
+      rotateBucketController: this.#rotator,
+      // true = "not a failure". Opossum then records a success, which on the half-open probe would
+      // close the breaker; so on the probe only a real answer (resolved, or a 4xx) counts as success.
+      errorFilter: (err: unknown): boolean => !(err instanceof FailedAnswer) && !isBreakerFailure(err) && !circuit.halfOpen,
+    });
+    // A breaker that closes again starts from a clean window: the failures that opened it, and the
+    // calls refused while open (opossum counts them as fires), say nothing about the recovered service.
+    circuit.on('close', () => this.#rotate(BUCKETS));
+    const notify = options.onStateChange;
+    if (notify) {
+      circuit.on('open', () => notify(this, 'open'));
+      circuit.on('halfOpen', () => notify(this, 'half-open'));
+      circuit.on('close', () => notify(this, 'closed'));
+    }
+    this.#circuit = circuit;
+  }
+
+  get state(): BreakerState {
+    const circuit = this.#circuit;
+    if (!circuit || circuit.closed) return 'closed';
+    return circuit.halfOpen ? 'half-open' : 'open';
+  }
+
+  /** A call now would be refused at once: open, or half-open with its one probe already out. */
+  get refusing(): boolean {
+    const circuit = this.#circuit;
+    return circuit !== undefined && !circuit.closed && !circuit.pendingClose;
+  }
+
+  /**
+   * Run one attempt under the breaker. Rejects with CircuitOpenError at once while open. A resolved
+   * result for which `isFailure` is true counts as a failure but is still returned.
+   */
+  async run<T>(attempt: () => Promise<T>, isFailure: (result: T) => boolean = () => false): Promise<T> {
+    const circuit = this.#circuit;
+    if (!circuit || circuit.isShutdown) return attempt();
+    this.#slide();
+    const counted: Attempt = async () => {
+      let result: T;
+      try {
+        result = await attempt();
+      } finally {
+        this.#slide(); // a long call may end in a later bucket than it started
+      }
+      if (isFailure(result)) throw new FailedAnswer(result);
+      return result;
+    };
+    try {
+      return await circuit.fire(counted) as T;
+    } catch (err) {
+      if (err instanceof FailedAnswer) return err.result as T;
+      if (err instanceof Error && CircuitBreaker.isOurError(err)) throw new CircuitOpenError(this.service, this.address);
+      throw err;
+    }
+  }
+
+  stats(): BreakerStats {
+    const s = this.#circuit?.stats;
+    return { service: this.service, ...(this.address === undefined ? {} : { address: this.address }), state: this.state, calls: s?.fires ?? 0, failures: s?.failures ?? 0, rejected: s?.rejects ?? 0 };
+  }
+
+  shutdown(): void {
+    this.#circuit?.shutdown();
+  }
+
+  /** Rotate the rolling window by however many buckets the clock has moved past. */
+  #slide(): void {
+    const steps = Math.floor((this.#now() - this.#rotatedAt) / this.#bucketMs);
+    if (steps <= 0) return;
+    this.#rotatedAt += steps * this.#bucketMs;
+    this.#rotate(Math.min(steps, BUCKETS));
+  }
+
+  #rotate(buckets: number): void {
+    for (let i = 0; i < buckets; i++) this.#rotator.emit('rotate');
+  }
+}
+
+export interface BreakerOptions {
+  /** Clock for the rolling window (opossum's reset timer uses the global setTimeout). */
+  now?: () => number;
+  /** Told every transition, for logs and metrics. */
+  onStateChange?: (breaker: Breaker, state: BreakerState) => void;
+}
+
+/**
+ * Every breaker of the sidecar: one per service and one per endpoint of a service, created on first
+ * use and rebuilt when the policy they were built from changes (a policy object with equal values
+ * keeps the breaker, so a reload that changes nothing here keeps its state).
+ */
+export class BreakerRegistry {
+  readonly #breakers = new Map<string, Breaker>();
+  readonly #options: BreakerOptions;
+
+  constructor(options: BreakerOptions = {}) {
+    this.#options = options;
+  }
+
+  /** The service-wide breaker: trips when the service as a whole fails. */
+  service(service: string, policy: CircuitBreakerPolicy): Breaker {
+    return this.#get(service, undefined, policy);
+  }
+
+  /** One endpoint's breaker: trips on that replica alone, so the balancer can route around it. */
+  endpoint(service: string, address: string, policy: CircuitBreakerPolicy): Breaker {
+    return this.#get(service, address, policy);
+  }
+
+  /** True when a call would be refused now (open, or half-open with its probe out); false if unknown. */
+  isOpen(service: string, address?: string): boolean {
+    return this.#breakers.get(keyOf(service, address))?.refusing ?? false;
+  }
+
+  state(service: string, address?: string): BreakerState | undefined {
+    return this.#breakers.get(keyOf(service, address))?.state;
+  }
+
+  snapshot(): BreakerStats[] {
+    return [...this.#breakers.values()].map((b) => b.stats());
+  }
+
+  /** Drop the endpoint breakers of addresses no longer in discovery. */
+  retain(liveAddresses: ReadonlySet<string>): void {
+    for (const [key, breaker] of this.#breakers) {
+      if (breaker.address === undefined || liveAddresses.has(breaker.address)) continue;
+      breaker.shutdown();
+      this.#breakers.delete(key);
+    }
+  }
+
+  close(): void {
+    for (const breaker of this.#breakers.values()) breaker.shutdown();
+    this.#breakers.clear();
+  }
+
+  #get(service: string, address: string | undefined, policy: CircuitBreakerPolicy): Breaker {
+    const key = keyOf(service, address);
+    const existing = this.#breakers.get(key);
+    if (existing && (existing.policy === policy || samePolicy(existing.policy, policy))) return existing;
+    existing?.shutdown();
+    const breaker = new Breaker(service, address, policy, this.#options);
+    this.#breakers.set(key, breaker);
+    return breaker;
+  }
+}
+
+function keyOf(service: string, address: string | undefined): string {
+  return address === undefined ? service : `${service}@${address}`;
+}
+
+function samePolicy(a: CircuitBreakerPolicy, b: CircuitBreakerPolicy): boolean {
+  return a.enabled === b.enabled
+    && a.errorThresholdPercentage === b.errorThresholdPercentage
+    && a.volumeThreshold === b.volumeThreshold
+    && a.rollingWindowMs === b.rollingWindowMs
+    && a.resetTimeoutMs === b.resetTimeoutMs
+    && a.failureStatuses.length === b.failureStatuses.length
+    && a.failureStatuses.every((s, i) => s === b.failureStatuses[i]);
+}
