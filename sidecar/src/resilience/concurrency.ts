@@ -1,0 +1,101 @@
+// Concurrency limit for calls from this sidecar to one service: at most maxInFlight calls at once,
+// up to maxQueue more waiting in FIFO order, and anything beyond refused at once with OVERLOADED
+// (shedding early beats queueing into the deadline). A call holds its slot across its retries: the
+// limit is on calls, the retry budget is what bounds the extra tries.
+import { MeshError } from '../errors/mesh-error.ts';
+import type { ConcurrencyPolicy } from '../policy/types.ts';
+
+/** 503 OVERLOADED with the Retry-After (seconds) the answer should carry. */
+export class OverloadedError extends MeshError {
+  readonly retryAfterSeconds: number;
+
+  constructor(service: string | undefined, message: string, retryAfterSeconds: number) {
+    super('OVERLOADED', message, service === undefined ? undefined : { service });
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** Gives the slot back; calling it more than once does nothing. */
+export type Release = () => void;
+
+interface Waiter {
+  grant: (release: Release) => void;
+}
+
+export class ConcurrencyLimiter {
+  readonly #service: string | undefined;
+  #policy: ConcurrencyPolicy;
+  #inFlight = 0;
+  // A Set keeps insertion order (FIFO) and removes an aborted waiter in O(1).
+  readonly #queue = new Set<Waiter>();
+
+  constructor(policy: ConcurrencyPolicy, service?: string) {
+    this.#policy = policy;
+    this.#service = service;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  get queued(): number {
+    return this.#queue.size;
+  }
+
+  /** Swap the policy; a higher limit lets waiters in at once. */
+  setPolicy(policy: ConcurrencyPolicy): void {
+    this.#policy = policy;
+    this.#drain();
+  }
+
+  /**
+   * Wait for a slot. Resolves with its release function; rejects with OverloadedError when the queue
+   * is full, or with the signal's reason when the signal aborts first (the waiter leaves the queue).
+   */
+  acquire(signal?: AbortSignal): Promise<Release> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#hasRoom()) return Promise.resolve(this.#take());
+    if (this.#queue.size >= this.#policy.maxQueue) {
+      return Promise.reject(new OverloadedError(this.#service,
+        `${this.#inFlight} calls in flight and ${this.#queue.size} waiting${this.#service ? ` for ${this.#service}` : ''}: limit reached`,
+        this.#policy.retryAfterSeconds));
+    }
+    return new Promise<Release>((resolve, reject) => {
+      const onAbort = () => {
+        this.#queue.delete(waiter);
+        reject(signal!.reason);
+      };
+      const waiter: Waiter = {
+        grant: (release) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(release);
+        },
+      };
+      this.#queue.add(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  #hasRoom(): boolean {
+    return this.#policy.maxInFlight === 0 || this.#inFlight < this.#policy.maxInFlight;
+  }
+
+  #take(): Release {
+    this.#inFlight++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#inFlight--;
+      this.#drain();
+    };
+  }
+
+  #drain(): void {
+    for (const waiter of this.#queue) {
+      if (!this.#hasRoom()) return;
+      this.#queue.delete(waiter);
+      waiter.grant(this.#take());
+    }
+  }
+}
