@@ -5,6 +5,7 @@ import { startSidecar } from './main.ts';
 
 const USAGE = `usage:
   mcp-mesh sidecar --config mesh.yaml   run a sidecar
+  mcp-mesh policy validate FILE…        check policy files or folders (exit 1 on any error)
   mcp-mesh demo                         run a local demo mesh on loopback and print what happened
   mcp-mesh help                         this text`;
 
@@ -13,6 +14,8 @@ export async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'sidecar':
       return runSidecar(rest);
+    case 'policy':
+      return runPolicy(rest);
     case 'demo': {
       const { runDemo } = await import('./demo/demo.ts');
       return runDemo(rest);
@@ -60,4 +63,17 @@ async function runSidecar(args: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   return 0;
+}
+
+async function runPolicy(args: string[]): Promise<number> {
+  const [subcommand, ...paths] = args;
+  if (subcommand !== 'validate' || paths.length === 0) {
+    process.stderr.write(`mcp-mesh policy: usage: mcp-mesh policy validate FILE_OR_FOLDER…\n`);
+    return 2;
+  }
+  const { validatePolicies } = await import('./policy/validate.ts');
+  const { ok, errors } = validatePolicies(paths);
+  for (const line of ok) process.stdout.write(`${line}\n`);
+  for (const line of errors) process.stderr.write(`${line}\n`);
+  return errors.length > 0 ? 1 : 0;
 }

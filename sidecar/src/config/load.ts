@@ -122,7 +122,8 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
   return deepFreeze(config);
 }
 
-function deepFreeze<T>(value: T): T {
+/** Freeze an object and everything it holds (configs and policies are read-only once built). */
+export function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const child of Object.values(value)) deepFreeze(child);
