@@ -8,6 +8,7 @@
 // by us from the clock instead of by two intervals per breaker.
 import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
+import type { ErrorCode } from '../errors/codes.ts';
 import { MeshError } from '../errors/mesh-error.ts';
 import type { CircuitBreakerPolicy } from '../policy/types.ts';
 
@@ -30,7 +31,7 @@ export class CircuitOpenError extends MeshError {
 }
 
 /** Mesh errors that say the service (or endpoint) failed to answer: they count against the breaker. */
-const FAILURE_CODES = new Set<string>([
+const FAILURE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'PEER_UNAVAILABLE', 'NO_HEALTHY_ENDPOINT', 'LINK_BROKEN', 'APP_UNAVAILABLE', 'APP_RESET',
   'DEADLINE_EXCEEDED', 'PROTOCOL_ERROR',
 ]);

@@ -2,6 +2,7 @@
 // matches), whether the call may be tried again, how long to wait first, and a retry budget that
 // keeps an outage from multiplying load. Pure functions plus one small counter; the pipeline owns the
 // loop (see README.md in this folder).
+import type { ErrorCode } from '../errors/codes.ts';
 import { MeshError } from '../errors/mesh-error.ts';
 import type { Header } from '../mcp/codec.ts';
 import type { RetryBudgetPolicy, RetryCondition, RetryPolicy } from '../policy/types.ts';
@@ -25,7 +26,7 @@ export type AttemptOutcome =
 
 // Conditions a mesh error matches. Envoy's `5xx` also covers "no answer at all" (connect failures,
 // refused streams, resets), so every entry that is a failure to get an answer lists it too.
-const ERROR_CONDITIONS: Partial<Record<string, readonly RetryCondition[]>> = {
+const ERROR_CONDITIONS: Partial<Record<ErrorCode, readonly RetryCondition[]>> = {
   PEER_UNAVAILABLE: ['connect-failure', '5xx'],
   NO_HEALTHY_ENDPOINT: ['connect-failure', '5xx'],
   SHUTTING_DOWN: ['refused-stream', '5xx'],
