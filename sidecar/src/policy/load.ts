@@ -130,8 +130,8 @@ export function parsePolicyText(text: string, file: string): { policies: LoadedP
       problems.push({ file, at: syntax.at, path: '', message: `invalid YAML: ${syntax.message}` });
       continue;
     }
-    if (doc.contents === null) continue; // an empty document (a trailing ---, a file of comments)
     const data: unknown = doc.toJS();
+    if (doc.contents === null || data === null) continue; // an empty document (a trailing ---, only comments)
     const start = lines.linePos(doc.contents.range[0]);
     if (typeof data !== 'object' || data === null || Array.isArray(data)) {
       problems.push({ file, at: start, path: '', message: 'a policy document must be a mapping with apiVersion, kind, metadata and spec' });

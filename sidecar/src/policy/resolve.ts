@@ -366,13 +366,18 @@ export function compilePolicies(set: Pick<PolicySet, 'policies'>, defaults: Poli
     const serviceWide = wide[0];
     const layered = serviceWide ? overlay(base, serviceWide) : base;
     if (serviceWide) problems.push(...valueRules(layered, serviceWide));
-    const routes = policies.filter((p) => p.spec.route).map((p) => compileRoute(p, layered)).sort(byPrecedence);
-    for (const [i, route] of routes.entries()) {
+    // In load order, so a duplicate is reported at the later document; the sort is stable, so a tie is too.
+    const inLoadOrder = policies.filter((p) => p.spec.route).map((p) => compileRoute(p, layered));
+    for (const [i, route] of inLoadOrder.entries()) {
       problems.push(...valueRules(route.layered, route.policy));
+      const earlier = inLoadOrder.slice(0, i).find((r) => r.name === route.name);
+      if (earlier) {
+        problems.push(route.policy.problem(['spec', 'route', 'name'], `service ${service} already has a route ${route.name} in ${where(earlier.policy, ['spec', 'route', 'name'])}`));
+      }
+    }
+    const routes = [...inLoadOrder].sort(byPrecedence);
+    for (const [i, route] of routes.entries()) {
       for (const earlier of routes.slice(0, i)) {
-        if (earlier.name === route.name) {
-          problems.push(route.policy.problem(['spec', 'route', 'name'], `service ${service} already has a route ${route.name} in ${where(earlier.policy, ['spec', 'route', 'name'])}`));
-        }
         if (byPrecedence(earlier, route) === 0 && overlap(earlier, route)) {
           problems.push(route.policy.problem(['spec', 'route', 'match'], `matches the same requests as route ${earlier.name} in ${where(earlier.policy, ['spec', 'route', 'match'])}, `
             + 'and neither is more specific; make one more specific (see docs/policies.md#matching)', true));
@@ -406,7 +411,8 @@ function valueRules(layered: Layered, policy: LoadedPolicy): PolicyProblem[] {
   };
   const origin = (path: string): string => {
     const source = layered.sources.get(path)!;
-    return source.kind === 'file' ? (source.policy === policy ? 'this policy' : where(source.policy, source.key)) : source.kind;
+    if (source.kind === 'file') return source.policy === policy ? 'this policy' : where(source.policy, source.key);
+    return source.kind === 'default' ? 'the built-in default' : 'the sidecar config';
   };
   /** When `broken`, report at the first of `paths` that this policy set, if any. */
   const rule = (broken: boolean, paths: string[], message: () => string) => {
@@ -414,7 +420,7 @@ function valueRules(layered: Layered, policy: LoadedPolicy): PolicyProblem[] {
     const key = paths.map(own).find((k) => k !== undefined);
     if (key) problems.push(policy.problem(key, message()));
   };
-  const durationText = (path: string) => `${value<number>(path)}ms, from ${origin(path)}`;
+  const durationText = (path: string) => `${formatMs(value<number>(path))}, from ${origin(path)}`;
 
   rule(value<number>('retries.backoffBaseMs') > value<number>('retries.backoffMaxMs'), ['retries.backoffBaseMs', 'retries.backoffMaxMs'],
     () => `the back-off base (${durationText('retries.backoffBaseMs')}) is longer than its max (${durationText('retries.backoffMaxMs')})`);
@@ -449,6 +455,13 @@ function valueRules(layered: Layered, policy: LoadedPolicy): PolicyProblem[] {
     }
   }
   return problems;
+}
+
+/** 1500 → "1500ms", 2000 → "2s", 600000 → "10m": as a user would write it. */
+function formatMs(ms: number): string {
+  if (ms > 0 && ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms > 0 && ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
 }
 
 function lowerCaseKeys(record: Readonly<Record<string, string>>): Record<string, string> {

@@ -5,7 +5,8 @@
 // Rules of the house:
 // - every object rejects unknown keys, so a typo is an error;
 // - every field has a description (it becomes the reference) and, where it has a fixed built-in
-//   default, a `default` (policy/resolve.ts builds the built-in policy from these very values);
+//   default, a `default` (policy/resolve.ts builds the built-in policy from these very values; the
+//   three timeouts without one default to the sidecar config's, see FIELDS in resolve.ts);
 // - nothing is filled in by validation: a field a file leaves out is inherited (service-wide policy,
 //   then built-in default), so the loader must see what the user actually wrote;
 // - `x-expect` says in words what a valid value looks like, for error messages ("must be …") where
@@ -87,18 +88,16 @@ export const RouteSchema = section({
 }, 'narrows the policy to some requests; without it, the policy covers every request to the service');
 
 export const TimeoutsSchema = section({
-  connect: Type.Optional(duration('longest wait for a link to a peer sidecar; the try then fails as connect-failure. Default: the sidecar config\'s timeouts.connect (1s)')),
+  connect: Type.Optional(duration('longest wait for a link to a peer sidecar; the try then fails as connect-failure')),
   perTry: Type.Optional(duration('limit on one try; 0 for none (only the overall deadline applies)', 0)),
-  request: Type.Optional(duration('overall deadline of a call, every try and back-off included, until the response head arrives; 0 for none. '
-    + 'Default: the sidecar config\'s timeouts.request (15s)')),
-  streamIdle: Type.Optional(duration('a streamed response (SSE, large body) is cut after this long without data; the request deadline does not cut streams. '
-    + 'Default: the sidecar config\'s timeouts.streamIdle (5m)')),
+  request: Type.Optional(duration('overall deadline of a call, every try and back-off included, until the response head arrives; 0 for none')),
+  streamIdle: Type.Optional(duration('a streamed response (SSE, large body) is cut after this long without data; the request deadline does not cut streams')),
 }, 'timeouts');
 
 export const RetriesSchema = section({
   attempts: Type.Optional(integer(1, 10, 'tries in all, the first one included; 1 turns retries off', 3)),
   backoff: Type.Optional(section({
-    base: Type.Optional(duration('the first back-off; each retry waits a random time up to base × 2^retry (full jitter)', '25ms')),
+    base: Type.Optional(duration('retry n waits a random time up to base × 2^(n−1) (full jitter), never more than max', '25ms')),
     max: Type.Optional(duration('the longest back-off', '250ms')),
   }, 'exponential back-off with full jitter between tries')),
   retryOn: Type.Optional(Type.Array(oneOf(RETRY_CONDITIONS, 'a retryable outcome'), {
