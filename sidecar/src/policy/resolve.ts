@@ -238,18 +238,18 @@ function routeMatches(route: CompiledRoute, method: string, path: string, header
   if (route.methods && !route.methods.has(method) && !route.methods.has(method.toUpperCase())) return false;
   if (route.pathKind === 'exact' && path !== route.path) return false;
   if (route.pathKind === 'prefix' && route.path !== '' && path !== route.path && !path.startsWith(`${route.path}/`)) return false;
-  for (const [name, value] of route.headers) if (headerValue(headers, name) !== value) return false;
+  for (const [name, value] of route.headers) if (!hasHeader(headers, name, value)) return false;
   return true;
 }
 
-/** The value of a header (names lower-case); for a repeated header, the first. */
-function headerValue(headers: RequestHeaders, name: string): string | undefined {
+/** The request has header `name` (lower-case) with exactly `value`; for a repeated header, any of its values. */
+function hasHeader(headers: RequestHeaders, name: string, value: string): boolean {
   if (Array.isArray(headers)) {
-    for (const h of headers as readonly { name: string; value: string }[]) if (h.name === name) return h.value;
-    return undefined;
+    for (const h of headers as readonly { name: string; value: string }[]) if (h.name === name && h.value === value) return true;
+    return false;
   }
-  const value = (headers as Readonly<Record<string, string | readonly string[] | undefined>>)[name];
-  return typeof value === 'string' ? value : value?.[0];
+  const found = (headers as Readonly<Record<string, string | readonly string[] | undefined>>)[name];
+  return typeof found === 'string' ? found === value : found?.includes(value) ?? false;
 }
 
 // ---- the compiled table ----
