@@ -195,6 +195,8 @@ interface CompiledRoute {
   pathKind: 'exact' | 'prefix' | 'any';
   /** For prefixes, without a trailing "/" ("" for "/"). */
   path: string;
+  /** `path` + "/", built once rather than per call. */
+  under: string;
   methods: ReadonlySet<string> | undefined;
   headers: readonly (readonly [string, string])[];
   rank: readonly number[];
@@ -217,7 +219,7 @@ function compileRoute(policy: LoadedPolicy, serviceWide: Layered): CompiledRoute
     methods ? -methods.size : 0,
   ];
   const layered = overlay(serviceWide, policy);
-  return { name: route.name, policy, match, pathKind, path, methods, headers, rank, effective: toEffective(layered, route.name), layered };
+  return { name: route.name, policy, match, pathKind, path, under: `${path}/`, methods, headers, rank, effective: toEffective(layered, route.name), layered };
 }
 
 /** Most specific first (see the rules at the top of this file). */
@@ -237,7 +239,7 @@ function overlap(a: CompiledRoute, b: CompiledRoute): boolean {
 function routeMatches(route: CompiledRoute, method: string, path: string, headers: RequestHeaders): boolean {
   if (route.methods && !route.methods.has(method) && !route.methods.has(method.toUpperCase())) return false;
   if (route.pathKind === 'exact' && path !== route.path) return false;
-  if (route.pathKind === 'prefix' && route.path !== '' && path !== route.path && !path.startsWith(`${route.path}/`)) return false;
+  if (route.pathKind === 'prefix' && route.path !== '' && path !== route.path && !path.startsWith(route.under)) return false;
   for (const [name, value] of route.headers) if (!hasHeader(headers, name, value)) return false;
   return true;
 }
