@@ -399,7 +399,7 @@ class Generator {
 
 async function linkStats(adminPort: number): Promise<{ batches: number; envelopes: number; state: string }> {
   const res = await request(`http://127.0.0.1:${adminPort}/endpoints`);
-  const links = await res.body.json() as { state: string; batches: number; envelopes: number }[];
+  const { links } = await res.body.json() as { links: { state: string; batches: number; envelopes: number }[] };
   return links.reduce((sum, l) => ({ batches: sum.batches + l.batches, envelopes: sum.envelopes + l.envelopes, state: l.state }), { batches: 0, envelopes: 0, state: 'none' });
 }
 

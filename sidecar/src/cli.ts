@@ -1,7 +1,7 @@
 // The `mcp-mesh` command: parse arguments, dispatch. Kept thin; the work is in main.ts and friends.
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.ts';
-import { startSidecar } from './main.ts';
+import { PolicyError } from './policy/load.ts';
 
 const USAGE = `usage:
   mcp-mesh sidecar --config mesh.yaml   run a sidecar
@@ -53,7 +53,19 @@ async function runSidecar(args: string[]): Promise<number> {
     }
     throw err;
   }
-  const sidecar = await startSidecar(config);
+  // Loaded here, not at the top: `policy validate` and `help` need none of the sidecar's parts.
+  const { startSidecar } = await import('./main.ts');
+  let sidecar;
+  try {
+    sidecar = await startSidecar(config);
+  } catch (err) {
+    // A broken policy set stops the start with its positioned problems, not a stack trace.
+    if (err instanceof PolicyError) {
+      process.stderr.write(`policy error:\n  ${err.message.split('\n').join('\n  ')}\n`);
+      return 1;
+    }
+    throw err;
+  }
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       sidecar.logger.info({ signal }, 'signal received');

@@ -4,8 +4,10 @@ import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { createAdmin } from './admin/server.ts';
-import { RoundRobinBalancer } from './balancer/round-robin.ts';
 import { createCallPipeline } from './call/pipeline.ts';
+import { ServiceStates } from './call/service-state.ts';
+import { PolicyStore } from './policy/store.ts';
+import { BreakerRegistry } from './resilience/breaker.ts';
 import { formatHostPort } from './config/address.ts';
 import { ConfigError, loadConfigFile, type MeshConfig } from './config/load.ts';
 import { StaticResolver } from './discovery/static.ts';
@@ -33,13 +35,27 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   links.sync(resolver.allAddresses());
   resolver.onChange(() => links.sync(resolver.allAddresses()));
 
-  const pipeline = createCallPipeline({
-    source, resolver, links, balancer: new RoundRobinBalancer(),
-    connectTimeoutMs: config.timeouts.connectMs, streamIdleMs: config.timeouts.streamIdleMs, logger,
+  // Policies are checked before anything listens: a sidecar never starts with a broken policy.
+  const policies = PolicyStore.load(config.policies, { namespace: config.namespace, timeouts: config.timeouts }, logger);
+  const breakers = new BreakerRegistry({
+    onStateChange: (breaker, state) => logger.warn({ target: breaker.service, endpoint: breaker.address, state }, `circuit breaker ${state}`),
+  });
+  const services = new ServiceStates();
+  resolver.onChange(() => {
+    const live = resolver.allAddresses();
+    breakers.retain(live);
+    for (const [service] of services.entries()) {
+      const [name = '', namespace = ''] = service.split('.');
+      services.retain(service, new Set((resolver.endpoints(name, namespace) ?? []).map((e) => e.address)));
+    }
   });
 
+  links.onReady = (address) => breakers.peerRecovered(address, resolver.servicesOf(address));
+
+  const pipeline = createCallPipeline({ source, resolver, links, policies, services, breakers, logger });
+
   const outbound = createOutbound({
-    namespace: config.namespace, requestTimeoutMs: config.timeouts.requestMs,
+    namespace: config.namespace,
     maxBodyBytes: config.limits.maxBodyBytes, inlineBodyBytes: config.limits.inlineBodyBytes,
     logger, pipeline, isKnownService: (service, namespace) => resolver.endpoints(service, namespace) !== undefined,
   });
@@ -54,7 +70,8 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   let ready = false;
   const admin = createAdmin({
     ready: () => ready,
-    endpoints: () => [...links.all()].map((link) => ({ address: link.address, state: link.state, inFlight: link.inFlight, ...link.stats })),
+    endpoints: () => endpointsView(links, services, breakers),
+    configDump: () => ({ config: { ...config, file: config.file }, policies: policies.dump() }),
   }, logger);
 
   const inboundPort = await inbound.listen(config.listen.inbound.host, config.listen.inbound.port);
@@ -75,6 +92,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
       logger.info({ graceMs: config.shutdown.graceMs }, 'shutting down: draining');
       ready = false;
       watcher?.close();
+      policies.close();
       outbound.stopAccepting();
       await Promise.all([inbound.drain(config.shutdown.graceMs), outbound.drain(config.shutdown.graceMs)]);
       // The calls in flight are done (or out of grace): cut what is left, keep-alive connections
@@ -84,12 +102,26 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
       links.close();
       await inbound.close();
       await forwarder.close();
+      breakers.close();
       await admin.close();
       logger.info('shut down');
     })();
     return stopping;
   };
   return { config, logger, ports, shutdown };
+}
+
+/** Per peer link and per called service: link state, breakers, ejections, limiter (admin /endpoints). */
+function endpointsView(links: LinkPool, services: ServiceStates, breakers: BreakerRegistry): unknown {
+  return {
+    links: [...links.all()].map((link) => ({ address: link.address, state: link.state, inFlight: link.inFlight, ...link.stats })),
+    services: Object.fromEntries([...services.entries()].map(([service, state]) => [service, {
+      outlier: state.outlier.snapshot(),
+      concurrency: { inFlight: state.limiter.inFlight, queued: state.limiter.queued },
+      retryBudget: state.budget.snapshot(),
+    }])),
+    breakers: breakers.snapshot(),
+  };
 }
 
 function portOf(app: { server: { address(): unknown } }): number {

@@ -327,8 +327,8 @@ describe('data path through two sidecars', { timeout: 120_000 }, () => {
 
     async function linkStats(): Promise<{ batches: number; envelopes: number }> {
       const response = await request(`http://127.0.0.1:${mesh.caller.ports.admin}/endpoints`);
-      const endpoints = await response.body.json() as { address: string; batches: number; envelopes: number }[];
-      const link = endpoints.find((e) => e.address === mesh.callee.inboundAddress);
+      const { links } = await response.body.json() as { links: { address: string; batches: number; envelopes: number }[] };
+      const link = links.find((e) => e.address === mesh.callee.inboundAddress);
       assert.ok(link, 'the caller has a link to the callee');
       return link;
     }

@@ -7,10 +7,12 @@ import { Agent, request } from 'undici';
 import { startTestApp, type Echo, type TestApp } from '../helpers/apps.ts';
 import { SidecarProcess, sidecarConfig } from '../helpers/sidecar-process.ts';
 import { within } from '../helpers/wait.ts';
+import { ERROR_CODES, type ErrorCode } from '../../sidecar/src/errors/codes.ts';
 
 /** Fast reconnects and failure detection so the test is quick; the behaviour is the same as with defaults. */
 const LINK = { reconnectBase: '50ms', reconnectMax: '250ms', heartbeatInterval: '100ms', unhealthyAfter: '500ms' };
-const FAILURE_CODES = new Set(['LINK_BROKEN', 'PEER_UNAVAILABLE', 'NO_HEALTHY_ENDPOINT']);
+// CIRCUIT_OPEN: once enough calls failed, the service's breaker fails the rest fast.
+const FAILURE_CODES = new Set(['LINK_BROKEN', 'PEER_UNAVAILABLE', 'NO_HEALTHY_ENDPOINT', 'CIRCUIT_OPEN']);
 
 interface Outcome {
   ok: boolean;
@@ -118,7 +120,7 @@ describe('peer sidecar failure and recovery', { timeout: 120_000 }, () => {
     assert.ok(successesBeforeKill >= 100 && failuresAfterKill >= 20, `load ran on both sides of the kill (${successesBeforeKill} ok before, ${failuresAfterKill} failed after)`);
     for (const outcome of outcomes.filter((o) => !o.ok)) {
       assert.ok(FAILURE_CODES.has(outcome.code ?? ''), `a failed call carries a link/peer code, got ${outcome.status} ${outcome.code}`);
-      assert.equal(outcome.status, outcome.code === 'NO_HEALTHY_ENDPOINT' ? 503 : 502);
+      assert.equal(outcome.status, ERROR_CODES[outcome.code as ErrorCode].status);
     }
     assert.ok(outcomes.filter((o) => o.afterKill).every((o) => !o.ok), 'nothing succeeded while the peer was dead');
 

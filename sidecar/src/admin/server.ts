@@ -7,6 +7,8 @@ import { fastifyLogging } from '../telemetry/logger.ts';
 export interface AdminState {
   ready(): boolean;
   endpoints(): unknown;
+  /** The running configuration and policies, defaults included, with where each value came from. */
+  configDump(): unknown;
 }
 
 export function createAdmin(state: AdminState, logger: Logger): FastifyInstance {
@@ -17,5 +19,6 @@ export function createAdmin(state: AdminState, logger: Logger): FastifyInstance 
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'starting' });
   });
   app.get('/endpoints', async () => state.endpoints());
+  app.get('/config_dump', async () => state.configDump());
   return app;
 }

@@ -37,31 +37,3 @@ export class RoundRobin implements Balancer {
     for (const address of this.#scores.keys()) if (!addresses.has(address)) this.#scores.delete(address);
   }
 }
-
-/**
- * @deprecated The interface call/pipeline.ts uses until it moves to `Balancer` from balancer.ts
- * (built by `createBalancer`); remove together with `RoundRobinBalancer`.
- */
-export interface LegacyBalancer {
-  pick(service: string, endpoints: readonly Endpoint[], usable: (endpoint: Endpoint) => boolean): Endpoint | undefined;
-}
-/** @deprecated see LegacyBalancer. */
-export type { LegacyBalancer as Balancer };
-
-/** @deprecated Round robin over the usable endpoints, one cursor per service; see LegacyBalancer. */
-export class RoundRobinBalancer implements LegacyBalancer {
-  readonly #cursors = new Map<string, number>();
-
-  pick(service: string, endpoints: readonly Endpoint[], usable: (endpoint: Endpoint) => boolean): Endpoint | undefined {
-    const start = this.#cursors.get(service) ?? 0;
-    for (let i = 0; i < endpoints.length; i++) {
-      const index = (start + i) % endpoints.length;
-      const endpoint = endpoints[index]!;
-      if (usable(endpoint)) {
-        this.#cursors.set(service, index + 1);
-        return endpoint;
-      }
-    }
-    return undefined;
-  }
-}

@@ -1,12 +1,15 @@
 // The outbound call pipeline, top to bottom in one place:
 //
-//   resolve → deadline → balance → link (unary over the shared link, or a Stream call)
+//   resolve → policy → concurrency limit → deadline → retry (budget, back-off)
+//     → service breaker → balance (subset, health, endpoint breaker) → link (unary or Stream call)
 //
-// Each step is a plain function of the call; later layers (retry with budget, circuit breaker,
-// affinity) slot in between deadline and balance without touching the others.
+// Every step is a small function below, in that order. The per-service state they share (balancer,
+// outlier detector, limiter, retry budget) lives in service-state.ts; the pieces themselves in
+// resilience/ and balancer/. Retries happen here only, in the calling sidecar: the called sidecar
+// never retries, so a chain of services cannot multiply them.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { Balancer } from '../balancer/round-robin.ts';
 import type { Endpoint, Resolver } from '../discovery/resolver.ts';
 import { MeshError } from '../errors/mesh-error.ts';
 import { MessageType, Priority, type Envelope, type Header } from '../mcp/codec.ts';
@@ -15,6 +18,11 @@ import type { PeerLink } from '../mcp/link.ts';
 import type { LinkPool } from '../mcp/link-pool.ts';
 import { streamCall } from '../mcp/stream-client.ts';
 import type { ServiceTarget } from '../outbound/target.ts';
+import type { EffectivePolicy } from '../policy/types.ts';
+import { selectSubset } from '../balancer/subsets.ts';
+import { CircuitOpenError, failureStatuses, isBreakerFailure, type BreakerRegistry } from '../resilience/breaker.ts';
+import { retryDelay, shouldRetry, type AttemptOutcome } from '../resilience/retry.ts';
+import type { ServiceState, ServiceStates } from './service-state.ts';
 
 export type RequestBody =
   | { kind: 'none' }
@@ -32,8 +40,8 @@ export interface OutboundCall {
   body: RequestBody;
   /** The response is expected to stream (SSE): go straight to a Stream call. */
   expectStream: boolean;
-  /** Overall deadline in ms from now; 0 for none. */
-  deadlineMs: number;
+  /** Deadline the app asked for (`mcp-mesh-timeout`), in ms; undefined: the policy's. */
+  deadlineMs: number | undefined;
   /** Aborted when the calling app goes away. */
   signal: AbortSignal;
 }
@@ -46,62 +54,95 @@ export interface CallResult {
   endpoint: string;
 }
 
+/** Where the effective policy of a call comes from (the policy store; a fixed policy in tests). */
+export interface PolicySource {
+  resolve(service: string, namespace: string, request: { method: string; path: string; headers: readonly Header[] }): EffectivePolicy;
+}
+
 export interface PipelineDeps {
   source: string;
   resolver: Resolver;
   links: LinkPool;
-  balancer: Balancer;
-  connectTimeoutMs: number;
-  streamIdleMs: number;
+  policies: PolicySource;
+  services: ServiceStates;
+  breakers: BreakerRegistry;
   logger: Logger;
 }
 
 export type CallPipeline = (call: OutboundCall) => Promise<CallResult>;
 
+/** Response header telling the app how many tries the mesh made. */
+export const ATTEMPTS_HEADER = 'mcp-mesh-attempts';
+
 export function createCallPipeline(deps: PipelineDeps): CallPipeline {
   return async function callService(call) {
-    const qualified = `${call.target.service}.${call.target.namespace}`;
-    const endpoints = resolve(deps.resolver, call.target);
-
-    return withDeadline(call, qualified, async (signal) => {
-      const link = await balance(deps, qualified, endpoints, signal);
-      const request = requestEnvelope(deps.source, qualified, call);
-      const streamed = call.body.kind === 'stream' || call.expectStream;
-      return streamed ? sendOnStream(deps, link, request, call, signal) : sendOnLink(deps, link, request, signal);
-    }).catch((err: unknown) => { throw naming(err, qualified); });
+    const service = `${call.target.service}.${call.target.namespace}`;
+    try {
+      const endpoints = resolve(deps.resolver, call.target, service);
+      const policy = deps.policies.resolve(call.target.service, call.target.namespace, call);
+      const state = deps.services.get(service, policy);
+      const release = await state.limiter.acquire(call.signal);
+      try {
+        const deadlineMs = call.deadlineMs ?? policy.timeouts.overallMs;
+        return await withDeadline(call, service, deadlineMs, (signal, deadlineAt) =>
+          withRetries({ deps, call, service, policy, state, endpoints, signal, deadlineAt }));
+      } finally {
+        release();
+      }
+    } catch (err) {
+      throw naming(err, service);
+    }
   };
+}
+
+/** Everything one call's tries need. */
+interface CallContext {
+  deps: PipelineDeps;
+  call: OutboundCall;
+  service: string;
+  policy: EffectivePolicy;
+  state: ServiceState;
+  endpoints: readonly Endpoint[];
+  /** Aborts on the overall deadline or when the app goes away. */
+  signal: AbortSignal;
+  /** performance.now() value of the overall deadline; Infinity for none. */
+  deadlineAt: number;
+}
+
+// ---- resolve ----
+
+function resolve(resolver: Resolver, target: ServiceTarget, service: string): readonly Endpoint[] {
+  const endpoints = resolver.endpoints(target.service, target.namespace);
+  if (!endpoints) throw new MeshError('UNKNOWN_SERVICE', `no service "${target.service}" in namespace "${target.namespace}" is known to discovery`, { service });
+  return endpoints;
 }
 
 /** Errors from the peer or the link do not know which service was called; the answer must say. */
 function naming(err: unknown, service: string): unknown {
   if (!(err instanceof MeshError) || err.service) return err;
-  return new MeshError(err.code, err.message, { service, cause: err });
-}
-
-// ---- resolve ----
-
-function resolve(resolver: Resolver, target: ServiceTarget): readonly Endpoint[] {
-  const endpoints = resolver.endpoints(target.service, target.namespace);
-  if (!endpoints) {
-    throw new MeshError('UNKNOWN_SERVICE', `no service "${target.service}" in namespace "${target.namespace}" is known to discovery`, { service: `${target.service}.${target.namespace}` });
-  }
-  return endpoints;
+  const named = new MeshError(err.code, err.message, { service, cause: err });
+  named.attempts = err.attempts;
+  return named;
 }
 
 // ---- deadline ----
 
-/** Runs `work` with a signal that aborts on the deadline or when the app goes away. */
-async function withDeadline<T>(call: OutboundCall, service: string, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+/** Runs `work` with a signal that aborts on the overall deadline or when the app goes away. */
+async function withDeadline<T>(call: OutboundCall, service: string, deadlineMs: number, work: (signal: AbortSignal, deadlineAt: number) => Promise<T>): Promise<T> {
   const controller = new AbortController();
   const onClientGone = () => controller.abort(new MeshError('CLIENT_CLOSED', 'the calling app went away', { service }));
   call.signal.addEventListener('abort', onClientGone, { once: true });
-  const timer = call.deadlineMs > 0
-    ? setTimeout(() => controller.abort(new MeshError('DEADLINE_EXCEEDED', `no answer from ${service} within ${call.deadlineMs} ms`, { service })), call.deadlineMs)
+  const timer = deadlineMs > 0
+    ? setTimeout(() => controller.abort(new MeshError('DEADLINE_EXCEEDED', `no answer from ${service} within ${deadlineMs} ms`, { service })), deadlineMs)
     : undefined;
   try {
-    return await work(controller.signal);
+    return await work(controller.signal, deadlineMs > 0 ? performance.now() + deadlineMs : Infinity);
   } catch (err) {
-    if (controller.signal.aborted && controller.signal.reason instanceof MeshError) throw controller.signal.reason;
+    if (controller.signal.aborted && controller.signal.reason instanceof MeshError) {
+      const reason = controller.signal.reason;
+      if (err instanceof MeshError) reason.attempts = err.attempts;
+      throw reason;
+    }
     throw err;
   } finally {
     clearTimeout(timer);
@@ -109,23 +150,117 @@ async function withDeadline<T>(call: OutboundCall, service: string, work: (signa
   }
 }
 
-// ---- balance ----
+// ---- retry ----
 
-async function balance(deps: PipelineDeps, service: string, endpoints: readonly Endpoint[], signal: AbortSignal): Promise<PeerLink> {
+async function withRetries(ctx: CallContext): Promise<CallResult> {
+  const { call, policy, state } = ctx;
+  const retries = policy.retries;
+  const bodyBytes = call.body.kind === 'stream' ? 'stream' : call.body.kind === 'inline' ? call.body.bytes.byteLength : 0;
+  const tried = new Set<string>();
+  const splitDraw = Math.random(); // one draw per call: every try lands in the same subset
+  state.budget.recordCall();
+  for (let attempt = 1; ; attempt++) {
+    let outcome: AttemptOutcome;
+    let result: CallResult | undefined;
+    try {
+      result = await throughServiceBreaker(ctx, () => tryOnce(ctx, tried, splitDraw));
+      outcome = { status: result.status, headers: result.headers };
+    } catch (err) {
+      if (ctx.signal.aborted) throw withAttempts(err, attempt);
+      outcome = { error: err, perTryTimeout: err instanceof PerTryTimeout };
+    }
+    const decision = shouldRetry(retries, { method: call.method, bodyBytes, attempt, outcome });
+    const delay = decision.retry ? retryDelay(retries, attempt, outcome) : 0;
+    const retry = decision.retry && performance.now() + delay < ctx.deadlineAt && state.budget.tryAcquire();
+    if (!retry) {
+      if (result) return { ...result, headers: [...result.headers, { name: ATTEMPTS_HEADER, value: String(attempt) }] };
+      throw withAttempts((outcome as { error: unknown }).error, attempt);
+    }
+    if (result && !Buffer.isBuffer(result.body)) result.body.destroy(); // the answer we will not use
+    ctx.deps.logger.debug({ service: ctx.service, attempt, conditions: decision.conditions, delayMs: Math.round(delay) }, 'retrying');
+    if (delay > 0) await sleep(delay, undefined, { signal: ctx.signal });
+  }
+}
+
+function withAttempts(err: unknown, attempts: number): unknown {
+  if (err instanceof MeshError) err.attempts = attempts;
+  return err;
+}
+
+// ---- service breaker ----
+
+function throughServiceBreaker(ctx: CallContext, attempt: () => Promise<CallResult>): Promise<CallResult> {
+  const breaker = ctx.deps.breakers.service(ctx.service, ctx.policy.circuitBreaker);
+  return breaker.run(attempt, failureStatuses(ctx.policy.circuitBreaker));
+}
+
+// ---- balance, then one try ----
+
+/** A try that ran out of its per-try time (the overall deadline may still have room). */
+class PerTryTimeout extends MeshError {
+  constructor(service: string, ms: number) {
+    super('DEADLINE_EXCEEDED', `no answer from ${service} within the per-try timeout of ${ms} ms`, { service });
+  }
+}
+
+async function tryOnce(ctx: CallContext, tried: Set<string>, splitDraw: number): Promise<CallResult> {
+  const { deps, service, policy, state } = ctx;
+  const link = await balance(ctx, tried, splitDraw);
+  const address = link.address;
+  tried.add(address);
+  const endpointBreaker = deps.breakers.endpoint(service, address, policy.circuitBreaker);
+  const isFailure = failureStatuses(policy.circuitBreaker);
+  state.balancer.onStart(address);
+  const started = performance.now();
+  let ok = false;
+  let counted = true;
+  try {
+    const result = await endpointBreaker.run(() => sendWithPerTryTimeout(ctx, link), isFailure);
+    ok = !isFailure(result);
+    return result;
+  } catch (err) {
+    // A refusal by this endpoint's own breaker, or the caller leaving, says nothing about its health.
+    counted = !(err instanceof CircuitOpenError) && isBreakerFailure(err);
+    throw err;
+  } finally {
+    state.balancer.onEnd(address, performance.now() - started, ok);
+    if (counted) state.outlier.record(address, ok);
+  }
+}
+
+/**
+ * Choose the link for this try: the subset for the request, among endpoints whose link is ready,
+ * not ejected and whose breaker is closed; avoiding endpoints this call already tried. If health
+ * rules leave nothing while some links are ready, they are ignored for this call (panic mode): a
+ * partly-up service is better served than refused.
+ */
+async function balance(ctx: CallContext, tried: ReadonlySet<string>, splitDraw: number): Promise<PeerLink> {
+  const { deps, service, policy, state, endpoints, call } = ctx;
   if (endpoints.length === 0) throw new MeshError('NO_HEALTHY_ENDPOINT', `service ${service} has no endpoints`, { service });
-  const ready = deps.balancer.pick(service, endpoints, (e) => deps.links.get(e.address).state === 'ready');
-  if (ready) return deps.links.get(ready.address);
-  // Nothing ready: wait (up to the connect timeout) for the first link that comes up, e.g. at start-up.
+  const ready = endpoints.filter((e) => deps.links.get(e.address).state === 'ready');
+  const healthy = ready.filter((e) => !state.outlier.isEjected(e.address) && !deps.breakers.isOpen(service, e.address));
+  const candidates = healthy.length > 0 ? healthy : ready;
+  if (candidates.length === 0) return waitForAnyLink(ctx);
+  const selection = selectSubset(candidates, policy, call.headers, () => splitDraw);
+  const endpoint = state.balancer.pick(selection.endpoints, { exclude: tried });
+  if (!endpoint) throw new MeshError('NO_HEALTHY_ENDPOINT', `no endpoint of ${service} in subset ${selection.subset ?? '(all)'} is ready`, { service });
+  return deps.links.get(endpoint.address);
+}
+
+/** Nothing ready (e.g. at start-up): wait up to the connect timeout for the first link to come up. */
+async function waitForAnyLink(ctx: CallContext): Promise<PeerLink> {
+  const { deps, service, endpoints, signal } = ctx;
+  const connectMs = ctx.policy.timeouts.connectMs;
   const waiting = endpoints.map((e) => deps.links.get(e.address)).filter((l) => l.state === 'connecting' || l.state === 'broken');
   if (waiting.length === 0) throw new MeshError('NO_HEALTHY_ENDPOINT', `no endpoint of ${service} is ready (all draining)`, { service });
   const abort = new AbortController();
   const onAbort = () => abort.abort();
   signal.addEventListener('abort', onAbort, { once: true });
   try {
-    return await Promise.any(waiting.map((link) => link.whenReady(deps.connectTimeoutMs, abort.signal).then(() => link)));
+    return await Promise.any(waiting.map((link) => link.whenReady(connectMs, abort.signal).then(() => link)));
   } catch {
     if (signal.aborted) throw signal.reason;
-    throw new MeshError('NO_HEALTHY_ENDPOINT', `no endpoint of ${service} became reachable within ${deps.connectTimeoutMs} ms`, { service });
+    throw new MeshError('NO_HEALTHY_ENDPOINT', `no endpoint of ${service} became reachable within ${connectMs} ms`, { service });
   } finally {
     abort.abort();
     signal.removeEventListener('abort', onAbort);
@@ -134,7 +269,34 @@ async function balance(deps: PipelineDeps, service: string, endpoints: readonly 
 
 // ---- link ----
 
-function requestEnvelope(source: string, destination: string, call: OutboundCall): Envelope {
+/** Send on `link` under the per-try timeout (if any), which also caps the deadline the peer is told. */
+async function sendWithPerTryTimeout(ctx: CallContext, link: PeerLink): Promise<CallResult> {
+  const perTryMs = ctx.policy.timeouts.perTryMs;
+  const remaining = ctx.deadlineAt - performance.now();
+  const budgetMs = Math.max(1, Math.ceil(Math.min(perTryMs > 0 ? perTryMs : Infinity, remaining)));
+  const request = requestEnvelope(ctx.deps.source, ctx.service, ctx.call, Number.isFinite(budgetMs) ? budgetMs : 0);
+  if (!(perTryMs > 0 && perTryMs < remaining)) return send(ctx, link, request, ctx.signal);
+  const tryController = new AbortController();
+  const onAbort = () => tryController.abort(ctx.signal.reason);
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  const timer = setTimeout(() => tryController.abort(new PerTryTimeout(ctx.service, perTryMs)), perTryMs);
+  try {
+    return await send(ctx, link, request, tryController.signal);
+  } catch (err) {
+    if (tryController.signal.aborted && tryController.signal.reason instanceof PerTryTimeout) throw tryController.signal.reason;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    ctx.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+function send(ctx: CallContext, link: PeerLink, request: Envelope, signal: AbortSignal): Promise<CallResult> {
+  const streamed = ctx.call.body.kind === 'stream' || ctx.call.expectStream;
+  return streamed ? sendOnStream(ctx, link, request, signal) : sendOnLink(ctx, link, request, signal);
+}
+
+function requestEnvelope(source: string, destination: string, call: OutboundCall, deadlineMs: number): Envelope {
   return {
     id: newMessageId(),
     type: MessageType.REQUEST,
@@ -142,14 +304,14 @@ function requestEnvelope(source: string, destination: string, call: OutboundCall
     source,
     destination,
     priority: Priority.MEDIUM,
-    deadlineMs: call.deadlineMs,
+    deadlineMs,
     headers: call.headers,
     payload: call.body.kind === 'inline' ? call.body.bytes : undefined,
     http: { method: call.method, path: call.path, authority: call.authority },
   };
 }
 
-async function sendOnLink(deps: PipelineDeps, link: PeerLink, request: Envelope, signal: AbortSignal): Promise<CallResult> {
+async function sendOnLink(ctx: CallContext, link: PeerLink, request: Envelope, signal: AbortSignal): Promise<CallResult> {
   const response = await link.call(request, signal);
   const status = response.http?.status ?? 0;
   const headers = response.headers ?? [];
@@ -157,13 +319,13 @@ async function sendOnLink(deps: PipelineDeps, link: PeerLink, request: Envelope,
   if (!bodyStreamId) return { status, headers, body: Buffer.from(response.payload ?? []), endpoint: link.address };
   // The answer was too large or open-ended to inline: pull its body over a Stream call.
   const pull: Envelope = { id: newMessageId(), type: MessageType.REQUEST, timestampMs: Date.now(), source: request.source, http: { bodyStreamId } };
-  const streamed = await streamCall(link.openStream(), pull, null, { signal, idleTimeoutMs: deps.streamIdleMs });
+  const streamed = await streamCall(link.openStream(), pull, null, { signal, idleTimeoutMs: ctx.policy.timeouts.streamIdleMs });
   return { status, headers, body: streamed.body, endpoint: link.address };
 }
 
-async function sendOnStream(deps: PipelineDeps, link: PeerLink, request: Envelope, call: OutboundCall, signal: AbortSignal): Promise<CallResult> {
-  const body = call.body.kind === 'stream' ? call.body.stream : null;
+async function sendOnStream(ctx: CallContext, link: PeerLink, request: Envelope, signal: AbortSignal): Promise<CallResult> {
+  const body = ctx.call.body.kind === 'stream' ? ctx.call.body.stream : null;
   if (body) request.http = { ...request.http, bodyFollows: true };
-  const streamed = await streamCall(link.openStream(), request, body, { signal, idleTimeoutMs: deps.streamIdleMs });
+  const streamed = await streamCall(link.openStream(), request, body, { signal, idleTimeoutMs: ctx.policy.timeouts.streamIdleMs });
   return { status: streamed.head.http?.status ?? 0, headers: streamed.head.headers ?? [], body: streamed.body, endpoint: link.address };
 }

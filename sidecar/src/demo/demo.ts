@@ -153,7 +153,7 @@ async function startSidecars(replicas: Replica[], dir: string, log: (line: strin
 async function endpointsOf(sidecar: SidecarProcess): Promise<{ address: string; state: string; batches: number; envelopes: number }[]> {
   const res = await request(`http://127.0.0.1:${sidecar.ports!.admin}/endpoints`);
   if (res.statusCode !== 200) throw new Error(`admin /endpoints of ${sidecar.spec.replica} answered ${res.statusCode}`);
-  return await res.body.json() as { address: string; state: string; batches: number; envelopes: number }[];
+  return (await res.body.json() as { links: { address: string; state: string; batches: number; envelopes: number }[] }).links;
 }
 
 /** Every sidecar's links to its peers reach `ready` (links open at start-up, before any call). */

@@ -11,6 +11,8 @@ export interface Resolver {
   endpoints(service: string, namespace: string): readonly Endpoint[] | undefined;
   /** Every endpoint address known now (the link pool keeps links to exactly these). */
   allAddresses(): Set<string>;
+  /** The services ("name.namespace") that list this endpoint address. */
+  servicesOf(address: string): string[];
   /** Called after the set of endpoints changed. */
   onChange(listener: () => void): void;
   close(): void;

@@ -25,6 +25,12 @@ export class StaticResolver implements Resolver {
     return out;
   }
 
+  servicesOf(address: string): string[] {
+    const out: string[] = [];
+    for (const [service, list] of this.#table) if (list.some((e) => e.address === address)) out.push(service);
+    return out;
+  }
+
   update(entries: Readonly<Record<string, readonly StaticEndpointConfig[]>>): void {
     this.#table = this.#build(entries);
     for (const listener of this.#listeners) listener();

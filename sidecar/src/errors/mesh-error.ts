@@ -4,6 +4,8 @@ import { ERROR_CODES, isErrorCode, type ErrorCode } from './codes.ts';
 export class MeshError extends Error {
   readonly code: ErrorCode;
   readonly service: string | undefined;
+  /** How many tries the calling sidecar made before giving up (set by the retry layer). */
+  attempts: number | undefined;
 
   constructor(code: ErrorCode, message: string, options?: { service?: string; cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });

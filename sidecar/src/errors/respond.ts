@@ -24,6 +24,14 @@ export function sendMeshError(res: ServerResponse, err: MeshError): void {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     [MESH_ERROR_HEADER]: err.code,
+    ...(err.attempts === undefined ? {} : { 'mcp-mesh-attempts': String(err.attempts) }),
+    // Errors that know when to come back (OVERLOADED) say so.
+    ...(retryAfterOf(err) === undefined ? {} : { 'retry-after': String(retryAfterOf(err)) }),
   });
   res.end(body);
+}
+
+function retryAfterOf(err: MeshError): number | undefined {
+  const seconds = (err as { retryAfterSeconds?: unknown }).retryAfterSeconds;
+  return typeof seconds === 'number' ? seconds : undefined;
 }

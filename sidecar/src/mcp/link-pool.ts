@@ -15,6 +15,7 @@ export class LinkPool {
     if (!link) {
       link = new PeerLink(address, this.#options);
       link.on('batch', (size: number) => this.onBatch?.(address, size));
+      link.on('state', (state: string) => { if (state === 'ready') this.onReady?.(address); });
       this.#links.set(address, link);
     }
     return link;
@@ -22,6 +23,9 @@ export class LinkPool {
 
   /** Hook for metrics: called with each batch sent. */
   onBatch: ((address: string, size: number) => void) | undefined;
+
+  /** Called each time a link to `address` becomes ready (first connect and every reconnect). */
+  onReady: ((address: string) => void) | undefined;
 
   /** Open links to new addresses, close links to addresses discovery no longer lists. */
   sync(addresses: Set<string>): void {

@@ -20,8 +20,6 @@ import { hostOf, serviceTarget, splitTarget } from './target.ts';
 
 export interface OutboundOptions {
   namespace: string;
-  /** Default overall deadline; the app may set its own with `mcp-mesh-timeout: 250ms`. */
-  requestTimeoutMs: number;
   maxBodyBytes: number;
   inlineBodyBytes: number;
   logger: Logger;
@@ -118,7 +116,7 @@ async function proxy(req: IncomingMessage, res: ServerResponse, options: Outboun
     headers: [...endToEndRequestHeaders(req.rawHeaders).filter((h) => h.name !== 'x-forwarded-for'), ...forwardingHeaders(req, authority)],
     body: await readBody(req, options, target.service),
     expectStream: (req.headers.accept ?? '').includes('text/event-stream'),
-    deadlineMs: deadlineOf(req, options.requestTimeoutMs),
+    deadlineMs: deadlineOf(req),
     signal: clientGone.signal,
   };
   const result = await options.pipeline(call);
@@ -168,13 +166,14 @@ function limitBody(req: IncomingMessage, maxBytes: number, service: string): Rea
   return counter;
 }
 
-function deadlineOf(req: IncomingMessage, defaultMs: number): number {
+/** The deadline the app asked for with `mcp-mesh-timeout: 250ms` (or ms); otherwise the policy's applies. */
+function deadlineOf(req: IncomingMessage): number | undefined {
   const asked = req.headers['mcp-mesh-timeout'];
-  if (typeof asked !== 'string') return defaultMs;
+  if (typeof asked !== 'string') return undefined;
   try {
     return toMs(/^[0-9]+$/.test(asked) ? Number(asked) : asked);
   } catch {
-    return defaultMs;
+    return undefined;
   }
 }
 

@@ -124,6 +124,11 @@ export class Breaker {
     return circuit.halfOpen ? 'half-open' : 'open';
   }
 
+  /** Close the breaker now (its window starts clean), e.g. when the peer is known to be back. */
+  reset(): void {
+    if (this.#circuit && !this.#circuit.closed) this.#circuit.close();
+  }
+
   /** A call now would be refused at once: open, or half-open with its one probe already out. */
   get refusing(): boolean {
     const circuit = this.#circuit;
@@ -220,6 +225,16 @@ export class BreakerRegistry {
 
   snapshot(): BreakerStats[] {
     return [...this.#breakers.values()].map((b) => b.stats());
+  }
+
+  /**
+   * The link to `address` came back (a fresh HELLO proves the peer is up): its endpoint breakers, and
+   * the service breakers of `services` it serves, close instead of waiting out their reset timeout.
+   * Failures that opened them were the outage itself; if the app is still failing they trip again.
+   */
+  peerRecovered(address: string, services: Iterable<string>): void {
+    for (const breaker of this.#breakers.values()) if (breaker.address === address) breaker.reset();
+    for (const service of services) this.#breakers.get(keyOf(service, undefined))?.reset();
   }
 
   /** Drop the endpoint breakers of addresses no longer in discovery. */

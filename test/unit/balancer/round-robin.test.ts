@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { RoundRobin, RoundRobinBalancer } from '../../../sidecar/src/balancer/round-robin.ts';
+import { RoundRobin } from '../../../sidecar/src/balancer/round-robin.ts';
 import { endpoint, endpoints } from './endpoints.ts';
 import { tally } from './seeded-random.ts';
 
@@ -31,15 +31,5 @@ describe('RoundRobin', () => {
     const seen = picks(rr, all, 300);
     const counts = tally(seen);
     assert.ok(Math.max(...Object.values(counts)) - Math.min(...Object.values(counts)) <= 2, JSON.stringify(counts));
-  });
-});
-
-describe('RoundRobinBalancer (legacy, until the pipeline moves to createBalancer)', () => {
-  it('still picks the next usable endpoint per service', () => {
-    const legacy = new RoundRobinBalancer();
-    const list = endpoints('a', 'b', 'c');
-    const usable = (e: { address: string }) => e.address !== 'b';
-    assert.deepEqual([1, 2, 3].map(() => legacy.pick('s', list, usable)!.address), ['a', 'c', 'a']);
-    assert.equal(legacy.pick('s', list, () => false), undefined);
   });
 });
