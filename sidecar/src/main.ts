@@ -16,6 +16,7 @@ import { LinkPool } from './mcp/link-pool.ts';
 import { MeshServer } from './mcp/server.ts';
 import { createOutbound } from './outbound/server.ts';
 import { createLogger } from './telemetry/logger.ts';
+import { MeshMetrics } from './telemetry/metrics.ts';
 
 export interface RunningSidecar {
   config: MeshConfig;
@@ -37,8 +38,13 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
 
   // Policies are checked before anything listens: a sidecar never starts with a broken policy.
   const policies = PolicyStore.load(config.policies, { namespace: config.namespace, timeouts: config.timeouts }, logger);
+  const metrics = new MeshMetrics({ service: config.service, namespace: config.namespace, instance: config.instance });
+  policies.onReloadError(() => metrics.policyReloadFailures.add(1));
   const breakers = new BreakerRegistry({
-    onStateChange: (breaker, state) => logger.warn({ target: breaker.service, endpoint: breaker.address, state }, `circuit breaker ${state}`),
+    onStateChange: (breaker, state) => {
+      logger.warn({ target: breaker.service, endpoint: breaker.address, state }, `circuit breaker ${state}`);
+      metrics.breakerTransitions.add(1, { service: breaker.service, scope: breaker.address === undefined ? 'service' : 'endpoint', state });
+    },
   });
   const services = new ServiceStates();
   resolver.onChange(() => {
@@ -71,6 +77,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   const admin = createAdmin({
     ready: () => ready,
     endpoints: () => endpointsView(links, services, breakers),
+    metrics: (request, response) => metrics.serve(request, response),
     configDump: () => ({ config: { ...config, file: config.file }, policies: policies.dump() }),
   }, logger);
 
@@ -103,6 +110,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
       await inbound.close();
       await forwarder.close();
       breakers.close();
+      await metrics.shutdown();
       await admin.close();
       logger.info('shut down');
     })();

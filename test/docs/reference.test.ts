@@ -23,3 +23,14 @@ test('docs/errors.md lists every error code with its status', () => {
     assert.ok(page.includes(`| \`${code}\` | ${info.status} |`), `errors.md lacks ${code} → ${info.status}`);
   }
 });
+
+test('docs/metrics.md lists every metric the sidecar creates', () => {
+  const source = readFileSync(path.join(import.meta.dirname, '../../sidecar/src/telemetry/metrics.ts'), 'utf8');
+  const names = [...source.matchAll(/create(Counter|Histogram|UpDownCounter|ObservableGauge|Gauge)\('([a-z_]+)'/g)].map((m) => ({ kind: m[1]!, name: m[2]! }));
+  assert.ok(names.length >= 2, 'metrics.ts creates metrics');
+  const page = docs('metrics.md');
+  for (const { kind, name } of names) {
+    const exposed = kind === 'Counter' ? `${name}_total` : name;
+    assert.ok(page.includes(`| \`${exposed}\` |`), `metrics.md lacks ${exposed}`);
+  }
+});

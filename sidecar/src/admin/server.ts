@@ -1,5 +1,6 @@
 // The admin listener (127.0.0.1:15000 by default): probes now; metrics, config dump and the status
 // page are added here as they come.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { fastifyLogging } from '../telemetry/logger.ts';
@@ -7,6 +8,8 @@ import { fastifyLogging } from '../telemetry/logger.ts';
 export interface AdminState {
   ready(): boolean;
   endpoints(): unknown;
+  /** Prometheus text exposition of the sidecar's metrics. */
+  metrics(request: IncomingMessage, response: ServerResponse): void;
   /** The running configuration and policies, defaults included, with where each value came from. */
   configDump(): unknown;
 }
@@ -20,5 +23,9 @@ export function createAdmin(state: AdminState, logger: Logger): FastifyInstance 
   });
   app.get('/endpoints', async () => state.endpoints());
   app.get('/config_dump', async () => state.configDump());
+  app.get('/metrics', (request, reply) => {
+    reply.hijack(); // the exporter writes the response itself
+    state.metrics(request.raw, reply.raw);
+  });
   return app;
 }

@@ -1,0 +1,41 @@
+// Metrics with OpenTelemetry, read by Prometheus from the admin listener's /metrics. The exporter
+// serves no port of its own (preventServerStart): the admin listener hands it the request.
+// docs/metrics.md lists every metric; a test keeps that list and this file in step.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Counter } from '@opentelemetry/api';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
+
+export class MeshMetrics {
+  readonly #exporter: PrometheusExporter;
+  readonly #provider: MeterProvider;
+  /** Policy reloads rejected because a file was invalid (the running policy stayed). */
+  readonly policyReloadFailures: Counter;
+  /** Circuit breaker state changes, by service, scope (service or endpoint) and new state. */
+  readonly breakerTransitions: Counter;
+
+  constructor(identity: { service: string; namespace: string; instance: string }) {
+    this.#exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
+    this.#provider = new MeterProvider({
+      resource: resourceFromAttributes({ 'service.name': identity.service, 'service.namespace': identity.namespace, 'service.instance.id': identity.instance }),
+      readers: [this.#exporter],
+    });
+    const meter = this.#provider.getMeter('mcp-mesh');
+    this.policyReloadFailures = meter.createCounter('mcp_policy_reload_failures', {
+      description: 'Policy reloads rejected because a file was invalid; the running policy stayed.',
+    });
+    this.breakerTransitions = meter.createCounter('mcp_circuit_breaker_transitions', {
+      description: 'Circuit breaker state changes, by service, scope and new state.',
+    });
+  }
+
+  /** Serve the Prometheus text format on an admin request. */
+  serve(request: IncomingMessage, response: ServerResponse): void {
+    this.#exporter.getMetricsRequestHandler(request, response);
+  }
+
+  shutdown(): Promise<void> {
+    return this.#provider.shutdown();
+  }
+}
