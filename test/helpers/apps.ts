@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hashStream, patternStream } from './data.ts';
 
 export interface RunningServer {
@@ -74,13 +75,28 @@ export interface HeldRequest {
   aborted: Promise<void>;
 }
 
+/** How `/work` answers; tests change it while the app runs (a replica turning slow, flaky or down). */
+export interface Behaviour {
+  /** Wait this long before answering. */
+  delayMs: number;
+  /** 'every-other': the 2nd, 4th, 6th… `/work` request gets 503 (by a counter, so deterministic). */
+  failing: 'never' | 'every-other' | 'always';
+  /** Hold this many of the next `/work` requests (handed out by nextHeld) instead of answering. */
+  hold: number;
+}
+
 export interface TestApp extends RunningServer {
+  /** Names the replica: the `x-replica` header and body of `/work` answers. */
+  readonly name: string;
+  readonly behaviour: Behaviour;
   /** Resolves with the next request to /hold… (requests already waiting are handed out first). */
   nextHeld(): Promise<HeldRequest>;
   /** Resolves with a function that lets the open /sse stream send its second event and end. */
   nextSse(): Promise<() => void>;
-  /** Requests seen, by path prefix (for "was the app reached?"). */
+  /** Requests seen, by first path segment (`/work` counts /work/1 and /work/2). */
   count(prefix: string): number;
+  /** Requests seen for exactly this path (without query). */
+  countPath(path: string): number;
   /** Body bytes of the current (or last) /upload received so far, and of /download handed to the socket so far. */
   readonly progress: { uploaded: number; downloaded: number };
 }
@@ -103,18 +119,29 @@ function queue<T>(): { push(item: T): void; next(): Promise<T> } {
  * - `/upload`: answers {sha256, bytes} of the request body.
  * - `/download?bytes=N&seed=S`: N bytes of the test pattern, with content-length.
  * - `/chunked`: a body without content-length, in three writes.
+ * - `/work…`: a replica's unit of work, as `behaviour` says (200 with the replica's name, or 503).
+ * - `/reset-once/…`: the first request to each path has its connection cut; later ones get 200.
+ * - `/delay/N`: 200 after N ms.
  * - anything else: echo ({method, url, rawHeaders, body}) with `x-echo-method`.
  */
-export async function startTestApp(): Promise<TestApp> {
+export async function startTestApp(options: { name?: string } = {}): Promise<TestApp> {
   const held = queue<HeldRequest>();
   const sse = queue<() => void>();
   const counts = new Map<string, number>();
+  const paths = new Map<string, number>();
   const progress = { uploaded: 0, downloaded: 0 };
+  const name = options.name ?? 'app';
+  const behaviour: Behaviour = { delayMs: 0, failing: 'never', hold: 0 };
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://app');
     const first = `/${url.pathname.split('/')[1] ?? ''}`;
     counts.set(first, (counts.get(first) ?? 0) + 1);
+    const seen = (paths.get(url.pathname) ?? 0) + 1;
+    paths.set(url.pathname, seen);
     try {
+      if (first === '/work') return await work(req, res, name, behaviour, counts.get(first)!, held);
+      if (first === '/reset-once') return resetOnce(req, res, name, seen);
+      if (first === '/delay') return await delay(req, res, Number(url.pathname.split('/')[2]));
       await route(req, res, url, held, sse, progress);
     } catch (err) {
       if (!res.headersSent) { res.writeHead(500); res.end(String(err)); } else res.destroy();
@@ -123,11 +150,51 @@ export async function startTestApp(): Promise<TestApp> {
   const running = await listen(server);
   return {
     ...running,
+    name,
+    behaviour,
     nextHeld: () => held.next(),
     nextSse: () => sse.next(),
     count: (prefix) => counts.get(prefix) ?? 0,
+    countPath: (path) => paths.get(path) ?? 0,
     progress,
   };
+}
+
+async function work(req: IncomingMessage, res: ServerResponse, name: string, behaviour: Behaviour, seen: number, held: { push(h: HeldRequest): void }): Promise<void> {
+  if (behaviour.hold > 0) {
+    behaviour.hold--;
+    return hold(req, res, held);
+  }
+  req.resume();
+  if (behaviour.delayMs > 0) await sleep(behaviour.delayMs);
+  const fail = behaviour.failing === 'always' || (behaviour.failing === 'every-other' && seen % 2 === 0);
+  res.writeHead(fail ? 503 : 200, { 'content-type': 'text/plain', 'x-replica': name });
+  res.end(fail ? `${name} unavailable` : name);
+}
+
+function resetOnce(req: IncomingMessage, res: ServerResponse, name: string, seen: number): void {
+  req.resume();
+  if (seen === 1) {
+    req.socket.destroy(); // no answer at all: the sidecar in front sees a reset connection
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/plain', 'x-replica': name });
+  res.end(name);
+}
+
+async function delay(req: IncomingMessage, res: ServerResponse, ms: number): Promise<void> {
+  req.resume();
+  await sleep(ms); // the app's own slowness, not a test synchronising on time
+  res.writeHead(200, { 'content-type': 'text/plain' });
+  res.end(`after ${ms} ms`);
+}
+
+async function hold(req: IncomingMessage, res: ServerResponse, held: { push(h: HeldRequest): void }): Promise<void> {
+  for await (const _ of req) { /* read the body */ }
+  let resolveAborted!: () => void;
+  const aborted = new Promise<void>((resolve) => { resolveAborted = resolve; });
+  res.once('close', () => { if (!res.writableFinished) resolveAborted(); });
+  held.push({ req, res, aborted, release: (body = 'released') => { if (!res.destroyed) res.end(body); } });
 }
 
 async function route(req: IncomingMessage, res: ServerResponse, url: URL, held: { push(h: HeldRequest): void }, sse: { push(r: () => void): void }, progress: { uploaded: number; downloaded: number }): Promise<void> {
@@ -158,14 +225,7 @@ async function route(req: IncomingMessage, res: ServerResponse, url: URL, held: 
     sse.push(() => { res.end('data: two\n\n'); });
     return;
   }
-  if (path.startsWith('/hold')) {
-    for await (const _ of req) { /* read the body */ }
-    let resolveAborted!: () => void;
-    const aborted = new Promise<void>((resolve) => { resolveAborted = resolve; });
-    res.once('close', () => { if (!res.writableFinished) resolveAborted(); });
-    held.push({ req, res, aborted, release: (body = 'released') => { if (!res.destroyed) res.end(body); } });
-    return;
-  }
+  if (path.startsWith('/hold')) return hold(req, res, held);
   if (path === '/upload') {
     progress.uploaded = 0;
     const { sha256, bytes } = await hashStream(req, (n) => { progress.uploaded += n; });

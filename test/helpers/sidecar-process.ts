@@ -36,8 +36,8 @@ export interface TestSidecarConfig {
   service: string;
   appPort: number;
   namespace?: string;
-  /** service -> inbound addresses of peer sidecars */
-  peers?: Record<string, string[]>;
+  /** service -> peer sidecars: inbound addresses, or { address, labels, weight } entries */
+  peers?: Record<string, (string | { address: string; labels?: Record<string, string>; weight?: number })[]>;
   inboundPort?: number;
   /** Extra top-level keys, merged over the defaults (e.g. limits, link, shutdown). */
   extra?: Record<string, unknown>;
