@@ -142,6 +142,11 @@ export class SidecarProcess {
     return this.child.pid!;
   }
 
+  /** How the process ended; undefined while it runs. */
+  get exitStatus(): ExitStatus | undefined {
+    return this.#exitStatus;
+  }
+
   get stderr(): string {
     return this.#stderr;
   }

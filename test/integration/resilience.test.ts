@@ -3,11 +3,12 @@
 // the concurrency limit, and which methods are retried.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { HeldRequest, TestApp } from '../helpers/apps.ts';
 import { startFleet, adminJson, type CallOutcome, type Fleet } from '../helpers/fleet.ts';
 import { condition, runLoad } from '../helpers/load.ts';
 import { policy } from '../helpers/policies.ts';
 import type { LogLine } from '../helpers/sidecar-process.ts';
-import { within } from '../helpers/wait.ts';
+import { until, within } from '../helpers/wait.ts';
 
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 
@@ -202,5 +203,134 @@ describe('the circuit breaker of a service that is down', { timeout: 60_000 }, (
     await fleet.caller.waitForLog((l) => l.msg === 'circuit breaker closed' && isService(l), { since: closedMark, timeoutMs: 2000 });
     for (let i = 0; i < 10; i++) assert.equal((await fleet.call(`/work/after-${i}`)).status, 200);
     assert.equal(app.count('/work'), VOLUME + 11);
+  });
+});
+
+describe('the concurrency limit of a service', { timeout: 30_000 }, () => {
+  let fleet: Fleet;
+  before(async () => {
+    fleet = await startFleet({
+      service: 'reports', replicas: 1,
+      policies: { 'reports.yaml': policy('reports', 'reports', '  concurrency: { maxInFlight: 2, maxQueue: 1, retryAfterSeconds: 2 }\n') },
+    });
+  });
+  after(() => fleet?.close());
+
+  test('maxInFlight 2, maxQueue 1: two calls held at the app, one queued, the 4th gets 503 OVERLOADED with Retry-After', async () => {
+    const app = fleet.replicas[0]!.app;
+    const first = fleet.call('/hold/1');
+    const second = fleet.call('/hold/2');
+    const heldA = await within(app.nextHeld(), 5000, 'the first call never reached the app');
+    const heldB = await within(app.nextHeld(), 5000, 'the second call never reached the app');
+    const third = fleet.call('/hold/3');
+    const queued = async () => {
+      const view = await adminJson<{ services: Record<string, { concurrency: { inFlight: number; queued: number } }> }>(fleet.caller, '/endpoints');
+      const concurrency = view.services['reports.default']?.concurrency;
+      return concurrency?.inFlight === 2 && concurrency.queued === 1;
+    };
+    await until(queued, { message: 'the third call was never queued' });
+
+    const fourth = await fleet.call('/hold/4');
+    assert.equal(fourth.status, 503);
+    assert.equal(fourth.code, 'OVERLOADED');
+    assert.equal(fourth.retryAfter, '2', 'Retry-After comes from the policy');
+    assert.equal(app.count('/hold'), 2, 'neither the queued call nor the refused one reached the app');
+
+    // A slot frees up: the queued call goes through; nothing was lost.
+    heldA.release('one');
+    const heldC = await within(app.nextHeld(), 5000, 'the queued call never reached the app');
+    assert.equal(heldC.req.url, '/hold/3');
+    heldB.release('two');
+    heldC.release('three');
+    assert.deepEqual((await Promise.all([first, second, third])).map((r) => `${r.status} ${r.body}`), ['200 one', '200 two', '200 three']);
+  });
+});
+
+describe('retries and methods', { timeout: 30_000 }, () => {
+  let fleet: Fleet;
+  before(async () => {
+    // Default retries (connect-failure, refused-stream, reset; idempotent methods only), plus one
+    // route that opts POST in.
+    fleet = await startFleet({
+      service: 'mailer', replicas: 1,
+      policies: {
+        'mailer.yaml': policy('mailer-opt-in', 'mailer', [
+          '  route:',
+          '    name: opt-in',
+          '    match: { path: { prefix: /reset-once/opt-in }, methods: [POST] }',
+          '  retries: { nonIdempotent: true }',
+          '',
+        ].join('\n')),
+      },
+    });
+  });
+  after(() => fleet?.close());
+
+  test('the app resets the connection once: a GET is retried (mcp-mesh-attempts: 2), a POST is not, unless its route opts in', async () => {
+    const app = fleet.replicas[0]!.app;
+    const plain = await fleet.call('/work/plain');
+    assert.equal(plain.status, 200);
+    assert.equal(plain.attempts, 1, 'a call that succeeds at once says 1 attempt');
+
+    const get = await fleet.call('/reset-once/get');
+    assert.equal(get.status, 200, `GET after a reset: ${get.status} ${get.code}`);
+    assert.equal(get.attempts, 2);
+    assert.equal(app.countPath('/reset-once/get'), 2, 'the app saw the GET twice');
+
+    const post = await fleet.call('/reset-once/post', { method: 'POST', body: 'once' });
+    assert.equal(post.status, 502);
+    assert.equal(post.code, 'APP_RESET');
+    assert.equal(post.attempts, 1);
+    assert.equal(app.countPath('/reset-once/post'), 1, 'the POST was not replayed: it may have had an effect');
+
+    const optedIn = await fleet.call('/reset-once/opt-in/1', { method: 'POST', body: 'again' });
+    assert.equal(optedIn.status, 200, `POST on a nonIdempotent route: ${optedIn.status} ${optedIn.code}`);
+    assert.equal(optedIn.attempts, 2);
+    assert.equal(app.countPath('/reset-once/opt-in/1'), 2);
+  });
+});
+
+describe('a link reset with a call in flight', { timeout: 30_000 }, () => {
+  let fleet: Fleet;
+  before(async () => { fleet = await startFleet({ service: 'notify', replicas: 3 }); });
+  after(() => fleet?.close());
+
+  // One outstanding nextHeld() per app: a waiter that lost a race stays queued in its app and will be
+  // handed that app's next held request, so it is kept for the next time rather than asked again.
+  const waiting = new Map<TestApp, Promise<HeldRequest>>();
+  const heldAt = (app: TestApp) => {
+    const next = waiting.get(app) ?? app.nextHeld();
+    waiting.set(app, next);
+    return next;
+  };
+
+  /** Send a call to /hold/…, wait until some replica's app holds it, SIGKILL that replica's sidecar. */
+  async function killWhereHeld(path: string, method: 'GET' | 'POST') {
+    const live = fleet.replicas.filter((r) => r.sidecar.exitStatus === undefined);
+    const response = fleet.call(path, { method, body: method === 'POST' ? 'x' : undefined });
+    const replica = await within(Promise.race(live.map((r) => heldAt(r.app).then(() => r))), 5000, `the ${method} never reached an app`);
+    waiting.delete(replica.app);
+    replica.sidecar.signal('SIGKILL');
+    await replica.sidecar.exited;
+    return { response, replica };
+  }
+
+  test('a POST in flight when the link breaks fails with LINK_BROKEN, tried once; a GET is retried on another replica', async () => {
+    const post = await killWhereHeld('/hold/post', 'POST');
+    const postOutcome = await within(post.response, 5000, 'the POST got no answer');
+    assert.equal(postOutcome.status, 502);
+    assert.equal(postOutcome.code, 'LINK_BROKEN');
+    assert.equal(postOutcome.attempts, 1);
+    assert.equal(sum(fleet.replicas.map((r) => r.app.countPath('/hold/post'))), 1, 'the POST reached one app, once');
+
+    const get = await killWhereHeld('/hold/get', 'GET');
+    const survivor = fleet.replicas.find((r) => r.sidecar.exitStatus === undefined)!;
+    const retried = await within(heldAt(survivor.app), 5000, 'the GET was not retried on the surviving replica');
+    assert.equal(retried.req.url, '/hold/get');
+    retried.release('from the survivor');
+    const getOutcome = await within(get.response, 5000, 'the GET got no answer');
+    assert.equal(getOutcome.status, 200);
+    assert.equal(getOutcome.body, 'from the survivor');
+    assert.equal(getOutcome.attempts, 2);
   });
 });
