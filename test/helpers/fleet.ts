@@ -8,6 +8,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { Agent, request, type Dispatcher } from 'undici';
 import { startTestApp, type TestApp } from './apps.ts';
 import { SidecarProcess, sidecarConfig } from './sidecar-process.ts';
@@ -150,4 +151,15 @@ export async function adminJson<T = Record<string, unknown>>(sidecar: SidecarPro
   const response = await request(`http://127.0.0.1:${sidecar.ports.admin}${p}`);
   if (response.statusCode !== 200) throw new Error(`admin ${p}: ${response.statusCode} ${await response.body.text()}`);
   return await response.body.json() as T;
+}
+
+/** In a describe(): a fleet started before its tests and closed after them; call the result to get it. */
+export function useFleet(options: FleetOptions): () => Fleet {
+  let fleet: Fleet | undefined;
+  before(async () => { fleet = await startFleet(options); });
+  after(() => fleet?.close());
+  return () => {
+    if (!fleet) throw new Error('the fleet has not started');
+    return fleet;
+  };
 }

@@ -2,9 +2,9 @@
 // budget around a flaky replica, the service circuit breaker (open, fast refusal, half-open, closed),
 // the concurrency limit, and which methods are retried.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { HeldRequest, TestApp } from '../helpers/apps.ts';
-import { startFleet, adminJson, type CallOutcome, type Fleet } from '../helpers/fleet.ts';
+import { adminJson, useFleet, type CallOutcome } from '../helpers/fleet.ts';
 import { condition, runLoad } from '../helpers/load.ts';
 import { policy } from '../helpers/policies.ts';
 import type { LogLine } from '../helpers/sidecar-process.ts';
@@ -13,12 +13,11 @@ import { until, within } from '../helpers/wait.ts';
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 
 describe('a replica killed during load', { timeout: 60_000 }, () => {
-  let fleet: Fleet;
-  before(async () => { fleet = await startFleet({ service: 'catalog', replicas: 3, connections: 16 }); });
-  after(() => fleet?.close());
+  const started = useFleet({ service: 'catalog', replicas: 3, connections: 16 });
 
   test('2,000 GETs, one of 3 replicas SIGKILLed mid-load with a call in flight on it: zero failed calls (default policy)', async () => {
-    const [, victim] = fleet.replicas as [unknown, (typeof fleet.replicas)[number]];
+    const fleet = started();
+    const victim = fleet.replicas[1]!;
     // The victim's app holds one call, so a call is certainly in flight on its link when it dies.
     victim.app.behaviour.hold = 1;
     const heldArrived = victim.app.nextHeld();
@@ -80,13 +79,10 @@ function retry503Policy(service: string, budget: Budget, retryLines: string[]): 
 
 describe('a replica failing half its calls with 503', { timeout: 60_000 }, () => {
   const BUDGET = { ratio: 0.2, minPerSecond: 10, windowSeconds: 10 };
-  let fleet: Fleet;
-  before(async () => {
-    fleet = await startFleet({ service: 'inventory', replicas: 3, policies: retry503Policy('inventory', BUDGET, ['retryOn: [connect-failure, refused-stream, reset, unavailable]']) });
-  });
-  after(() => fleet?.close());
+  const started = useFleet({ service: 'inventory', replicas: 3, policies: retry503Policy('inventory', BUDGET, ['retryOn: [connect-failure, refused-stream, reset, unavailable]']) });
 
   test('1,000 GETs: ≥ 99.9% succeed, retries counted at the apps stay within ratio × calls + minPerSecond × window', async () => {
+    const fleet = started();
     fleet.replicas[0]!.app.behaviour.failing = 'every-other';
     const calls = 1000;
     const { results, elapsedMs } = await runLoad({ total: calls, concurrency: 16, timeLimitMs: 20_000, call: (i) => fleet.call(`/work/${i}`) });
@@ -112,13 +108,10 @@ describe('a replica failing half its calls with 503', { timeout: 60_000 }, () =>
 
 describe('retries beyond the budget are not made', { timeout: 60_000 }, () => {
   const BUDGET = { ratio: 0.1, minPerSecond: 1, windowSeconds: 10 };
-  let fleet: Fleet;
-  before(async () => {
-    fleet = await startFleet({ service: 'billing', replicas: 1, policies: retry503Policy('billing', BUDGET, ['retryOn: [unavailable]', 'backoff: { base: 1ms, max: 1ms }']) });
-  });
-  after(() => fleet?.close());
+  const started = useFleet({ service: 'billing', replicas: 1, policies: retry503Policy('billing', BUDGET, ['retryOn: [unavailable]', 'backoff: { base: 1ms, max: 1ms }']) });
 
   test('a service answering 503 to everything: 200 calls wanting 400 retries get only what the budget allows', async () => {
+    const fleet = started();
     fleet.replicas[0]!.app.behaviour.failing = 'always';
     const calls = 200;
     const { results, elapsedMs } = await runLoad({ total: calls, concurrency: 8, timeLimitMs: 20_000, call: (i) => fleet.call(`/work/${i}`) });
@@ -137,9 +130,7 @@ describe('retries beyond the budget are not made', { timeout: 60_000 }, () => {
 
 describe('the circuit breaker of a service that is down', { timeout: 60_000 }, () => {
   const VOLUME = 5;
-  let fleet: Fleet;
-  before(async () => {
-    fleet = await startFleet({
+  const started = useFleet({
       service: 'ledger', replicas: 1,
       policies: {
         'ledger.yaml': policy('ledger', 'ledger', [
@@ -152,8 +143,6 @@ describe('the circuit breaker of a service that is down', { timeout: 60_000 }, (
         ].join('\n')),
       },
     });
-  });
-  after(() => fleet?.close());
 
   // "Down" here is the app answering 503 to everything while its sidecar stays up: every call then
   // reaches the breaker as a counted failure, and recovery has to go through half-open. (A dead
@@ -162,6 +151,7 @@ describe('the circuit breaker of a service that is down', { timeout: 60_000 }, (
   const isService = (l: LogLine) => l.target === 'ledger.default' && l.endpoint === undefined;
 
   test('opens after volumeThreshold failures, refuses in < 5 ms while open, closes through half-open once the app is back', async () => {
+    const fleet = started();
     const app = fleet.replicas[0]!.app;
     app.behaviour.failing = 'always';
     const opened = fleet.caller.mark();
@@ -207,16 +197,13 @@ describe('the circuit breaker of a service that is down', { timeout: 60_000 }, (
 });
 
 describe('the concurrency limit of a service', { timeout: 30_000 }, () => {
-  let fleet: Fleet;
-  before(async () => {
-    fleet = await startFleet({
+  const started = useFleet({
       service: 'reports', replicas: 1,
       policies: { 'reports.yaml': policy('reports', 'reports', '  concurrency: { maxInFlight: 2, maxQueue: 1, retryAfterSeconds: 2 }\n') },
     });
-  });
-  after(() => fleet?.close());
 
   test('maxInFlight 2, maxQueue 1: two calls held at the app, one queued, the 4th gets 503 OVERLOADED with Retry-After', async () => {
+    const fleet = started();
     const app = fleet.replicas[0]!.app;
     const first = fleet.call('/hold/1');
     const second = fleet.call('/hold/2');
@@ -247,26 +234,23 @@ describe('the concurrency limit of a service', { timeout: 30_000 }, () => {
 });
 
 describe('retries and methods', { timeout: 30_000 }, () => {
-  let fleet: Fleet;
-  before(async () => {
-    // Default retries (connect-failure, refused-stream, reset; idempotent methods only), plus one
-    // route that opts POST in.
-    fleet = await startFleet({
-      service: 'mailer', replicas: 1,
-      policies: {
-        'mailer.yaml': policy('mailer-opt-in', 'mailer', [
-          '  route:',
-          '    name: opt-in',
-          '    match: { path: { prefix: /reset-once/opt-in }, methods: [POST] }',
-          '  retries: { nonIdempotent: true }',
-          '',
-        ].join('\n')),
-      },
-    });
+  // Default retries (connect-failure, refused-stream, reset; idempotent methods only), plus one
+  // route that opts POST in.
+  const started = useFleet({
+    service: 'mailer', replicas: 1,
+    policies: {
+      'mailer.yaml': policy('mailer-opt-in', 'mailer', [
+        '  route:',
+        '    name: opt-in',
+        '    match: { path: { prefix: /reset-once/opt-in }, methods: [POST] }',
+        '  retries: { nonIdempotent: true }',
+        '',
+      ].join('\n')),
+    },
   });
-  after(() => fleet?.close());
 
   test('the app resets the connection once: a GET is retried (mcp-mesh-attempts: 2), a POST is not, unless its route opts in', async () => {
+    const fleet = started();
     const app = fleet.replicas[0]!.app;
     const plain = await fleet.call('/work/plain');
     assert.equal(plain.status, 200);
@@ -291,9 +275,7 @@ describe('retries and methods', { timeout: 30_000 }, () => {
 });
 
 describe('a link reset with a call in flight', { timeout: 30_000 }, () => {
-  let fleet: Fleet;
-  before(async () => { fleet = await startFleet({ service: 'notify', replicas: 3 }); });
-  after(() => fleet?.close());
+  const started = useFleet({ service: 'notify', replicas: 3 });
 
   // One outstanding nextHeld() per app: a waiter that lost a race stays queued in its app and will be
   // handed that app's next held request, so it is kept for the next time rather than asked again.
@@ -306,6 +288,7 @@ describe('a link reset with a call in flight', { timeout: 30_000 }, () => {
 
   /** Send a call to /hold/…, wait until some replica's app holds it, SIGKILL that replica's sidecar. */
   async function killWhereHeld(path: string, method: 'GET' | 'POST') {
+    const fleet = started();
     const live = fleet.replicas.filter((r) => r.sidecar.exitStatus === undefined);
     const response = fleet.call(path, { method, body: method === 'POST' ? 'x' : undefined });
     const replica = await within(Promise.race(live.map((r) => heldAt(r.app).then(() => r))), 5000, `the ${method} never reached an app`);
@@ -316,6 +299,7 @@ describe('a link reset with a call in flight', { timeout: 30_000 }, () => {
   }
 
   test('a POST in flight when the link breaks fails with LINK_BROKEN, tried once; a GET is retried on another replica', async () => {
+    const fleet = started();
     const post = await killWhereHeld('/hold/post', 'POST');
     const postOutcome = await within(post.response, 5000, 'the POST got no answer');
     assert.equal(postOutcome.status, 502);
