@@ -5,7 +5,7 @@
 //
 // The caller's policies are files in a temp folder listed in its `policies:`, so tests can edit them
 // while it runs (hot reload). Apps count what reaches them: retries and balancing are measured there.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
@@ -45,7 +45,7 @@ export interface Fleet {
   agent: Agent;
   /** Absolute path of a file in the policy folder. */
   policyFile(name: string): string;
-  /** Write (or overwrite) a policy file; a running caller reloads it. */
+  /** Write (or replace) a policy file, atomically (a new file renamed over the old, as editors do); a running caller reloads it. */
   writePolicy(name: string, text: string): void;
   /** Requests each replica's app saw under a first path segment (default `/work`), in replica order. */
   hits(prefix?: string): number[];
@@ -91,7 +91,12 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       policyDir,
       agent,
       policyFile: (name) => path.join(policyDir!, name),
-      writePolicy: (name, text) => writeFileSync(path.join(policyDir!, name), text),
+      writePolicy: (name, text) => {
+        // A dot file is not a policy file, so the half-written copy is never read.
+        const temp = path.join(policyDir!, `.${name}.tmp`);
+        writeFileSync(temp, text);
+        renameSync(temp, path.join(policyDir!, name));
+      },
       hits: (prefix = '/work') => apps.map((a) => a.count(prefix)),
       call: (p, callOptions = {}) => callService(caller, options.service, p, { dispatcher: agent, ...callOptions }),
       close: cleanUp,
