@@ -126,7 +126,7 @@ function endpointsView(links: LinkPool, services: ServiceStates, breakers: Break
     services: Object.fromEntries([...services.entries()].map(([service, state]) => [service, {
       outlier: state.outlier.snapshot(),
       concurrency: { inFlight: state.limiter.inFlight, queued: state.limiter.queued },
-      retryBudget: state.budget.snapshot(),
+      retryBudgets: state.budgets.map((budget) => budget.snapshot()),
     }])),
     breakers: breakers.snapshot(),
   };

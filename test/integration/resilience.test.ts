@@ -101,8 +101,8 @@ describe('a replica failing half its calls with 503', { timeout: 60_000 }, () =>
     assert.equal(retries, flakyFailures, 'every 503 was retried once, and nothing else was');
     assert.ok(retries <= allowed, `${retries} retries ≤ budget ${allowed}`);
     assert.equal(sum(results.map((r) => r.attempts - 1)), retries, 'mcp-mesh-attempts accounts for every retry the apps saw');
-    const view = await adminJson<{ services: Record<string, { retryBudget: { calls: number; retries: number } }> }>(fleet.caller, '/endpoints');
-    assert.deepEqual(view.services['inventory.default']!.retryBudget, { calls, retries });
+    const view = await adminJson<{ services: Record<string, { retryBudgets: { calls: number; retries: number }[] }> }>(fleet.caller, '/endpoints');
+    assert.deepEqual(view.services['inventory.default']!.retryBudgets, [{ calls, retries }]);
   });
 });
 

@@ -238,7 +238,7 @@ async function balance(ctx: CallContext, tried: ReadonlySet<string>, splitDraw: 
   const { deps, service, policy, state, endpoints, call } = ctx;
   if (endpoints.length === 0) throw new MeshError('NO_HEALTHY_ENDPOINT', `service ${service} has no endpoints`, { service });
   const ready = endpoints.filter((e) => deps.links.get(e.address).state === 'ready');
-  const healthy = ready.filter((e) => !state.outlier.isEjected(e.address) && !deps.breakers.isOpen(service, e.address));
+  const healthy = ready.filter((e) => !state.outlier.isEjected(e.address) && !deps.breakers.isOpen(service, e.address, policy.circuitBreaker));
   const candidates = healthy.length > 0 ? healthy : ready;
   if (candidates.length === 0) return waitForAnyLink(ctx);
   const selection = selectSubset(candidates, policy, call.headers, () => splitDraw);

@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
 import type { ErrorCode } from '../errors/codes.ts';
 import { MeshError } from '../errors/mesh-error.ts';
+import { settingsKey } from '../policy/settings-key.ts';
 import type { CircuitBreakerPolicy } from '../policy/types.ts';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
@@ -214,13 +215,13 @@ export class BreakerRegistry {
     return this.#get(service, address, policy);
   }
 
-  /** True when a call would be refused now (open, or half-open with its probe out); false if unknown. */
-  isOpen(service: string, address?: string): boolean {
-    return this.#breakers.get(keyOf(service, address))?.refusing ?? false;
+  /** True when a call under `policy` would be refused now (open, or half-open with its probe out). */
+  isOpen(service: string, address: string | undefined, policy: CircuitBreakerPolicy): boolean {
+    return this.#breakers.get(`${keyOf(service, address)}#${settingsKey(policy)}`)?.refusing ?? false;
   }
 
-  state(service: string, address?: string): BreakerState | undefined {
-    return this.#breakers.get(keyOf(service, address))?.state;
+  state(service: string, address: string | undefined, policy: CircuitBreakerPolicy): BreakerState | undefined {
+    return this.#breakers.get(`${keyOf(service, address)}#${settingsKey(policy)}`)?.state;
   }
 
   snapshot(): BreakerStats[] {
@@ -233,8 +234,10 @@ export class BreakerRegistry {
    * Failures that opened them were the outage itself; if the app is still failing they trip again.
    */
   peerRecovered(address: string, services: Iterable<string>): void {
-    for (const breaker of this.#breakers.values()) if (breaker.address === address) breaker.reset();
-    for (const service of services) this.#breakers.get(keyOf(service, undefined))?.reset();
+    const recovered = new Set(services);
+    for (const breaker of this.#breakers.values()) {
+      if (breaker.address === address || (breaker.address === undefined && recovered.has(breaker.service))) breaker.reset();
+    }
   }
 
   /** Drop the endpoint breakers of addresses no longer in discovery. */
@@ -251,27 +254,19 @@ export class BreakerRegistry {
     this.#breakers.clear();
   }
 
+  // Keyed by the settings too: a route with breaker settings of its own gets breakers of its own,
+  // instead of rebuilding (and so resetting) the service's shared ones each time calls alternate.
   #get(service: string, address: string | undefined, policy: CircuitBreakerPolicy): Breaker {
-    const key = keyOf(service, address);
-    const existing = this.#breakers.get(key);
-    if (existing && (existing.policy === policy || samePolicy(existing.policy, policy))) return existing;
-    existing?.shutdown();
-    const breaker = new Breaker(service, address, policy, this.#options);
-    this.#breakers.set(key, breaker);
+    const key = `${keyOf(service, address)}#${settingsKey(policy)}`;
+    let breaker = this.#breakers.get(key);
+    if (!breaker) {
+      breaker = new Breaker(service, address, policy, this.#options);
+      this.#breakers.set(key, breaker);
+    }
     return breaker;
   }
 }
 
 function keyOf(service: string, address: string | undefined): string {
   return address === undefined ? service : `${service}@${address}`;
-}
-
-function samePolicy(a: CircuitBreakerPolicy, b: CircuitBreakerPolicy): boolean {
-  return a.enabled === b.enabled
-    && a.errorThresholdPercentage === b.errorThresholdPercentage
-    && a.volumeThreshold === b.volumeThreshold
-    && a.rollingWindowMs === b.rollingWindowMs
-    && a.resetTimeoutMs === b.resetTimeoutMs
-    && a.failureStatuses.length === b.failureStatuses.length
-    && a.failureStatuses.every((s, i) => s === b.failureStatuses[i]);
 }

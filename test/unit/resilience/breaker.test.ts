@@ -184,24 +184,41 @@ describe('BreakerRegistry', () => {
     const registry = new BreakerRegistry();
     await failTimes(registry.endpoint('pay', 'a:1', policy), 4);
     await registry.endpoint('pay', 'b:1', policy).run(answer(200));
-    assert.equal(registry.isOpen('pay', 'a:1'), true);
-    assert.equal(registry.isOpen('pay', 'b:1'), false);
-    assert.equal(registry.isOpen('pay'), false);
-    assert.equal(registry.isOpen('other', 'a:1'), false, 'keyed by service and address');
-    assert.equal(registry.state('pay', 'a:1'), 'open');
-    assert.equal(registry.state('nope'), undefined);
+    assert.equal(registry.isOpen('pay', 'a:1', policy), true);
+    assert.equal(registry.isOpen('pay', 'b:1', policy), false);
+    assert.equal(registry.isOpen('pay', undefined, policy), false);
+    assert.equal(registry.isOpen('other', 'a:1', policy), false, 'keyed by service and address');
+    assert.equal(registry.state('pay', 'a:1', policy), 'open');
+    assert.equal(registry.state('nope', undefined, policy), undefined);
     registry.close();
   });
 
-  it('keeps the breaker for an equal policy object and rebuilds it for a changed one', async () => {
+  it('shares a breaker between equal settings and keeps one of its own for different settings', async () => {
     const registry = new BreakerRegistry();
     const first = registry.service('pay', policy);
     await failTimes(first, 4);
     assert.equal(registry.service('pay', { ...policy, failureStatuses: [...FIVE_XX] }), first, 'equal values: same breaker');
-    assert.equal(registry.isOpen('pay'), true);
-    const rebuilt = registry.service('pay', { ...policy, resetTimeoutMs: 1_000 });
-    assert.notEqual(rebuilt, first);
-    assert.equal(rebuilt.state, 'closed', 'a new policy starts afresh');
+    assert.equal(registry.isOpen('pay', undefined, policy), true);
+    const routeOwn = { ...policy, resetTimeoutMs: 1_000 };
+    const other = registry.service('pay', routeOwn);
+    assert.notEqual(other, first);
+    assert.equal(other.state, 'closed', 'different settings start afresh');
+    // Calls alternating between the two settings (a route with its own breaker and the rest of the
+    // service) must not reset either one.
+    assert.equal(registry.service('pay', policy), first);
+    assert.equal(first.state, 'open', 'the service breaker kept its state');
+    registry.close();
+  });
+
+  it('peerRecovered closes the endpoint breakers of that address and the service breakers it serves', async () => {
+    const registry = new BreakerRegistry();
+    await failTimes(registry.endpoint('pay', 'a:1', policy), 4);
+    await failTimes(registry.service('pay', policy), 4);
+    await failTimes(registry.service('ledger', policy), 4);
+    registry.peerRecovered('a:1', ['pay']);
+    assert.equal(registry.isOpen('pay', 'a:1', policy), false);
+    assert.equal(registry.isOpen('pay', undefined, policy), false);
+    assert.equal(registry.isOpen('ledger', undefined, policy), true, 'a service the peer does not serve stays open');
     registry.close();
   });
 
@@ -212,7 +229,7 @@ describe('BreakerRegistry', () => {
     registry.endpoint('pay', 'b:1', policy);
     registry.retain(new Set(['b:1']));
     assert.deepEqual(registry.snapshot().map((s) => `${s.service}@${s.address ?? ''}`).sort(), ['pay@', 'pay@b:1']);
-    assert.equal(registry.isOpen('pay', 'a:1'), false);
+    assert.equal(registry.isOpen('pay', 'a:1', policy), false);
     registry.close();
   });
 });
