@@ -120,7 +120,7 @@ export const RetriesSchema = section({
 
 export const CircuitBreakerSchema = section({
   enabled: Type.Optional(boolean('whether calls pass through a circuit breaker (per endpoint and per service)', true)),
-  errorThresholdPercentage: Type.Optional(integer(1, 100, 'open when this percentage of the calls in the window failed…', 50)),
+  errorThresholdPercentage: Type.Optional(integer(1, 100, 'open when more than this percentage of the calls in the window failed…', 50)),
   volumeThreshold: Type.Optional(integer(1, 1_000_000, '…and at least this many calls were made in the window', 20)),
   rollingWindow: Type.Optional(duration('the window over which calls are counted', '10s')),
   resetTimeout: Type.Optional(duration('how long the breaker stays open before one probe call goes through (half-open)', '5s')),
