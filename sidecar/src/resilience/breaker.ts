@@ -46,9 +46,17 @@ export function isBreakerFailure(err: unknown): boolean {
  * engine fills in every 5xx by default), so a 404 or 401 never opens a breaker unless listed.
  */
 export function failureStatuses(policy: CircuitBreakerPolicy): (result: { status: number }) => boolean {
-  const listed = new Set(policy.failureStatuses);
-  return (result) => listed.has(result.status);
+  // Built once per (frozen) policy object: the pipeline asks for it on every try.
+  let isFailure = failureTests.get(policy);
+  if (!isFailure) {
+    const listed = new Set(policy.failureStatuses);
+    isFailure = (result) => listed.has(result.status);
+    failureTests.set(policy, isFailure);
+  }
+  return isFailure;
 }
+
+const failureTests = new WeakMap<CircuitBreakerPolicy, (result: { status: number }) => boolean>();
 
 /** Carries an answer the caller called a failure through opossum's rejection path, and back out. */
 class FailedAnswer {
