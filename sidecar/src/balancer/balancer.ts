@@ -7,6 +7,11 @@ import type { Endpoint } from '../discovery/resolver.ts';
 export interface PickOptions {
   /** Endpoints this call already tried: avoided while any other candidate is left. */
   exclude?: ReadonlySet<string>;
+  /**
+   * The request's affinity key (policy `loadBalancer.consistentHash.hashOn`, see affinity/hash-key.ts):
+   * the consistent-hash balancer sends equal keys to the same endpoint. Other balancers ignore it.
+   */
+  hashKey?: string;
 }
 
 export interface Balancer {
