@@ -15,6 +15,9 @@ import { AppForwarder } from './inbound/app-forwarder.ts';
 import { LinkPool } from './mcp/link-pool.ts';
 import { MeshServer } from './mcp/server.ts';
 import { createOutbound } from './outbound/server.ts';
+import { randomBytes } from 'node:crypto';
+import { createSessionAffinity } from './affinity/session-stats.ts';
+import { OwnerTokens } from './affinity/token.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { MeshMetrics } from './telemetry/metrics.ts';
 
@@ -58,7 +61,8 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
 
   links.onReady = (address) => breakers.peerRecovered(address, resolver.servicesOf(address));
 
-  const pipeline = createCallPipeline({ source, resolver, links, policies, services, breakers, logger });
+  const sessions = createSessionAffinity(new OwnerTokens(config.mcp.tokenKey ?? ephemeralTokenKey(logger)), metrics);
+  const pipeline = createCallPipeline({ source, resolver, links, policies, services, breakers, sessions, logger });
 
   const outbound = createOutbound({
     namespace: config.namespace,
@@ -78,7 +82,8 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     ready: () => ready,
     endpoints: () => endpointsView(links, services, breakers),
     metrics: (request, response) => metrics.serve(request, response),
-    configDump: () => ({ config: { ...config, file: config.file }, policies: policies.dump() }),
+    sessions: () => sessions.snapshot(),
+    configDump: () => ({ config: { ...config, mcp: { tokenKey: config.mcp.tokenKey ? '[redacted]' : '[random per sidecar]' } }, policies: policies.dump() }),
   }, logger);
 
   const inboundPort = await inbound.listen(config.listen.inbound.host, config.listen.inbound.port);
@@ -117,6 +122,15 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     return stopping;
   };
   return { config, logger, ports, shutdown };
+}
+
+/**
+ * No shared token key configured: sessions still stick, but only through this sidecar (another
+ * client sidecar cannot verify its tokens). Said loudly, since a mesh wants one key everywhere.
+ */
+function ephemeralTokenKey(logger: Logger): Buffer {
+  logger.warn({ code: 'MCP_TOKEN_KEY_EPHEMERAL' }, 'mcp.tokenKey is not set: MCP session tokens are signed with a random key of this sidecar, so a session works only through it; set the same mcp.tokenKey (MESH_MCP_TOKEN_KEY) in every sidecar');
+  return randomBytes(32);
 }
 
 /** Per peer link and per called service: link state, breakers, ejections, limiter (admin /endpoints). */

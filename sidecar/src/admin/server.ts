@@ -8,6 +8,8 @@ import { fastifyLogging } from '../telemetry/logger.ts';
 export interface AdminState {
   ready(): boolean;
   endpoints(): unknown;
+  /** MCP session affinity counts per service. */
+  sessions(): unknown;
   /** Prometheus text exposition of the sidecar's metrics. */
   metrics(request: IncomingMessage, response: ServerResponse): void;
   /** The running configuration and policies, defaults included, with where each value came from. */
@@ -23,6 +25,7 @@ export function createAdmin(state: AdminState, logger: Logger): FastifyInstance 
   });
   app.get('/endpoints', async () => state.endpoints());
   app.get('/config_dump', async () => state.configDump());
+  app.get('/sessions', async () => state.sessions());
   app.get('/metrics', (request, reply) => {
     reply.hijack(); // the exporter writes the response itself
     state.metrics(request.raw, reply.raw);

@@ -1,7 +1,8 @@
 // The outbound call pipeline, top to bottom in one place:
 //
-//   resolve → policy → concurrency limit → deadline → retry (budget, back-off)
-//     → service breaker → balance (subset, health, endpoint breaker) → link (unary or Stream call)
+//   resolve → policy → session affinity → concurrency limit → deadline → retry (budget, back-off)
+//     → service breaker → balance (owner, or subset, health, endpoint breaker) → link (unary or Stream)
+//   and on the way back: session affinity (bind a new MCP session to the replica that answered).
 //
 // Every step is a small function below, in that order. The per-service state they share (balancer,
 // outlier detector, limiter, retry budget) lives in service-state.ts; the pieces themselves in
@@ -19,6 +20,8 @@ import type { LinkPool } from '../mcp/link-pool.ts';
 import { streamCall } from '../mcp/stream-client.ts';
 import type { ServiceTarget } from '../outbound/target.ts';
 import type { EffectivePolicy } from '../policy/types.ts';
+import { bindResponse, routeSession, type EndpointEventRewriter, type SessionRoute } from '../affinity/mcp-session.ts';
+import type { OwnerTokens } from '../affinity/token.ts';
 import { selectSubset } from '../balancer/subsets.ts';
 import { CircuitOpenError, failureStatuses, isBreakerFailure, type BreakerRegistry } from '../resilience/breaker.ts';
 import { retryDelay, shouldRetry, type AttemptOutcome } from '../resilience/retry.ts';
@@ -59,8 +62,20 @@ export interface PolicySource {
   resolve(service: string, namespace: string, request: { method: string; path: string; headers: readonly Header[] }): EffectivePolicy;
 }
 
+/** MCP session affinity: the token signer, and counters for /sessions and metrics. */
+export interface SessionAffinity {
+  tokens: OwnerTokens;
+  /** A response bound a new session to its owner. */
+  onBound(service: string): void;
+  /** A request was routed to its session's owner. */
+  onRouted(service: string): void;
+  /** A request's session owner is gone (404 to the client). */
+  onOwnerGone(service: string): void;
+}
+
 export interface PipelineDeps {
   source: string;
+  sessions: SessionAffinity;
   resolver: Resolver;
   links: LinkPool;
   policies: PolicySource;
@@ -80,12 +95,16 @@ export function createCallPipeline(deps: PipelineDeps): CallPipeline {
     try {
       const endpoints = resolve(deps.resolver, call.target, service);
       const policy = deps.policies.resolve(call.target.service, call.target.namespace, call);
+      const affinity = affinityOn(policy);
+      const session = affinity ? pinSession(deps, service, call) : undefined;
+      const routed = session ? { ...call, headers: session.headers, path: session.path } : call;
       const state = deps.services.get(service, policy);
       const release = await state.limiter.acquire(call.signal);
       try {
         const deadlineMs = call.deadlineMs ?? policy.timeouts.overallMs;
-        return await withDeadline(call, service, deadlineMs, (signal, deadlineAt) =>
-          withRetries({ deps, call, service, policy, state, endpoints, signal, deadlineAt }));
+        const result = await withDeadline(call, service, deadlineMs, (signal, deadlineAt) =>
+          withRetries({ deps, call: routed, service, policy, state, endpoints, signal, deadlineAt, owner: session?.owner.address }));
+        return affinity ? bindSession(deps, service, result) : result;
       } finally {
         release();
       }
@@ -107,6 +126,8 @@ interface CallContext {
   signal: AbortSignal;
   /** performance.now() value of the overall deadline; Infinity for none. */
   deadlineAt: number;
+  /** The endpoint that owns the call's MCP session: every try goes there and nowhere else. */
+  owner: string | undefined;
 }
 
 // ---- resolve ----
@@ -123,6 +144,34 @@ function naming(err: unknown, service: string): unknown {
   const named = new MeshError(err.code, err.message, { service, cause: err });
   named.attempts = err.attempts;
   return named;
+}
+
+// ---- session affinity ----
+
+/** MCP session affinity is on unless a policy turns it off (`mcp: { affinity: false }`). */
+function affinityOn(policy: EffectivePolicy): boolean {
+  return (policy as { mcp?: { affinity?: boolean } }).mcp?.affinity !== false;
+}
+
+/** A request carrying an owner token is pinned to that owner, with the app's own session id restored. */
+function pinSession(deps: PipelineDeps, service: string, call: OutboundCall): Extract<SessionRoute, { kind: 'pinned' }> | undefined {
+  const route = routeSession(deps.sessions.tokens, call);
+  if (route.kind === 'invalid') throw new MeshError('SESSION_TOKEN_INVALID', route.reason, { service });
+  if (route.kind === 'none') return undefined;
+  deps.sessions.onRouted(service);
+  return route;
+}
+
+/** A response that hands out a session id binds that session to the replica that answered. */
+function bindSession(deps: PipelineDeps, service: string, result: CallResult): CallResult {
+  const bound = bindResponse(deps.sessions.tokens, result.endpoint, result);
+  if (bound.bound) deps.sessions.onBound(service);
+  if (!Buffer.isBuffer(bound.body) && bound.body !== result.body) {
+    // An SSE stream whose first event may bind the session: counted when the rewriter sees it.
+    const rewriter = bound.body as EndpointEventRewriter;
+    rewriter.once('end', () => { if (rewriter.bound) deps.sessions.onBound(service); });
+  }
+  return { ...result, headers: bound.headers, body: bound.body };
 }
 
 // ---- deadline ----
@@ -236,6 +285,7 @@ async function tryOnce(ctx: CallContext, tried: Set<string>, splitDraw: number):
  */
 async function balance(ctx: CallContext, tried: ReadonlySet<string>, splitDraw: number): Promise<PeerLink> {
   const { deps, service, policy, state, endpoints, call } = ctx;
+  if (ctx.owner !== undefined) return ownerLink(ctx, ctx.owner);
   if (endpoints.length === 0) throw new MeshError('NO_HEALTHY_ENDPOINT', `service ${service} has no endpoints`, { service });
   const ready = endpoints.filter((e) => deps.links.get(e.address).state === 'ready');
   const healthy = ready.filter((e) => !state.outlier.isEjected(e.address) && !deps.breakers.isOpen(service, e.address, policy.circuitBreaker));
@@ -245,6 +295,28 @@ async function balance(ctx: CallContext, tried: ReadonlySet<string>, splitDraw: 
   const endpoint = state.balancer.pick(selection.endpoints, { exclude: tried });
   if (!endpoint) throw new MeshError('NO_HEALTHY_ENDPOINT', `no endpoint of ${service} in subset ${selection.subset ?? '(all)'} is ready`, { service });
   return deps.links.get(endpoint.address);
+}
+
+/**
+ * The link to a session's owner. The session lives there and nowhere else: an owner that left
+ * discovery, or whose link does not come up within the connect timeout, means the session is gone.
+ */
+async function ownerLink(ctx: CallContext, owner: string): Promise<PeerLink> {
+  const { deps, service } = ctx;
+  const gone = (why: string) => {
+    deps.sessions.onOwnerGone(service);
+    return new MeshError('SESSION_OWNER_GONE', `the replica that owns this session (${owner}) ${why}`, { service });
+  };
+  if (!ctx.endpoints.some((e) => e.address === owner)) throw gone('is no longer an endpoint of the service');
+  const link = deps.links.get(owner);
+  if (link.state === 'ready') return link;
+  try {
+    await link.whenReady(ctx.policy.timeouts.connectMs, ctx.signal);
+    return link;
+  } catch {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    throw gone(`is unreachable (link ${link.state})`);
+  }
 }
 
 /** Nothing ready (e.g. at start-up): wait up to the connect timeout for the first link to come up. */

@@ -33,6 +33,8 @@ export interface MeshConfig {
   };
   shutdown: { graceMs: number };
   log: { level: string };
+  /** Key that signs MCP session owner tokens; undefined: a random one per sidecar (see main.ts). */
+  mcp: { tokenKey: string | undefined };
   /** The file it came from, if any (for reloads and messages). */
   file: string | undefined;
 }
@@ -117,6 +119,7 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
     },
     shutdown: { graceMs: toMs(input.shutdown.grace) },
     log: { level: input.log.level },
+    mcp: { tokenKey: input.mcp.tokenKey },
     file: file ? path.resolve(file) : undefined,
   };
   return deepFreeze(config);

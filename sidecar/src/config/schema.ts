@@ -72,6 +72,12 @@ export const MeshConfigSchema = Type.Object({
   shutdown: strictObject({
     grace: Type.Union([...Duration.anyOf], { description: Duration.description, default: '5s' }),
   }, 'shutdown'),
+  mcp: strictObject({
+    tokenKey: Type.Optional(Type.String({
+      minLength: 32,
+      description: 'a secret of at least 32 characters, the same in every sidecar of the mesh',
+    })),
+  }, 'MCP session affinity'),
   log: strictObject({
     level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l)), {
       default: 'info', description: 'one of trace, debug, info, warn, error, fatal, silent',

@@ -7,11 +7,18 @@ export interface ErrorCodeInfo {
   status: number;
   /** One line for users: what happened. */
   summary: string;
+  /**
+   * MCP session errors are answered with a JSON-RPC error body (code -32001, "Session not found")
+   * instead of the mesh's JSON, as the MCP specification asks, so MCP clients start a new session.
+   */
+  jsonRpc?: true;
 }
 
 export const ERROR_CODES = {
   UNKNOWN_SERVICE: { status: 404, summary: 'No service of that name is known to discovery.' },
   UNKNOWN_ROUTE: { status: 404, summary: 'The request was addressed to the sidecar itself, but no mesh API route has that path.' },
+  SESSION_OWNER_GONE: { status: 404, jsonRpc: true, summary: 'The MCP session belongs to a replica that is gone; start a new session (never moved to another replica mid-session).' },
+  SESSION_TOKEN_INVALID: { status: 404, jsonRpc: true, summary: 'The MCP session id carries an owner token that does not verify (forged or damaged); start a new session.' },
   BAD_REQUEST: { status: 400, summary: 'The request cannot be routed: missing or malformed Host or target.' },
   BODY_TOO_LARGE: { status: 413, summary: 'The request body is larger than limits.maxBodyBytes.' },
   NO_HEALTHY_ENDPOINT: { status: 503, summary: 'The service is known but none of its endpoints is reachable and healthy.' },

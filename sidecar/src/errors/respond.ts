@@ -1,10 +1,18 @@
 import type { ServerResponse } from 'node:http';
+import { ERROR_CODES, type ErrorCodeInfo } from './codes.ts';
 import { MeshError } from './mesh-error.ts';
 
 export const MESH_ERROR_HEADER = 'mcp-mesh-error';
 
-/** The JSON body of every mesh-made error response. */
+/** The JSON body of every mesh-made error response (JSON-RPC for MCP session errors). */
 export function errorBody(err: MeshError): string {
+  if ((ERROR_CODES[err.code] as ErrorCodeInfo).jsonRpc) {
+    return JSON.stringify({
+      jsonrpc: '2.0',
+      error: { code: -32001, message: `Session not found: ${err.message}`, data: { meshError: err.code, ...(err.service ? { service: err.service } : {}) } },
+      id: null,
+    });
+  }
   return JSON.stringify({
     error: { code: err.code, message: err.message, ...(err.service ? { service: err.service } : {}) },
   });

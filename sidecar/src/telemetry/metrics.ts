@@ -14,6 +14,12 @@ export class MeshMetrics {
   readonly policyReloadFailures: Counter;
   /** Circuit breaker state changes, by service, scope (service or endpoint) and new state. */
   readonly breakerTransitions: Counter;
+  /** MCP sessions bound to the replica that created them, by service. */
+  readonly sessionsBound: Counter;
+  /** Requests routed to their MCP session's owner, by service. */
+  readonly sessionRequestsRouted: Counter;
+  /** Requests whose MCP session owner was gone (404 to the client), by service. */
+  readonly sessionOwnerGone: Counter;
 
   constructor(identity: { service: string; namespace: string; instance: string }) {
     this.#exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
@@ -27,6 +33,15 @@ export class MeshMetrics {
     });
     this.breakerTransitions = meter.createCounter('mcp_circuit_breaker_transitions', {
       description: 'Circuit breaker state changes, by service, scope and new state.',
+    });
+    this.sessionsBound = meter.createCounter('mcp_sessions_bound', {
+      description: 'MCP sessions bound to the replica that created them.',
+    });
+    this.sessionRequestsRouted = meter.createCounter('mcp_session_requests_routed', {
+      description: "Requests routed to their MCP session's owner.",
+    });
+    this.sessionOwnerGone = meter.createCounter('mcp_session_owner_gone', {
+      description: 'Requests whose MCP session owner was gone; answered 404 so the client starts a new session.',
     });
   }
 

@@ -12,6 +12,8 @@ import { errorBody, MESH_ERROR_HEADER, sendMeshError } from '../../../sidecar/sr
 const DOCUMENTED_STATUS: Record<ErrorCode, number> = {
   UNKNOWN_SERVICE: 404,
   UNKNOWN_ROUTE: 404,
+  SESSION_OWNER_GONE: 404,
+  SESSION_TOKEN_INVALID: 404,
   BAD_REQUEST: 400,
   BODY_TOO_LARGE: 413,
   NO_HEALTHY_ENDPOINT: 503,
@@ -149,7 +151,11 @@ describe('errorBody and sendMeshError', () => {
       assert.match(res.headers['content-type'] ?? '', /^application\/json/);
       const text = await readAll(res);
       assert.equal(Number(res.headers['content-length']), Buffer.byteLength(text));
-      assert.deepEqual(JSON.parse(text), { error: { code, message: `made by the mesh: ${code}`, service: 'payments' } });
+      const expected = (ERROR_CODES[code] as { jsonRpc?: true }).jsonRpc
+        // MCP session errors: the JSON-RPC "Session not found" body the MCP specification asks for.
+        ? { jsonrpc: '2.0', error: { code: -32001, message: `Session not found: made by the mesh: ${code}`, data: { meshError: code, service: 'payments' } }, id: null }
+        : { error: { code, message: `made by the mesh: ${code}`, service: 'payments' } };
+      assert.deepEqual(JSON.parse(text), expected);
     });
   }
 
