@@ -160,11 +160,16 @@ export async function adminJson<T = Record<string, unknown>>(sidecar: SidecarPro
 
 /** In a describe(): a fleet started before its tests and closed after them; call the result to get it. */
 export function useFleet(options: FleetOptions): () => Fleet {
-  let fleet: Fleet | undefined;
-  before(async () => { fleet = await startFleet(options); });
-  after(() => fleet?.close());
+  return useStarted(() => startFleet(options), 'the fleet');
+}
+
+/** In a describe(): whatever `start` makes, made before the tests and closed after them; call the result to get it. */
+export function useStarted<T extends { close(): Promise<void> }>(start: () => Promise<T>, what: string): () => T {
+  let started: T | undefined;
+  before(async () => { started = await start(); });
+  after(() => started?.close());
   return () => {
-    if (!fleet) throw new Error('the fleet has not started');
-    return fleet;
+    if (!started) throw new Error(`${what} has not started`);
+    return started;
   };
 }
