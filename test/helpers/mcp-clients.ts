@@ -10,13 +10,13 @@
 // sidecar in absolute form (`POST http://mcp/mcp HTTP/1.1`, `Host: mcp`): the HTTP_PROXY way of
 // addressing a service (DESIGN "Addressing a service from the app"), with no code change in the
 // client. Why not the alternatives:
-// - Node's built-in fetch ignores a `Host` header (a forbidden header name), so "fetch the sidecar's
-//   URL with Host: mcp" cannot be done with it.
+// - Node's built-in fetch ignores a `Host` header (a forbidden header name), and so does the SDK's
+//   `requestInit.headers`, so "fetch the sidecar's URL with Host: mcp" cannot be done with them;
+//   undici.request could, but the SDK wants a fetch.
 // - A ProxyAgent with the default `proxyTunnel: true` opens a CONNECT tunnel: the sidecar would
-//   carry opaque bytes and could not see (or rewrite) Mcp-Session-Id or the endpoint event.
-// - Rewriting the URL to 127.0.0.1:<outbound> would make the SSE transport reject the endpoint
-//   event's URL only if the origins differed; it works, but the client would then believe the
-//   server is "127.0.0.1", which no real app does.
+//   carry opaque bytes and could neither see nor rewrite Mcp-Session-Id or the endpoint event.
+// - Giving the SDK the sidecar's URL (http://127.0.0.1:<outbound>/mcp) leaves no way to name the
+//   service at all.
 // The URL stays `http://mcp/…`, so the SSE endpoint (`/messages?sessionId=…`, relative) resolves
 // to the same origin and the SDK's same-origin checks pass.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';

@@ -77,9 +77,9 @@ function streamableHeaders(sessionId: string): Record<string, string> {
   return { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18' };
 }
 
-function log(label: string, outcomes: McpClientOutcome[], elapsedMs: number): void {
+function log(label: string, outcomes: McpClientOutcome[], elapsedMs?: number): void {
   const s = summarise(outcomes);
-  console.log(`${label}: ${s.ok}/${outcomes.length} clients ok in ${Math.round(elapsedMs)} ms; sessions per replica ${JSON.stringify(s.perReplica)}`
+  console.log(`${label}: ${s.ok}/${outcomes.length} clients ok${elapsedMs === undefined ? '' : ` in ${Math.round(elapsedMs)} ms`}; sessions per replica ${JSON.stringify(s.perReplica)}`
     + (s.failed ? `; failures ${JSON.stringify(s.byError)}` : ''));
 }
 
@@ -119,8 +119,8 @@ describe('MCP session affinity with the official SDK (3 replicas, both transport
       transport: 'sse', clients: 10, calls: 10, dispatchers: fleet.dispatchers,
       via: ({ method }) => (method === 'GET' ? a : b),
     });
-    log('two client sidecars, streamable', streamable.outcomes, 0);
-    log('two client sidecars, sse', sse.outcomes, 0);
+    log('two client sidecars, streamable', streamable.outcomes);
+    log('two client sidecars, sse', sse.outcomes);
     assertSticky(streamable.outcomes, 10, 'streamable via A and B');
     assertSticky(sse.outcomes, 10, 'sse via A and B');
     for (const o of [...streamable.outcomes, ...sse.outcomes]) {
@@ -229,7 +229,7 @@ describe('MCP session affinity with the official SDK (3 replicas, both transport
 
     const fresh = await Promise.all(TRANSPORTS.map((transport) => runMcpClients({ transport, clients: CLIENTS, calls: 2, dispatchers: fleet.dispatchers, via: fleet.callers[0]! })));
     fresh.forEach((run, i) => {
-      log(`after scale-up, new ${TRANSPORTS[i]} sessions`, run.outcomes, 0);
+      log(`after scale-up, new ${TRANSPORTS[i]} sessions`, run.outcomes);
       assertSticky(run.outcomes, 2, `new ${TRANSPORTS[i]} sessions`);
     });
     const onNew = fresh.flatMap((r) => r.outcomes).filter((o) => o.replicas[0] === added.name).length;
