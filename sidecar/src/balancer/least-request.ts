@@ -29,4 +29,9 @@ export class LeastRequest implements Balancer {
   retain(addresses: ReadonlySet<string>): void {
     this.#inFlight.retain(addresses);
   }
+
+  /** Calls in flight to `address` (tries started and not yet ended). */
+  inFlight(address: string): number {
+    return this.#inFlight.get(address);
+  }
 }

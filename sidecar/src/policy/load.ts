@@ -186,6 +186,9 @@ function documentRules(policy: LoadedPolicy): PolicyProblem[] {
   if (spec.loadBalancer?.ewma && spec.loadBalancer.policy !== undefined && spec.loadBalancer.policy !== 'p2c-ewma') {
     fail(['loadBalancer', 'ewma'], `only applies to policy p2c-ewma, not ${spec.loadBalancer.policy}`, true);
   }
+  if (spec.loadBalancer?.consistentHash && spec.loadBalancer.policy !== undefined && spec.loadBalancer.policy !== 'consistent-hash') {
+    fail(['loadBalancer', 'consistentHash'], `only applies to policy consistent-hash, not ${spec.loadBalancer.policy}`, true);
+  }
   const subsets = spec.subsets ?? [];
   const names = new Set<string>();
   for (const [i, subset] of subsets.entries()) {
@@ -202,7 +205,7 @@ function documentRules(policy: LoadedPolicy): PolicyProblem[] {
 function schemaProblems(errors: ErrorObject[], policy: LoadedPolicy, doc: Document, lines: LineCounter, data: unknown): PolicyProblem[] {
   const out: PolicyProblem[] = [];
   // Ajv reports a bad property name twice: as the inner check (with propertyName set) and as propertyNames.
-  const relevant = errors.filter((e) => (e as { propertyName?: string }).propertyName === undefined);
+  const relevant = oneBranchOfKeyedUnions(errors.filter((e) => (e as { propertyName?: string }).propertyName === undefined));
   for (const { key, at, error } of locateErrors(relevant, doc, lines)) {
     // A bad key name points at that key; a repeated list item at its second appearance.
     let named = key;
@@ -217,6 +220,28 @@ function schemaProblems(errors: ErrorObject[], policy: LoadedPolicy, doc: Docume
     if (!out.some((o) => o.path === problem.path && o.message === problem.message)) out.push(problem);
   }
   return out;
+}
+
+/**
+ * A union of single-key mappings (hashOn: { header: … } | { cookie: … } | …) fails on every branch
+ * at once; only the branch named by the key written is worth reading ("source: must be true"), and
+ * when no branch has that key, the union's own words ("must be one of { header: NAME }, …").
+ */
+function oneBranchOfKeyedUnions(errors: ErrorObject[]): ErrorObject[] {
+  let kept = errors;
+  for (const union of errors) {
+    const branches = (union.parentSchema as { anyOf?: { properties?: Record<string, unknown> }[] } | undefined)?.anyOf;
+    if (union.keyword !== 'anyOf' || !branches?.every((b) => b.properties && Object.keys(b.properties).length === 1)) continue;
+    const keys = union.data !== null && typeof union.data === 'object' ? Object.keys(union.data) : [];
+    const chosen = keys.length === 1 ? branches.findIndex((b) => keys[0]! in b.properties!) : -1;
+    const inBranch = (e: ErrorObject, i: number) => e.schemaPath.startsWith(`${union.schemaPath}/${i}/`);
+    kept = kept.filter((e) => {
+      if (e === union) return chosen < 0;
+      if (!e.schemaPath.startsWith(`${union.schemaPath}/`)) return true;
+      return chosen >= 0 && inBranch(e, chosen);
+    });
+  }
+  return kept;
 }
 
 interface SchemaNode {

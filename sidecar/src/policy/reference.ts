@@ -27,6 +27,7 @@ const EXAMPLES: Record<string, string> = {
   subsets: 'canary.yaml',
   headerRoutes: 'canary.yaml',
   concurrency: 'concurrency.yaml',
+  mcp: 'mcp.yaml',
 };
 
 /** The JSON Schema of one policy document, for editors (yaml-language-server) and other tools. */
@@ -141,7 +142,9 @@ function typeText(node: Node): string {
 }
 
 function yamlText(value: unknown): string {
-  return Array.isArray(value) ? `[${value.map(yamlText).join(', ')}]` : String(value);
+  if (Array.isArray(value)) return `[${value.map(yamlText).join(', ')}]`;
+  if (value !== null && typeof value === 'object') return `{ ${Object.entries(value).map(([k, v]) => `${k}: ${yamlText(v)}`).join(', ')} }`;
+  return String(value);
 }
 
 function table(list: Row[]): string[] {

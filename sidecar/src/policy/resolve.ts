@@ -19,8 +19,8 @@ import { toMs } from '../config/duration.ts';
 import { deepFreeze } from '../config/load.ts';
 import type { Position } from '../config/yaml-errors.ts';
 import type { LoadedPolicy, PolicyProblem, PolicySet } from './load.ts';
-import { PolicySpecSchema, type RouteMatch } from './schema.ts';
-import type { EffectivePolicy, HeaderRoutePolicy, SubsetPolicy } from './types.ts';
+import { PolicySpecSchema, type HashSourceSpec, type RouteMatch } from './schema.ts';
+import type { EffectivePolicy, HashSource, HeaderRoutePolicy, SubsetPolicy } from './types.ts';
 
 /** What the sidecar config contributes: its namespace (for policies that name none) and timeouts. */
 export interface PolicyDefaults {
@@ -74,6 +74,8 @@ const statuses: Convert = (value: (number | string)[]) => expandStatuses(value);
 
 const subsets: Convert = (value: SubsetPolicy[]) => value.map((s) => ({ name: s.name, labels: { ...s.labels }, weight: s.weight }));
 const headerRoutes: Convert = (value: HeaderRoutePolicy[]) => value.map((r) => ({ headers: lowerCaseKeys(r.headers), subset: r.subset }));
+/** Header names lower-case, as the pipeline holds request headers. */
+const hashSources: Convert = (value: HashSourceSpec[]) => value.map((s): HashSource => ('header' in s ? { header: s.header.toLowerCase() } : { ...s }));
 
 const field = (spec: string, effective: string, convert: Convert = same, fromConfig?: Field['fromConfig']): Field =>
   ({ spec: spec.split('.'), effective, convert, ...(fromConfig ? { fromConfig } : {}) });
@@ -113,11 +115,15 @@ export const FIELDS: readonly Field[] = [
   field('loadBalancer.policy', 'loadBalancer.policy'),
   field('loadBalancer.ewma.decay', 'loadBalancer.ewmaDecayMs', ms),
   field('loadBalancer.ewma.defaultRtt', 'loadBalancer.ewmaDefaultRttMs', ms),
+  field('loadBalancer.consistentHash.hashOn', 'loadBalancer.consistentHash.hashOn', hashSources),
+  field('loadBalancer.consistentHash.virtualNodes', 'loadBalancer.consistentHash.virtualNodes'),
+  field('loadBalancer.consistentHash.boundedLoadFactor', 'loadBalancer.consistentHash.boundedLoadFactor'),
   field('subsets', 'subsets', subsets),
   field('headerRoutes', 'headerRoutes', headerRoutes),
   field('concurrency.maxInFlight', 'concurrency.maxInFlight'),
   field('concurrency.maxQueue', 'concurrency.maxQueue'),
   field('concurrency.retryAfterSeconds', 'concurrency.retryAfterSeconds'),
+  field('mcp.affinity', 'mcp.affinity'),
 ];
 
 // ---- layers ----

@@ -141,14 +141,44 @@ export const OutlierDetectionSchema = section({
   }, 'success-rate ejection')),
 }, 'outlier detection: take failing endpoints out of the rotation');
 
+const hashSource = <K extends string, T extends TSchema>(key: K, value: T, description: string) =>
+  Type.Object({ [key]: value } as { [P in K]: T }, { additionalProperties: false, description });
+
+/** One place a request's affinity key can come from (affinity/hash-key.ts). */
+export const HashSourceSchema = Type.Union([
+  hashSource('header', text(TOKEN, 'a header name', 'the header\'s name (case-insensitive)'), 'the value of a request header'),
+  hashSource('query', Type.String({ minLength: 1, description: 'the parameter\'s name' }), 'the value of a query parameter'),
+  hashSource('cookie', Type.String({ minLength: 1, pattern: TOKEN, description: 'the cookie\'s name' }), 'the value of a cookie'),
+  hashSource('source', Type.Literal(true, { description: 'true', 'x-expect': 'true' }), 'the calling service / pod identity'),
+], {
+  description: 'a key source',
+  'x-expect': 'one of { header: NAME }, { query: NAME }, { cookie: NAME }, { source: true }',
+});
+
 export const LoadBalancerSchema = section({
-  policy: Type.Optional(oneOf(['round-robin', 'least-request', 'p2c-ewma'] as const,
+  policy: Type.Optional(oneOf(['round-robin', 'least-request', 'p2c-ewma', 'consistent-hash'] as const,
     'how an endpoint is picked: round-robin in turn; least-request, the less busy of two picked at random; '
-    + 'p2c-ewma, the faster of two picked at random by peak-EWMA latency', 'p2c-ewma')),
+    + 'p2c-ewma, the faster of two picked at random by peak-EWMA latency; consistent-hash, by a key taken from the request, '
+    + 'so equal keys reach the same endpoint (calls without a key: as least-request)', 'p2c-ewma')),
   ewma: Type.Optional(section({
     decay: Type.Optional(duration('how fast old latency samples fade', '10s')),
     defaultRtt: Type.Optional(duration('the latency assumed for an endpoint with no samples yet', '30ms')),
   }, 'peak-EWMA settings (policy p2c-ewma only)')),
+  consistentHash: Type.Optional(section({
+    hashOn: Type.Optional(Type.Array(HashSourceSchema, {
+      minItems: 1,
+      uniqueItems: true,
+      default: [{ source: true }],
+      description: 'where the key comes from, tried in order: the first source with a non-empty value gives it; '
+        + 'a request with none is balanced as least-request',
+    })),
+    virtualNodes: Type.Optional(integer(1, 16_384,
+      'points each endpoint of weight 1 puts on the hash ring (weight w: w times as many, at most 262144); '
+      + 'more points spread keys more evenly, fewer build the ring faster', 2048)),
+    boundedLoadFactor: Type.Optional(number(1, 100,
+      'bounded load: no endpoint takes a call that would put it above this factor × its fair share of the calls in flight; '
+      + 'the call goes to the next endpoint on the ring instead. 1 is strict balance; a large factor lets keys stay put under uneven load', 1.25)),
+  }, 'consistent-hash settings (policy consistent-hash only)')),
 }, 'load balancing among the endpoints (of the chosen subset)');
 
 export const SubsetSchema = section({
@@ -173,6 +203,11 @@ export const ConcurrencySchema = section({
   retryAfterSeconds: Type.Optional(integer(0, 3600, 'the Retry-After (seconds) sent with OVERLOADED', 1)),
 }, 'a limit on concurrent calls');
 
+export const McpSchema = section({
+  affinity: Type.Optional(boolean('keep each MCP session on the replica that holds it, learnt from the traffic '
+    + '(Mcp-Session-Id, the SSE endpoint event); false balances every MCP request like any other call', true)),
+}, 'MCP (Model Context Protocol) servers: session awareness');
+
 export const PolicySpecSchema = section({
   service: text(DNS_LABEL, DNS_LABEL_WORDS, 'the service the policy applies to, as the app names it (payments)'),
   namespace: Type.Optional(text(DNS_LABEL, DNS_LABEL_WORDS, 'the service\'s namespace; the sidecar\'s own namespace when left out')),
@@ -185,6 +220,7 @@ export const PolicySpecSchema = section({
   subsets: Type.Optional(Type.Array(SubsetSchema, { default: [], description: 'named groups of endpoints by label, with their share of the traffic' })),
   headerRoutes: Type.Optional(Type.Array(HeaderRouteSchema, { default: [], description: 'header matches that pick a subset; the first that matches wins' })),
   concurrency: Type.Optional(ConcurrencySchema),
+  mcp: Type.Optional(McpSchema),
 }, 'what the policy applies to and what it sets; every setting left out is inherited');
 
 export const PolicyDocumentSchema = Type.Object({
@@ -205,5 +241,6 @@ export type PolicyDocument = Static<typeof PolicyDocumentSchema>;
 export type PolicySpec = Static<typeof PolicySpecSchema>;
 export type RouteMatch = Static<typeof RouteMatchSchema>;
 export type RetryOn = (typeof RETRY_CONDITIONS)[number];
+export type HashSourceSpec = Static<typeof HashSourceSchema>;
 
 export type { TSchema };

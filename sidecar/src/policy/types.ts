@@ -13,7 +13,17 @@ export type RetryCondition =
   | 'retriable-status-codes' // a status listed in `statusCodes`
   | 'retriable-4xx';         // 409
 
-export type LoadBalancerPolicy = 'round-robin' | 'least-request' | 'p2c-ewma';
+export type LoadBalancerPolicy = 'round-robin' | 'least-request' | 'p2c-ewma' | 'consistent-hash';
+
+/**
+ * Where a request's affinity key comes from (affinity/hash-key.ts): a header (name lower-case), a
+ * query parameter, a cookie, or the calling service / pod identity.
+ */
+export type HashSource =
+  | { readonly header: string }
+  | { readonly query: string }
+  | { readonly cookie: string }
+  | { readonly source: true };
 
 export interface TimeoutPolicy {
   /** Longest wait for a link to a peer before the try fails with connect-failure. */
@@ -86,6 +96,23 @@ export interface LoadBalancerSettings {
   /** Peak-EWMA decay (Linkerd: 10 s) and the latency assumed for an endpoint with no data (30 ms). */
   ewmaDecayMs: number;
   ewmaDefaultRttMs: number;
+  consistentHash: ConsistentHashSettings;
+}
+
+/** Policy consistent-hash (balancer/consistent-hash.ts). */
+export interface ConsistentHashSettings {
+  /** Key sources in order; the first that yields a non-empty value gives the key. */
+  hashOn: readonly HashSource[];
+  /** Ring points per endpoint of weight 1 (an endpoint of weight w gets w times as many). */
+  virtualNodes: number;
+  /** No endpoint takes a call that would put it above this factor × its fair share of the calls in flight (≥ 1). */
+  boundedLoadFactor: number;
+}
+
+/** MCP (Model Context Protocol) awareness. */
+export interface McpPolicy {
+  /** Keep each MCP session on the replica that holds it, learnt from the traffic (on by default). */
+  affinity: boolean;
 }
 
 /** A named group of endpoints by labels, and its share of traffic. */
@@ -122,4 +149,5 @@ export interface EffectivePolicy {
   subsets: readonly SubsetPolicy[];
   headerRoutes: readonly HeaderRoutePolicy[];
   concurrency: ConcurrencyPolicy;
+  mcp: McpPolicy;
 }

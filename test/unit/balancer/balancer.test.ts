@@ -1,13 +1,19 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { eligible, InFlight, pickOfTwo, weightedChoice } from '../../../sidecar/src/balancer/balancer.ts';
+import { ConsistentHash } from '../../../sidecar/src/balancer/consistent-hash.ts';
 import { createBalancer } from '../../../sidecar/src/balancer/create.ts';
 import { LeastRequest } from '../../../sidecar/src/balancer/least-request.ts';
 import { PeakEwma } from '../../../sidecar/src/balancer/p2c-ewma.ts';
 import { RoundRobin } from '../../../sidecar/src/balancer/round-robin.ts';
-import type { LoadBalancerPolicy } from '../../../sidecar/src/policy/types.ts';
+import type { LoadBalancerPolicy, LoadBalancerSettings } from '../../../sidecar/src/policy/types.ts';
 import { endpoint, endpoints } from './endpoints.ts';
 import { seededRandom, tally } from './seeded-random.ts';
+
+/** Settings as the built-in policy has them, with `policy` chosen. */
+const settings = (policy: LoadBalancerPolicy): LoadBalancerSettings => ({
+  policy, ewmaDecayMs: 10_000, ewmaDefaultRttMs: 30, consistentHash: { hashOn: [{ source: true }], virtualNodes: 2048, boundedLoadFactor: 1.25 },
+});
 
 const addresses = (list: readonly { address: string }[]) => list.map((e) => e.address);
 
@@ -77,15 +83,17 @@ describe('InFlight', () => {
 
 describe('createBalancer', () => {
   it('builds the balancer the policy names', () => {
-    const build = (policy: LoadBalancerPolicy) => createBalancer({ policy, ewmaDecayMs: 10_000, ewmaDefaultRttMs: 30 });
+    const build = (policy: LoadBalancerPolicy) => createBalancer(settings(policy));
     assert.ok(build('round-robin') instanceof RoundRobin);
     assert.ok(build('least-request') instanceof LeastRequest);
     assert.ok(build('p2c-ewma') instanceof PeakEwma);
+    assert.ok(build('consistent-hash') instanceof ConsistentHash);
   });
 
-  for (const policy of ['round-robin', 'least-request', 'p2c-ewma'] as const) {
+  // consistent-hash without a hash key: how calls that carry no key are spread.
+  for (const policy of ['round-robin', 'least-request', 'p2c-ewma', 'consistent-hash'] as const) {
     it(`${policy}: goes elsewhere than the endpoints already tried, and returns undefined for none`, () => {
-      const balancer = createBalancer({ policy, ewmaDecayMs: 10_000, ewmaDefaultRttMs: 30 }, { random: seededRandom(4), now: () => 0 });
+      const balancer = createBalancer(settings(policy), { random: seededRandom(4), now: () => 0 });
       const list = endpoints('a', 'b', 'c');
       for (let i = 0; i < 200; i++) assert.equal(balancer.pick(list, { exclude: new Set(['a', 'b']) })?.address, 'c');
       assert.ok(balancer.pick(list, { exclude: new Set(['a', 'b', 'c']) }), 'all tried: still picks one');
@@ -94,7 +102,7 @@ describe('createBalancer', () => {
     });
 
     it(`${policy}: splits traffic by weight`, () => {
-      const balancer = createBalancer({ policy, ewmaDecayMs: 10_000, ewmaDefaultRttMs: 30 }, { random: seededRandom(5), now: () => 0 });
+      const balancer = createBalancer(settings(policy), { random: seededRandom(5), now: () => 0 });
       const list = [endpoint('a', 1), endpoint('b', 3), endpoint('z', 0)];
       const picks: string[] = [];
       for (let i = 0; i < 8000; i++) {

@@ -30,10 +30,14 @@ const BUILT_IN: EffectivePolicy = {
     enabled: true, consecutiveFailures: 5, intervalMs: 10000, baseEjectionMs: 30000, maxEjectionMs: 300000, maxEjectionPercent: 10,
     successRate: { enabled: true, minRequests: 100, stdevFactor: 1.9 },
   },
-  loadBalancer: { policy: 'p2c-ewma', ewmaDecayMs: 10000, ewmaDefaultRttMs: 30 },
+  loadBalancer: {
+    policy: 'p2c-ewma', ewmaDecayMs: 10000, ewmaDefaultRttMs: 30,
+    consistentHash: { hashOn: [{ source: true }], virtualNodes: 2048, boundedLoadFactor: 1.25 },
+  },
   subsets: [],
   headerRoutes: [],
   concurrency: { maxInFlight: 0, maxQueue: 0, retryAfterSeconds: 1 },
+  mcp: { affinity: true },
 };
 
 /** Dotted paths of the leaves (values and lists) of an object. */
@@ -84,7 +88,8 @@ describe('built-in defaults (no policy file)', () => {
   it('are deeply frozen', () => {
     const policy = compilePolicies({ policies: [] }, DEFAULTS).table.defaults;
     for (const value of [policy, policy.timeouts, policy.retries, policy.retries.retryOn, policy.retries.budget, policy.circuitBreaker.failureStatuses,
-      policy.outlierDetection.successRate, policy.subsets, policy.concurrency]) {
+      policy.outlierDetection.successRate, policy.subsets, policy.concurrency,
+      policy.loadBalancer.consistentHash.hashOn, policy.loadBalancer.consistentHash.hashOn[0]!, policy.mcp]) {
       assert.ok(Object.isFrozen(value), JSON.stringify(value).slice(0, 60));
     }
     assert.throws(() => { (policy.retries as { attempts: number }).attempts = 9; }, TypeError);
