@@ -42,8 +42,10 @@ export class OwnerTokens {
     const parts = token.slice(PREFIX.length).split('.');
     if (parts.length !== 3) return undefined;
     const [address, sessionId, mac] = parts as [string, string, string];
-    const given = Buffer.from(mac, 'base64url');
-    const expected = this.#mac(`${PREFIX}${address}.${sessionId}`);
+    // Compare the text, not decoded bytes: base64url decoding ignores the spare bits of the last
+    // character, so a token with that character changed would otherwise still verify.
+    const given = Buffer.from(mac, 'utf8');
+    const expected = Buffer.from(this.#mac(`${PREFIX}${address}.${sessionId}`).toString('base64url'), 'utf8');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
     return { address: Buffer.from(address, 'base64url').toString('utf8'), sessionId: Buffer.from(sessionId, 'base64url').toString('utf8') };
   }

@@ -27,6 +27,11 @@ describe('OwnerTokens', () => {
     const forgedSession = [prefix, token.split('.')[1], Buffer.from('t').toString('base64url'), mac].join('.');
     assert.equal(tokens.unwrap(forgedSession), undefined);
     assert.equal(tokens.unwrap(`${token.slice(0, -2)}AA`), undefined);
+    // Every other last character must fail too (its spare bits are ignored by base64url decoding).
+    const last = token.at(-1)!;
+    for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_') {
+      if (c !== last) assert.equal(tokens.unwrap(`${token.slice(0, -1)}${c}`), undefined, `last character ${last} → ${c}`);
+    }
     for (const bad of ['mm1.', 'mm1.a.b', 'mm1.a.b.c.d', 'plain-session-id', '']) assert.equal(tokens.unwrap(bad), undefined, bad);
   });
 
