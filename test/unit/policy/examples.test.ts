@@ -27,6 +27,17 @@ describe('policies/examples', () => {
     });
   }
 
+  it('mcp.yaml: routes stateless MCP requests by their Mcp-Method and Mcp-Name headers', () => {
+    const store = PolicyStore.load([path.join(dir, 'mcp.yaml')], DEFAULTS, memoryLogger(), { watch: false });
+    const route = (headers: [string, string][]) => store.resolve('assistant', 'default', {
+      method: 'POST', path: '/mcp', headers: headers.map(([name, value]) => ({ name, value })),
+    });
+    assert.equal(route([['mcp-method', 'tools/call'], ['mcp-name', 'build_report']]).route, 'report-tool');
+    assert.equal(route([['mcp-method', 'tools/call'], ['mcp-name', 'search']]).route, 'tool-calls');
+    assert.equal(route([['mcp-method', 'tools/list']]).route, 'default');
+    assert.deepEqual(route([]).loadBalancer.consistentHash.hashOn, [{ header: 'x-tenant' }, { source: true }]);
+  });
+
   it('load together, as a folder', () => {
     const store = PolicyStore.load([dir], DEFAULTS, memoryLogger(), { watch: false });
     assert.equal(store.dump().files.length, files.length);

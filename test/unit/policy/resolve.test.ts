@@ -180,6 +180,16 @@ describe('values as the call pipeline needs them', () => {
     assert.deepEqual(p.headerRoutes, [{ headers: { 'x-canary': 'true' }, subset: 'v2' }]);
   });
 
+  it('consistent-hash key sources: header names lower-cased, others as written, in order', () => {
+    const table = compileValid([['a.yaml', policy('p', 'sessions',
+      '  loadBalancer:\n    policy: consistent-hash\n    consistentHash:\n      hashOn: [{ header: X-User-Id }, { cookie: Session }, { query: tenantId }, { source: true }]\n')]]);
+    const p = table.resolve('sessions', 'default', { method: 'GET', path: '/', headers: [] });
+    assert.equal(p.loadBalancer.policy, 'consistent-hash');
+    assert.deepEqual(p.loadBalancer.consistentHash, {
+      hashOn: [{ header: 'x-user-id' }, { cookie: 'Session' }, { query: 'tenantId' }, { source: true }], virtualNodes: 2048, boundedLoadFactor: 1.25,
+    });
+  });
+
   it('the dump is plain JSON', () => {
     const dump = compileValid([['a.yaml', policy('p', 'payments', route('r', '{ methods: [GET] }'))]]).dump();
     assert.deepEqual(JSON.parse(JSON.stringify(dump)), dump);
