@@ -22,6 +22,7 @@ import type { ServiceTarget } from '../outbound/target.ts';
 import type { EffectivePolicy } from '../policy/types.ts';
 import { bindResponse, routeSession, type EndpointEventRewriter, type SessionRoute } from '../affinity/mcp-session.ts';
 import type { OwnerTokens } from '../affinity/token.ts';
+import { hashKey } from '../affinity/hash-key.ts';
 import { selectSubset } from '../balancer/subsets.ts';
 import { CircuitOpenError, failureStatuses, isBreakerFailure, type BreakerRegistry } from '../resilience/breaker.ts';
 import { retryDelay, shouldRetry, type AttemptOutcome } from '../resilience/retry.ts';
@@ -150,7 +151,7 @@ function naming(err: unknown, service: string): unknown {
 
 /** MCP session affinity is on unless a policy turns it off (`mcp: { affinity: false }`). */
 function affinityOn(policy: EffectivePolicy): boolean {
-  return (policy as { mcp?: { affinity?: boolean } }).mcp?.affinity !== false;
+  return policy.mcp.affinity;
 }
 
 /** A request carrying an owner token is pinned to that owner, with the app's own session id restored. */
@@ -292,7 +293,10 @@ async function balance(ctx: CallContext, tried: ReadonlySet<string>, splitDraw: 
   const candidates = healthy.length > 0 ? healthy : ready;
   if (candidates.length === 0) return waitForAnyLink(ctx);
   const selection = selectSubset(candidates, policy, call.headers, () => splitDraw);
-  const endpoint = state.balancer.pick(selection.endpoints, { exclude: tried });
+  // Under consistent hashing the key owns the endpoint: retries stay on it (no exclusion).
+  const hashing = policy.loadBalancer.policy === 'consistent-hash';
+  const key = hashing ? hashKey(policy.loadBalancer.consistentHash.hashOn, { headers: call.headers, path: call.path, source: deps.source }) : undefined;
+  const endpoint = state.balancer.pick(selection.endpoints, hashing ? { hashKey: key } : { exclude: tried });
   if (!endpoint) throw new MeshError('NO_HEALTHY_ENDPOINT', `no endpoint of ${service} in subset ${selection.subset ?? '(all)'} is ready`, { service });
   return deps.links.get(endpoint.address);
 }
