@@ -62,7 +62,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   links.onReady = (address) => breakers.peerRecovered(address, resolver.servicesOf(address));
 
   const sessions = createSessionAffinity(new OwnerTokens(config.mcp.tokenKey ?? ephemeralTokenKey(logger)), metrics);
-  const pipeline = createCallPipeline({ source, resolver, links, policies, services, breakers, sessions, logger });
+  const pipeline = createCallPipeline({ source, instance: config.instance, resolver, links, policies, services, breakers, sessions, logger });
 
   const outbound = createOutbound({
     namespace: config.namespace,

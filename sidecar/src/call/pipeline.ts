@@ -75,7 +75,10 @@ export interface SessionAffinity {
 }
 
 export interface PipelineDeps {
+  /** This sidecar's service, "name.namespace" (the `source` of every envelope). */
   source: string;
+  /** This replica (pod) of it: the key of `hashOn: [{ source: true }]`, like IP hash at an edge. */
+  instance: string;
   sessions: SessionAffinity;
   resolver: Resolver;
   links: LinkPool;
@@ -295,7 +298,7 @@ async function balance(ctx: CallContext, tried: ReadonlySet<string>, splitDraw: 
   const selection = selectSubset(candidates, policy, call.headers, () => splitDraw);
   // Under consistent hashing the key owns the endpoint: retries stay on it (no exclusion).
   const hashing = policy.loadBalancer.policy === 'consistent-hash';
-  const key = hashing ? hashKey(policy.loadBalancer.consistentHash.hashOn, { headers: call.headers, path: call.path, source: deps.source }) : undefined;
+  const key = hashing ? hashKey(policy.loadBalancer.consistentHash.hashOn, { headers: call.headers, path: call.path, source: deps.instance }) : undefined;
   const endpoint = state.balancer.pick(selection.endpoints, hashing ? { hashKey: key } : { exclude: tried });
   if (!endpoint) throw new MeshError('NO_HEALTHY_ENDPOINT', `no endpoint of ${service} in subset ${selection.subset ?? '(all)'} is ready`, { service });
   return deps.links.get(endpoint.address);
