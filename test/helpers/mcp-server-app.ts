@@ -1,11 +1,12 @@
-// A real MCP server app (mcp-server-main.ts, built with the official SDK) in a child process of its
-// own, so that a test can kill one replica the way a pod dies. The test reads what reached each app
-// from its /stats route, straight from the app (not through the mesh).
+// A real MCP server app (sidecar/src/demo/mcp-server.ts, built with the official SDK) in a child
+// process of its own (mcp-server-main.ts), so that a test can kill one replica the way a pod dies.
+// The test reads what reached each app from its /stats route, straight from the app (not through
+// the mesh).
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { request } from 'undici';
-import type { McpAppStats } from './mcp-server-main.ts';
+import type { McpAppStats } from '../../sidecar/src/demo/mcp-server.ts';
 import { cleanEnv, NODE, REPO_ROOT, type ExitStatus } from './sidecar-process.ts';
 import { within } from './wait.ts';
 
