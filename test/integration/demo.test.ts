@@ -1,5 +1,6 @@
 // `mcp-mesh demo` (what `npm start` runs), as a user runs it: a child process that must finish well
-// within a minute, exit 0, and print a summary naming every service, with no unexpected errors.
+// within a minute, exit 0, and print a summary naming every service, with no unexpected errors, and
+// the MCP section: the same SDK clients with affinity (all must succeed) and without (round-robin).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +8,11 @@ import { test } from 'node:test';
 
 const BIN = fileURLToPath(new URL('../../bin/mcp-mesh.js', import.meta.url));
 
-test('mcp-mesh demo runs a mesh, prints a summary and exits 0', { timeout: 90_000 }, async () => {
+/** One run of the demo, shared by the tests below (it takes about 15 s). */
+let run: Promise<{ code: number | null; stdout: string; stderr: string; elapsed: number }> | undefined;
+const demo = () => (run ??= runDemo());
+
+async function runDemo(): Promise<{ code: number | null; stdout: string; stderr: string; elapsed: number }> {
   const started = Date.now();
   const child = spawn(process.execPath, [BIN, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
@@ -15,7 +20,11 @@ test('mcp-mesh demo runs a mesh, prints a summary and exits 0', { timeout: 90_00
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
   const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  const elapsed = Date.now() - started;
+  return { code, stdout, stderr, elapsed: Date.now() - started };
+}
+
+test('mcp-mesh demo runs a mesh, prints a summary and exits 0', { timeout: 90_000 }, async () => {
+  const { code, stdout, stderr, elapsed } = await demo();
   const context = `\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
 
   assert.equal(code, 0, `exit code${context}`);
@@ -31,5 +40,31 @@ test('mcp-mesh demo runs a mesh, prints a summary and exits 0', { timeout: 90_00
   for (const section of ['Latency by call kind', 'p50', 'p99', 'batch sizes', 'Errors by code', 'UNKNOWN_SERVICE']) {
     assert.ok(stdout.includes(section), `summary has "${section}"${context}`);
   }
-  assert.match(stdout, /SIGTERM to 7 sidecars; 7 exited with code 0/, context);
+  assert.match(stdout, /SIGTERM to 12 sidecars; 12 exited with code 0/, context);
+});
+
+function mcpSection(stdout: string): string {
+  const start = stdout.indexOf('\nMCP session affinity:');
+  const end = stdout.indexOf('\nSidecar log lines', start);
+  return start < 0 ? '' : stdout.slice(start, end < 0 ? undefined : end);
+}
+
+test('the demo\'s MCP section: the same SDK clients with affinity (every one succeeds) and without', { timeout: 90_000 }, async () => {
+  const { code, stdout, stderr } = await demo();
+  const mcp = mcpSection(stdout);
+  const context = `\n--- MCP section ---\n${mcp}\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
+  assert.equal(code, 0, `exit code${context}`);
+  assert.ok(mcp, `the MCP section is printed${context}`);
+  assert.match(mcp, /3 replicas of an MCP server built with the official SDK \(mcp-1, mcp-2, mcp-3\)/, context);
+  for (const transport of ['Streamable HTTP', 'HTTP\\+SSE']) {
+    // transport, through, clients ok, failed, calls ok, replicas per client: 10 of 10 clients, 50 of 50 calls, each client on 1 replica.
+    assert.match(mcp, new RegExp(`^\\s+${transport}\\s+with affinity\\s+10\\s+0\\s+50/50\\s+1 ×10\\s+-$`, 'm'), `${transport}: every client succeeded with affinity${context}`);
+    assert.match(mcp, new RegExp(`^\\s+${transport}\\s+without \\(round-robin\\)\\s+\\d+\\s+\\d+\\s+\\d+/50\\s`, 'm'), `${transport}: the run without affinity is shown${context}`);
+  }
+  assert.match(mcp, /^MCP sessions per replica with affinity/m, context);
+  assert.match(mcp, /answered by the replicas \(their own counts\): with affinity 0,/, context);
+  assert.match(mcp, /^Admin \/sessions of mcp-client-affinity: \S+: bound \d+/m, context);
+  assert.match(mcp, /^With affinity: all 20 clients ok, every session served by one replica\.$/m, context);
+  assert.match(mcp, /^Without affinity: /m, context);
+  assert.match(stdout, /^OK: /m, context);
 });

@@ -1,16 +1,18 @@
 // `mcp-mesh demo`: a complete local mesh on 127.0.0.1, a short mixed load, a printed summary.
 // Flow (see README.md here): start apps → start sidecar processes, callees first (their inbound ports
 // go into their callers' static discovery) → wait for every link → load → read link counters →
-// SIGTERM every sidecar, callers first → print → exit 0 only if nothing unexpected happened.
+// the MCP section (an SDK server's replicas, the same SDK clients with and without session
+// affinity) → SIGTERM every sidecar, callers first → print → exit 0 only if nothing unexpected
+// happened.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { request } from 'undici';
 import { closeAgent, startApp, type DemoApp, type ServiceName } from './apps.ts';
 import { runLoad, type LoadOptions, type Outcome } from './load.ts';
-import { SidecarProcess } from './sidecar-process.ts';
-import { render, type LinkReport, type SidecarExit, type SidecarWarning } from './summary.ts';
+import type { McpDemo, McpRunOptions } from './mcp-demo.ts';
+import { SidecarProcess, waitForLinks } from './sidecar-process.ts';
+import { render, type LinkReport, type McpReport, type SidecarExit, type SidecarWarning } from './summary.ts';
 
 /** Who runs, how many replicas, and whom each service calls (its sidecar's static discovery). */
 const TOPOLOGY: { service: ServiceName; replicas: number; calls: ServiceName[] }[] = [
@@ -20,11 +22,13 @@ const TOPOLOGY: { service: ServiceName; replicas: number; calls: ServiceName[] }
   { service: 'frontend', replicas: 1, calls: ['orders', 'payments', 'events'] },
 ];
 
-const USAGE = `usage: mcp-mesh demo [--requests N] [--concurrency N] [--burst N] [--upload-mib N] [--keep]
+const USAGE = `usage: mcp-mesh demo [--requests N] [--concurrency N] [--burst N] [--upload-mib N] [--mcp-clients N] [--mcp-calls N] [--keep]
   --requests N     plain calls in the mixed phase (default 600)
   --concurrency N  calls in flight in the mixed phase (default 8)
   --burst N        calls fired at once in the burst phase (default 200)
   --upload-mib N   size of each large upload (default 20)
+  --mcp-clients N  MCP SDK clients per transport and client sidecar (default 10; 0 skips the MCP section)
+  --mcp-calls N    tool calls per MCP client (default 5)
   --keep           keep the generated sidecar config files (their folder is printed)`;
 
 interface Replica {
@@ -36,6 +40,7 @@ interface Replica {
 
 export async function runDemo(args: string[]): Promise<number> {
   let options: LoadOptions;
+  let mcpOptions: McpRunOptions;
   let keep = false;
   try {
     const { values } = parseArgs({
@@ -43,6 +48,7 @@ export async function runDemo(args: string[]): Promise<number> {
       options: {
         requests: { type: 'string', default: '600' }, concurrency: { type: 'string', default: '8' },
         burst: { type: 'string', default: '200' }, 'upload-mib': { type: 'string', default: '20' },
+        'mcp-clients': { type: 'string', default: '10' }, 'mcp-calls': { type: 'string', default: '5' },
         keep: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -56,6 +62,7 @@ export async function runDemo(args: string[]): Promise<number> {
       burst: count(values.burst, 'burst'), uploadBytes: count(values['upload-mib'], 'upload-mib') * (1 << 20),
       streams: 2, uploads: 2, deadlineMs: 30_000,
     };
+    mcpOptions = { clients: count(values['mcp-clients'], 'mcp-clients'), calls: count(values['mcp-calls'], 'mcp-calls'), deadlineMs: 15_000 };
   } catch (err) {
     process.stderr.write(`mcp-mesh demo: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
@@ -70,7 +77,10 @@ export async function runDemo(args: string[]): Promise<number> {
   let links: LinkReport[] = [];
   const exits: SidecarExit[] = [];
   let shutdownAt = Number.POSITIVE_INFINITY;
-  const timings = { startMs: 0, loadMs: 0, stopMs: 0, totalMs: 0 };
+  const timings = { startMs: 0, loadMs: 0, mcpMs: 0, stopMs: 0, totalMs: 0 };
+  let mcp: McpDemo | undefined;
+  let mcpReport: McpReport | undefined;
+  let mcpSkipped: string | undefined = mcpOptions.clients === 0 ? 'skipped (--mcp-clients 0)' : undefined;
 
   // Ctrl-C stops the demo the same way the end of the demo does.
   const interrupted = new AbortController();
@@ -84,7 +94,7 @@ export async function runDemo(args: string[]): Promise<number> {
       for (let i = 1; i <= n; i++) replicas.push({ service, replica: `${service}-${i}`, app: await startApp(service, `${service}-${i}`) });
     }
     await startSidecars(replicas, dir, log, interrupted.signal);
-    await waitForLinks(replicas, 10_000);
+    await waitForLinks(replicas.map((r) => r.sidecar!), 10_000);
     timings.startMs = performance.now() - t0;
     log(`mesh ready: ${replicas.length} sidecars, every link up`);
 
@@ -96,6 +106,22 @@ export async function runDemo(args: string[]): Promise<number> {
       timings.loadMs = performance.now() - loadStart;
     }
     links = await readLinks(replicas);
+
+    if (!mcpSkipped) {
+      const mcpStart = performance.now();
+      try {
+        const { McpDemo } = await importMcpDemo();
+        mcp = new McpDemo(dir, log);
+        await mcp.start(interrupted.signal);
+        mcpReport = await mcp.run(mcpOptions, interrupted.signal);
+      } catch (err) {
+        if (!(err instanceof SdkMissing)) throw err;
+        mcpSkipped = err.message;
+        log(`MCP section ${err.message}`);
+      } finally {
+        timings.mcpMs = performance.now() - mcpStart;
+      }
+    }
   } catch (err) {
     failures.push((err as Error).message);
     log(`failed: ${(err as Error).message}`);
@@ -104,6 +130,7 @@ export async function runDemo(args: string[]): Promise<number> {
     const stopStart = performance.now();
     shutdownAt = Date.now();
     log('stopping: SIGTERM to every sidecar, callers first');
+    if (mcp) exits.push(...await mcp.stop());
     for (const service of [...TOPOLOGY].reverse()) {
       const stopping = replicas.filter((r) => r.service === service.service && r.sidecar);
       const results = await Promise.all(stopping.map((r) => r.sidecar!.stop()));
@@ -118,13 +145,15 @@ export async function runDemo(args: string[]): Promise<number> {
     process.off('SIGTERM', onSignal);
   }
 
-  const warnings: SidecarWarning[] = replicas.flatMap((r) => (r.sidecar?.problems ?? []).map((line) => ({
+  const everySidecar = [...replicas, ...(mcp?.sidecars ?? [])];
+  const warnings: SidecarWarning[] = everySidecar.flatMap((r) => (r.sidecar?.problems ?? []).map((line) => ({
     replica: r.replica, level: line.level, code: line.code, msg: line.msg,
     duringShutdown: typeof line['time'] === 'number' && line['time'] >= shutdownAt,
+    known: mcp?.knownIssue(r.replica, line),
   })));
   const { text, problems } = render({
     replicas: replicas.map((r) => ({ service: r.service, replica: r.replica, pid: r.sidecar?.pid ?? 0, inbound: r.sidecar?.ports?.inbound ?? 0, served: r.app.served })),
-    outcomes, links, warnings, exits, timings, failures,
+    outcomes, links, warnings, exits, timings, failures, mcp: mcpReport, mcpSkipped,
   });
   process.stdout.write(text);
   return problems.length === 0 ? 0 : 1;
@@ -150,35 +179,33 @@ async function startSidecars(replicas: Replica[], dir: string, log: (line: strin
   }
 }
 
-async function endpointsOf(sidecar: SidecarProcess): Promise<{ address: string; state: string; batches: number; envelopes: number }[]> {
-  const res = await request(`http://127.0.0.1:${sidecar.ports!.admin}/endpoints`);
-  if (res.statusCode !== 200) throw new Error(`admin /endpoints of ${sidecar.spec.replica} answered ${res.statusCode}`);
-  return (await res.body.json() as { links: { address: string; state: string; batches: number; envelopes: number }[] }).links;
-}
-
-/** Every sidecar's links to its peers reach `ready` (links open at start-up, before any call). */
-async function waitForLinks(replicas: Replica[], timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const notReady: string[] = [];
-    for (const r of replicas) {
-      for (const link of await endpointsOf(r.sidecar!)) if (link.state !== 'ready') notReady.push(`${r.replica} → ${link.address} (${link.state})`);
-    }
-    if (notReady.length === 0) return;
-    if (Date.now() > until) throw new Error(`links not ready after ${timeoutMs} ms: ${notReady.join(', ')}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 async function readLinks(replicas: Replica[]): Promise<LinkReport[]> {
   const byInbound = new Map(replicas.map((r) => [`127.0.0.1:${r.sidecar!.ports!.inbound}`, r.replica]));
   const links: LinkReport[] = [];
   for (const r of replicas) {
-    for (const link of await endpointsOf(r.sidecar!)) {
+    for (const link of await r.sidecar!.links()) {
       links.push({ from: r.replica, to: byInbound.get(link.address) ?? link.address, state: link.state, batches: link.batches, envelopes: link.envelopes });
     }
   }
   return links;
+}
+
+class SdkMissing extends Error {}
+
+/**
+ * The MCP section's module, loaded only now: it imports @modelcontextprotocol/sdk, a dev dependency
+ * that `mcp-mesh sidecar` never loads. Without the SDK (npm ci --omit=dev) the section is skipped.
+ */
+async function importMcpDemo(): Promise<typeof import('./mcp-demo.ts')> {
+  try {
+    return await import('./mcp-demo.ts');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ERR_MODULE_NOT_FOUND' && e.message.includes('@modelcontextprotocol/sdk')) {
+      throw new SdkMissing('skipped: @modelcontextprotocol/sdk is not installed (a dev dependency: run npm ci)');
+    }
+    throw err;
+  }
 }
 
 function count(value: string, name: string): number {

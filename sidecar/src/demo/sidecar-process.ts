@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
 
 /** bin/mcp-mesh.js, found from this file so the demo works from any working directory. */
 export const MESH_BIN = fileURLToPath(new URL('../../../bin/mcp-mesh.js', import.meta.url));
@@ -30,6 +31,14 @@ export interface Ports {
   outbound: number;
   inbound: number;
   admin: number;
+}
+
+/** One of a sidecar's links to a peer, from its admin `GET /endpoints`. */
+export interface LinkState {
+  address: string;
+  state: string;
+  batches: number;
+  envelopes: number;
 }
 
 export interface LogLine {
@@ -63,6 +72,31 @@ export class SidecarProcess {
 
   get stderr(): string {
     return this.#stderr;
+  }
+
+  /** The replica's name. */
+  get name(): string {
+    return this.spec.replica;
+  }
+
+  /** Where apps send their outbound calls (once started). */
+  get outboundUrl(): string {
+    return `http://127.0.0.1:${this.ports!.outbound}`;
+  }
+
+  /** GET on the admin listener; the JSON answer. */
+  async admin<T>(route: string): Promise<T> {
+    const res = await request(`http://127.0.0.1:${this.ports!.admin}${route}`);
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      throw new Error(`admin ${route} of ${this.spec.replica} answered ${res.statusCode}`);
+    }
+    return await res.body.json() as T;
+  }
+
+  /** This sidecar's links to its peers (admin /endpoints), with their counters. */
+  async links(): Promise<LinkState[]> {
+    return (await this.admin<{ links: LinkState[] }>('/endpoints')).links;
   }
 
   /** Writes the config into `dir`, starts the process, resolves once it logged its listening ports. */
@@ -117,6 +151,20 @@ export class SidecarProcess {
     const result = await this.#exited;
     clearTimeout(timer);
     return { ...result, killed };
+  }
+}
+
+/** Every sidecar's links to its peers reach `ready` (links open at start-up, before any call). */
+export async function waitForLinks(sidecars: SidecarProcess[], timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const notReady: string[] = [];
+    for (const sidecar of sidecars) {
+      for (const link of await sidecar.links()) if (link.state !== 'ready') notReady.push(`${sidecar.name} → ${link.address} (${link.state})`);
+    }
+    if (notReady.length === 0) return;
+    if (Date.now() > until) throw new Error(`links not ready after ${timeoutMs} ms: ${notReady.join(', ')}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
