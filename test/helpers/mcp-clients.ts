@@ -34,13 +34,25 @@ export async function openRawSse(dispatchers: MeshDispatchers, sidecar: ClientSi
   const abort = new AbortController();
   const response = await request(`http://${service}/sse`, { headers: { accept: 'text/event-stream' }, dispatcher: dispatchers.for(sidecar), signal: abort.signal });
   if (response.statusCode !== 200) throw new Error(`GET /sse: ${response.statusCode} ${await response.body.text()}`);
-  let buffered = '';
-  for await (const chunk of response.body) {
-    buffered += (chunk as Buffer).toString('utf8');
-    const match = /(?:^|\n)event: endpoint\r?\ndata: ([^\r\n]*)\r?\n\r?\n/.exec(buffered);
-    if (match) return { endpoint: new URL(match[1]!, `http://${service}/sse`), close: () => abort.abort() };
-  }
-  throw new Error(`GET /sse ended without an endpoint event: ${buffered}`);
+  // Read with 'data' events, not for-await: leaving a for-await loop destroys the body, which would
+  // close the SSE stream (and so the session) as soon as the endpoint event was read.
+  const endpoint = await new Promise<URL>((resolve, reject) => {
+    let buffered = '';
+    const onData = (chunk: Buffer) => {
+      buffered += chunk.toString('utf8');
+      const match = /(?:^|\n)event: endpoint\r?\ndata: ([^\r\n]*)\r?\n\r?\n/.exec(buffered);
+      if (match) {
+        response.body.off('data', onData);
+        response.body.resume(); // keep the stream flowing (and open) until close()
+        resolve(new URL(match[1]!, `http://${service}/sse`));
+      }
+    };
+    response.body.on('data', onData);
+    response.body.once('end', () => reject(new Error(`GET /sse ended without an endpoint event: ${buffered}`)));
+    response.body.once('error', reject);
+  });
+  response.body.on('error', () => {}); // close() aborts it; that is expected
+  return { endpoint, close: () => abort.abort() };
 }
 
 const SAFE = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';

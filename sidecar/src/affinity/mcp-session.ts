@@ -86,11 +86,12 @@ export interface BoundResponse {
  * rewritten at once; an SSE body is rewritten as it streams past (only its first event can be the
  * `endpoint` event, so nothing after it is held back).
  */
-export function bindResponse(tokens: OwnerTokens, ownerAddress: string, response: { headers: Header[]; body: Buffer | Readable }): BoundResponse {
+export function bindResponse(tokens: OwnerTokens, ownerAddress: string, response: { headers: Header[]; body: Buffer | Readable }, requestHadSession: boolean): BoundResponse {
   let bound = false;
   const headers = response.headers.map((h) => {
     if (h.name !== SESSION_HEADER || OwnerTokens.looksLikeToken(h.value)) return h;
-    bound = true;
+    // Servers repeat the id on later answers too; only an answer to a request without one starts a session.
+    if (!requestHadSession) bound = true;
     return { name: h.name, value: tokens.wrap({ address: ownerAddress, sessionId: h.value }) };
   });
   const contentType = headers.find((h) => h.name === 'content-type')?.value ?? '';
@@ -111,7 +112,7 @@ const MAX_FIRST_EVENT = 16 * 1024;
 export class EndpointEventRewriter extends Transform {
   readonly #wrap: (sessionId: string) => string;
   #pending: Buffer | undefined = Buffer.alloc(0);
-  /** Set once the endpoint event was rewritten. */
+  /** Set (and 'bound' emitted) once the endpoint event was rewritten. */
   bound = false;
 
   constructor(wrap: (sessionId: string) => string) {
@@ -152,6 +153,7 @@ export class EndpointEventRewriter extends Transform {
       if (!param || OwnerTokens.looksLikeToken(param.value)) return line;
       const offset = url.startsWith('/') || url.includes('?') ? 0 : 1;
       this.bound = true;
+      this.emit('bound');
       return `data:${match[1]}${url.slice(0, param.start - offset)}${encodeURIComponent(this.#wrap(param.value))}${url.slice(param.end - offset)}`;
     }).join(newline);
   }

@@ -20,7 +20,7 @@ import type { LinkPool } from '../mcp/link-pool.ts';
 import { streamCall } from '../mcp/stream-client.ts';
 import type { ServiceTarget } from '../outbound/target.ts';
 import type { EffectivePolicy } from '../policy/types.ts';
-import { bindResponse, routeSession, type EndpointEventRewriter, type SessionRoute } from '../affinity/mcp-session.ts';
+import { bindResponse, routeSession, SESSION_HEADER, type EndpointEventRewriter, type SessionRoute } from '../affinity/mcp-session.ts';
 import type { OwnerTokens } from '../affinity/token.ts';
 import { hashKey } from '../affinity/hash-key.ts';
 import { selectSubset } from '../balancer/subsets.ts';
@@ -108,7 +108,7 @@ export function createCallPipeline(deps: PipelineDeps): CallPipeline {
         const deadlineMs = call.deadlineMs ?? policy.timeouts.overallMs;
         const result = await withDeadline(call, service, deadlineMs, (signal, deadlineAt) =>
           withRetries({ deps, call: routed, service, policy, state, endpoints, signal, deadlineAt, owner: session?.owner.address }));
-        return affinity ? bindSession(deps, service, result) : result;
+        return affinity ? bindSession(deps, service, result, hasSession(call)) : result;
       } finally {
         release();
       }
@@ -167,15 +167,18 @@ function pinSession(deps: PipelineDeps, service: string, call: OutboundCall): Ex
 }
 
 /** A response that hands out a session id binds that session to the replica that answered. */
-function bindSession(deps: PipelineDeps, service: string, result: CallResult): CallResult {
-  const bound = bindResponse(deps.sessions.tokens, result.endpoint, result);
+function bindSession(deps: PipelineDeps, service: string, result: CallResult, requestHadSession: boolean): CallResult {
+  const bound = bindResponse(deps.sessions.tokens, result.endpoint, result, requestHadSession);
   if (bound.bound) deps.sessions.onBound(service);
   if (!Buffer.isBuffer(bound.body) && bound.body !== result.body) {
-    // An SSE stream whose first event may bind the session: counted when the rewriter sees it.
-    const rewriter = bound.body as EndpointEventRewriter;
-    rewriter.once('end', () => { if (rewriter.bound) deps.sessions.onBound(service); });
+    // An SSE stream whose first event may bind the session (HTTP+SSE): counted when it does.
+    (bound.body as EndpointEventRewriter).once('bound', () => deps.sessions.onBound(service));
   }
   return { ...result, headers: bound.headers, body: bound.body };
+}
+
+function hasSession(call: OutboundCall): boolean {
+  return call.headers.some((h) => h.name === SESSION_HEADER);
 }
 
 // ---- deadline ----

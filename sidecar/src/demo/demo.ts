@@ -149,7 +149,6 @@ export async function runDemo(args: string[]): Promise<number> {
   const warnings: SidecarWarning[] = everySidecar.flatMap((r) => (r.sidecar?.problems ?? []).map((line) => ({
     replica: r.replica, level: line.level, code: line.code, msg: line.msg,
     duringShutdown: typeof line['time'] === 'number' && line['time'] >= shutdownAt,
-    known: mcp?.knownIssue(r.replica, line),
   })));
   const { text, problems } = render({
     replicas: replicas.map((r) => ({ service: r.service, replica: r.replica, pid: r.sidecar?.pid ?? 0, inbound: r.sidecar?.ports?.inbound ?? 0, served: r.app.served })),

@@ -59,17 +59,6 @@ export class McpDemo {
     return [...this.#callers, ...this.#replicas].flatMap((r) => (r.sidecar ? [{ replica: r.replica, sidecar: r.sidecar }] : []));
   }
 
-  /**
-   * Why a sidecar's warning is not held against the demo, when it is one this section is known to
-   * cause: a client sidecar logs LINK_BROKEN "Premature close" each time an SDK client closes an
-   * open stream (its HTTP+SSE stream, or Streamable HTTP's GET stream). A client going away is not
-   * a broken link; the line is printed, marked, and not counted.
-   */
-  knownIssue(replica: string, line: LogLine): string | undefined {
-    if (!this.#callers.some((c) => c.replica === replica)) return undefined;
-    return line.code === 'LINK_BROKEN' && /premature close/i.test(line.msg) ? 'an SDK client closed its open stream; logged as LINK_BROKEN' : undefined;
-  }
-
   /** The 3 MCP server replicas (in this process), their sidecars, then the two client sidecars. */
   async start(signal: AbortSignal): Promise<void> {
     this.#log(`MCP: starting ${REPLICAS} replicas of an MCP server (official SDK; Streamable HTTP at /mcp, HTTP+SSE at /sse + /messages), each with its own sidecar`);

@@ -33,8 +33,6 @@ export interface SidecarWarning {
   code?: string;
   msg: string;
   duringShutdown: boolean;
-  /** A known issue the demo prints but does not count as a failure: what it is. */
-  known?: string;
 }
 
 /** Failed clients that got the same answer (a replica's name counts as the same answer). */
@@ -184,8 +182,8 @@ export function render(report: DemoReport): { text: string; problems: string[] }
   // What the sidecars logged at warning level or above.
   const warnings = new Map<string, number>();
   for (const w of report.warnings) {
-    const expected = w.known !== undefined || (w.level < 50 && (w.duringShutdown || (w.code !== undefined && EXPECTED_WARNING_CODES.has(w.code))));
-    const key = `${w.level >= 50 ? 'error' : 'warn'} ${w.code ?? ''} ${w.msg}`.replace(/\s+/g, ' ').slice(0, 140) + (w.known ? ` (known issue, not counted: ${w.known})` : '');
+    const expected = (w.level < 50 && (w.duringShutdown || (w.code !== undefined && EXPECTED_WARNING_CODES.has(w.code))));
+    const key = `${w.level >= 50 ? 'error' : 'warn'} ${w.code ?? ''} ${w.msg}`.replace(/\s+/g, ' ').slice(0, 140);
     warnings.set(key, (warnings.get(key) ?? 0) + 1);
     if (!expected) problems.push(`sidecar ${w.replica} logged: ${w.msg}${w.code ? ` (${w.code})` : ''}`);
   }

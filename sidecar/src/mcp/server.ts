@@ -207,9 +207,18 @@ export class MeshServer {
 
 /** Copy a body to a Stream call as data frames, waiting on flow control, then send `end`. */
 async function pipeBody(call: grpc.ServerDuplexStream<Frame, Frame>, body: AsyncIterable<Uint8Array>, signal: AbortSignal): Promise<void> {
-  for await (const chunk of body) {
-    if (signal.aborted) throw signal.reason;
-    if (!call.write({ data: chunk })) await waitForDrain(call, signal);
+  // A caller that cancels must reach the app at once, even while the body is idle (an SSE stream
+  // waiting for its next event): destroying the body ends the loop and closes the app's connection.
+  const destroyBody = () => (body as Partial<Readable>).destroy?.(signal.reason instanceof Error ? signal.reason : undefined);
+  if (signal.aborted) destroyBody();
+  signal.addEventListener('abort', destroyBody, { once: true });
+  try {
+    for await (const chunk of body) {
+      if (signal.aborted) throw signal.reason;
+      if (!call.write({ data: chunk })) await waitForDrain(call, signal);
+    }
+  } finally {
+    signal.removeEventListener('abort', destroyBody);
   }
   call.write({ end: {} });
   call.end();

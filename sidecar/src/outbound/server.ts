@@ -127,6 +127,9 @@ async function proxy(req: IncomingMessage, res: ServerResponse, options: Outboun
   }
   res.flushHeaders(); // an SSE client needs the head before the first event
   await pipeline(result.body, res).catch((err: unknown) => {
+    // The app hung up on a stream (an SSE client leaving): nothing broke; pipeline() has already
+    // destroyed the body, which cancels the call up to the called app.
+    if (clientGone.signal.aborted) throw new MeshError('CLIENT_CLOSED', 'the calling app closed the stream', { service: target.service });
     // Headers are out: the only signal left is to cut the response (sendMeshError does that).
     throw toMeshError(err, 'LINK_BROKEN', target.service);
   });

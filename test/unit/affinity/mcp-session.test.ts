@@ -10,23 +10,32 @@ const OWNER = '127.0.0.1:25002';
 
 describe('bindResponse (the way back)', () => {
   it('wraps a new Mcp-Session-Id in a token naming the replica that answered', () => {
-    const bound = bindResponse(tokens, OWNER, { headers: [{ name: 'content-type', value: 'application/json' }, { name: 'mcp-session-id', value: 'abc' }], body: Buffer.from('{}') });
+    const bound = bindResponse(tokens, OWNER, { headers: [{ name: 'content-type', value: 'application/json' }, { name: 'mcp-session-id', value: 'abc' }], body: Buffer.from('{}') }, false);
     assert.equal(bound.bound, true);
     const token = bound.headers.find((h) => h.name === 'mcp-session-id')!.value;
     assert.deepEqual(tokens.unwrap(token), { address: OWNER, sessionId: 'abc' });
   });
 
+  it('re-wraps the id a server repeats on later answers, without counting a new session', () => {
+    const bound = bindResponse(tokens, OWNER, { headers: [{ name: 'mcp-session-id', value: 'abc' }], body: Buffer.from('{}') }, true);
+    assert.equal(bound.bound, false);
+    assert.deepEqual(tokens.unwrap(bound.headers[0]!.value), { address: OWNER, sessionId: 'abc' });
+  });
+
   it('leaves responses without a session alone', () => {
     const headers = [{ name: 'content-type', value: 'application/json' }];
-    const bound = bindResponse(tokens, OWNER, { headers, body: Buffer.from('{}') });
+    const bound = bindResponse(tokens, OWNER, { headers, body: Buffer.from('{}') }, false);
     assert.equal(bound.bound, false);
     assert.deepEqual(bound.headers, headers);
   });
 
   it('rewrites the sessionId of an SSE endpoint event, even split across chunks, and passes the rest through', async () => {
     const stream = Readable.from([Buffer.from('event: endp'), Buffer.from('oint\ndata: /messages?x=1&sessionId=s%201'), Buffer.from('&y=2\n\nevent: message\ndata: {"a":1}\n\n')]);
-    const bound = bindResponse(tokens, OWNER, { headers: [{ name: 'content-type', value: 'text/event-stream' }], body: stream });
+    const bound = bindResponse(tokens, OWNER, { headers: [{ name: 'content-type', value: 'text/event-stream' }], body: stream }, false);
+    let boundEvents = 0;
+    (bound.body as EndpointEventRewriter).on('bound', () => boundEvents++);
     const out = await text(bound.body as Readable);
+    assert.equal(boundEvents, 1, "'bound' is emitted as soon as the endpoint event is rewritten");
     const match = /^event: endpoint\ndata: \/messages\?x=1&sessionId=([^&]+)&y=2\n\nevent: message\ndata: \{"a":1\}\n\n$/.exec(out);
     assert.ok(match, out);
     assert.deepEqual(tokens.unwrap(decodeURIComponent(match[1]!)), { address: OWNER, sessionId: 's 1' });
