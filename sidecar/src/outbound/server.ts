@@ -16,6 +16,7 @@ import { MeshError, toMeshError } from '../errors/mesh-error.ts';
 import { errorBody, MESH_ERROR_HEADER, sendMeshError } from '../errors/respond.ts';
 import { endToEndRequestHeaders, toFlat } from '../http/headers.ts';
 import type { Header } from '../mcp/codec.ts';
+import { registerBatchRoute } from './batch.ts';
 import { hostOf, serviceTarget, splitTarget } from './target.ts';
 
 export interface OutboundOptions {
@@ -80,6 +81,14 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
     }
   });
   // Requests addressed to the sidecar itself are for the mesh API (/mesh/v1/…); anything else there is unknown.
+  registerBatchRoute(app, options.namespace, options.pipeline);
+  // Mesh API errors are mesh errors too: coded, in the same JSON shape.
+  app.setErrorHandler(async (error: Error & { validation?: unknown; statusCode?: number; code?: string }, _request, reply) => {
+    const meshError = error.validation !== undefined || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.statusCode === 400 || error.statusCode === 415
+      ? new MeshError('BAD_REQUEST', error.message)
+      : error.statusCode === 413 ? new MeshError('BODY_TOO_LARGE', error.message) : toMeshError(error);
+    return reply.code(meshError.status).header(MESH_ERROR_HEADER, meshError.code).type('application/json').send(errorBody(meshError));
+  });
   app.setNotFoundHandler(async (request, reply) => {
     const err = new MeshError('UNKNOWN_ROUTE', `no mesh API route ${request.method} ${request.url} (a call to a service needs its name in Host)`);
     return reply.code(err.status).header(MESH_ERROR_HEADER, err.code).type('application/json').send(errorBody(err));

@@ -1,0 +1,110 @@
+// POST /mesh/v1/batch on the outbound listener: many calls in one request. Each call goes through
+// the same pipeline (policies, retries, breakers, affinity) as a call made by Host; they run
+// concurrently under a limit, and the results come back in input order, each with its own status or
+// coded error, so one failure never fails the batch.
+import type { FastifyInstance } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import type { CallPipeline, CallResult, OutboundCall } from '../call/pipeline.ts';
+import { MeshError, toMeshError } from '../errors/mesh-error.ts';
+import { endToEndRequestHeaders } from '../http/headers.ts';
+import { serviceTarget } from './target.ts';
+
+/** Most calls in one batch, and the largest answer kept per call (a batch is for small calls). */
+export const MAX_BATCH_CALLS = 1000;
+export const MAX_RESULT_BODY_BYTES = 1024 * 1024;
+
+const BatchCall = Type.Object({
+  service: Type.String({ minLength: 1, description: 'service name, as in a Host: payments, payments.shop, …' }),
+  method: Type.String({ pattern: '^[A-Z]+$', default: 'GET' }),
+  path: Type.String({ pattern: '^/', default: '/' }),
+  headers: Type.Optional(Type.Record(Type.String(), Type.String())),
+  body: Type.Optional(Type.String({ description: 'UTF-8 text' })),
+  bodyBase64: Type.Optional(Type.String({ description: 'binary, base64' })),
+  timeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+}, { additionalProperties: false });
+
+const BatchRequest = Type.Object({
+  calls: Type.Array(BatchCall, { minItems: 1, maxItems: MAX_BATCH_CALLS }),
+  concurrency: Type.Integer({ minimum: 1, maximum: 256, default: 16 }),
+}, { additionalProperties: false });
+
+type BatchCall = Static<typeof BatchCall>;
+
+export type BatchResult =
+  | { status: number; headers: Record<string, string | string[]>; body?: string; bodyBase64?: string }
+  | { error: { code: string; message: string; service?: string } };
+
+export function registerBatchRoute(app: FastifyInstance, namespace: string, pipeline: CallPipeline): void {
+  app.post('/mesh/v1/batch', { schema: { body: BatchRequest }, bodyLimit: 64 * 1024 * 1024 }, async (request, reply) => {
+    const batch = request.body as Static<typeof BatchRequest>;
+    // The app hanging up cancels the calls still running.
+    const gone = new AbortController();
+    reply.raw.once('close', () => { if (!reply.raw.writableFinished) gone.abort(); });
+    const results = await runLimited(batch.calls, batch.concurrency, (call) => runOne(call, namespace, pipeline, gone.signal));
+    return { results };
+  });
+}
+
+async function runOne(entry: BatchCall, namespace: string, pipeline: CallPipeline, signal: AbortSignal): Promise<BatchResult> {
+  try {
+    const target = serviceTarget(entry.service, namespace);
+    if (!target) throw new MeshError('UNKNOWN_SERVICE', `"${entry.service}" is not a mesh service name`, { service: entry.service });
+    const raw = Object.entries(entry.headers ?? {}).flat();
+    const body = entry.bodyBase64 !== undefined ? Buffer.from(entry.bodyBase64, 'base64') : entry.body !== undefined ? Buffer.from(entry.body, 'utf8') : undefined;
+    const call: OutboundCall = {
+      target,
+      method: entry.method,
+      path: entry.path,
+      authority: entry.service,
+      headers: endToEndRequestHeaders(raw),
+      body: body && body.byteLength > 0 ? { kind: 'inline', bytes: body } : { kind: 'none' },
+      expectStream: false,
+      deadlineMs: entry.timeoutMs,
+      signal,
+    };
+    return await toResult(await pipeline(call), entry.service);
+  } catch (err) {
+    const meshError = toMeshError(err);
+    return { error: { code: meshError.code, message: meshError.message, ...(meshError.service ? { service: meshError.service } : {}) } };
+  }
+}
+
+async function toResult(result: CallResult, service: string): Promise<BatchResult> {
+  const body = Buffer.isBuffer(result.body) ? result.body : await readLimited(result.body, service);
+  const headers: Record<string, string | string[]> = {};
+  for (const { name, value } of result.headers) {
+    const existing = headers[name];
+    headers[name] = existing === undefined ? value : [...[existing].flat(), value];
+  }
+  const type = String(headers['content-type'] ?? '');
+  const textual = body.byteLength === 0 || /^text\/|json|xml|javascript|x-www-form-urlencoded/.test(type);
+  return textual ? { status: result.status, headers, body: body.toString('utf8') } : { status: result.status, headers, bodyBase64: body.toString('base64') };
+}
+
+async function readLimited(stream: AsyncIterable<Buffer> & { destroy(): void }, service: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += chunk.byteLength;
+    if (size > MAX_RESULT_BODY_BYTES) {
+      stream.destroy();
+      throw new MeshError('BODY_TOO_LARGE', `the answer is over ${MAX_RESULT_BODY_BYTES} bytes; make large or streamed calls one by one`, { service });
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Run `work` over `items` with at most `limit` at once; results in input order. */
+async function runLimited<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await work(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
