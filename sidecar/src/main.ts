@@ -138,8 +138,8 @@ function endpointsView(links: LinkPool, services: ServiceStates, breakers: Break
   return {
     links: [...links.all()].map((link) => ({ address: link.address, state: link.state, inFlight: link.inFlight, ...link.stats })),
     services: Object.fromEntries([...services.entries()].map(([service, state]) => [service, {
-      outlier: state.outlier.snapshot(),
-      concurrency: { inFlight: state.limiter.inFlight, queued: state.limiter.queued },
+      outlier: state.outliers.map((outlier) => outlier.snapshot()),
+      concurrency: state.limiters.map((limiter) => ({ inFlight: limiter.inFlight, queued: limiter.queued })),
       retryBudgets: state.budgets.map((budget) => budget.snapshot()),
     }])),
     breakers: breakers.snapshot(),
@@ -172,6 +172,7 @@ function watchConfig(file: string, resolver: StaticResolver, logger: Logger): FS
     clearTimeout(timer);
     timer = setTimeout(reload, 50); // editors write in several steps; read once they are done
   });
+  watcher.on('error', (err) => logger.error({ code: 'CONFIG_WATCH_FAILED', err: err.message }, 'watching the config file failed; changes will not be picked up until a restart'));
   watcher.unref();
   return watcher;
 }

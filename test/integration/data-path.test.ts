@@ -181,13 +181,13 @@ describe('data path through two sidecars', { timeout: 120_000 }, () => {
 
     test('forwarded and x-forwarded-for are added', async () => {
       const echo = await echoOf(await call('/fwd'));
-      assert.deepEqual(rawValues(echo.rawHeaders, 'forwarded'), ['for=127.0.0.1;host=payments;proto=http']);
+      assert.deepEqual(rawValues(echo.rawHeaders, 'forwarded'), ['for=127.0.0.1;host="payments";proto=http']);
       assert.deepEqual(rawValues(echo.rawHeaders, 'x-forwarded-for'), ['127.0.0.1']);
     });
 
     test('forwarded and x-forwarded-for extend what the app already sent', async () => {
       const echo = await echoOf(await call('/fwd', { headers: { forwarded: 'for=203.0.113.7', 'x-forwarded-for': '203.0.113.7' } }));
-      assert.equal(rawValues(echo.rawHeaders, 'forwarded').join(', '), 'for=203.0.113.7, for=127.0.0.1;host=payments;proto=http');
+      assert.equal(rawValues(echo.rawHeaders, 'forwarded').join(', '), 'for=203.0.113.7, for=127.0.0.1;host="payments";proto=http');
       assert.equal(rawValues(echo.rawHeaders, 'x-forwarded-for').join(', '), '203.0.113.7, 127.0.0.1', 'each hop appears once');
     });
 

@@ -211,8 +211,8 @@ describe('the concurrency limit of a service', { timeout: 30_000 }, () => {
     const heldB = await within(app.nextHeld(), 5000, 'the second call never reached the app');
     const third = fleet.call('/hold/3');
     const queued = async () => {
-      const view = await adminJson<{ services: Record<string, { concurrency: { inFlight: number; queued: number } }> }>(fleet.caller, '/endpoints');
-      const concurrency = view.services['reports.default']?.concurrency;
+      const view = await adminJson<{ services: Record<string, { concurrency: { inFlight: number; queued: number }[] }> }>(fleet.caller, '/endpoints');
+      const concurrency = view.services['reports.default']?.concurrency[0];
       return concurrency?.inFlight === 2 && concurrency.queued === 1;
     };
     await until(queued, { message: 'the third call was never queued' });

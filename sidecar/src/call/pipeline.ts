@@ -103,15 +103,16 @@ export function createCallPipeline(deps: PipelineDeps): CallPipeline {
       const session = affinity ? pinSession(deps, service, call) : undefined;
       const routed = session ? { ...call, headers: session.headers, path: session.path } : call;
       const state = deps.services.get(service, policy);
-      const release = await state.limiter.acquire(call.signal);
-      try {
-        const deadlineMs = call.deadlineMs ?? policy.timeouts.overallMs;
-        const result = await withDeadline(call, service, deadlineMs, (signal, deadlineAt) =>
-          withRetries({ deps, call: routed, service, policy, state, endpoints, signal, deadlineAt, owner: session?.owner.address }));
-        return affinity ? bindSession(deps, service, result, hasSession(call)) : result;
-      } finally {
-        release();
-      }
+      const result = await withDeadline(call, service, deadlineOf(call, policy), async (signal, deadlineAt) => {
+        // The wait for a concurrency slot counts against the deadline; the slot is held across retries.
+        const release = await state.limiter.acquire(signal);
+        try {
+          return await withRetries({ deps, call: routed, service, policy, state, endpoints, signal, deadlineAt, owner: session?.owner.address });
+        } finally {
+          release();
+        }
+      });
+      return affinity ? bindSession(deps, service, result, hasSession(call)) : result;
     } catch (err) {
       throw naming(err, service);
     }
@@ -182,6 +183,20 @@ function hasSession(call: OutboundCall): boolean {
 }
 
 // ---- deadline ----
+
+/** Node timers fire at once beyond this (about 24.8 days). */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The overall deadline: the policy's, or a shorter one the app asked for (`mcp-mesh-timeout`). An app
+ * may shorten its deadline but not lengthen or remove the policy's.
+ */
+function deadlineOf(call: OutboundCall, policy: EffectivePolicy): number {
+  const byPolicy = policy.timeouts.overallMs;
+  const asked = call.deadlineMs !== undefined && call.deadlineMs > 0 ? call.deadlineMs : undefined;
+  const deadline = byPolicy > 0 ? Math.min(asked ?? byPolicy, byPolicy) : (asked ?? 0);
+  return Math.min(deadline, LONGEST_TIMER_MS);
+}
 
 /** Runs `work` with a signal that aborts on the overall deadline or when the app goes away. */
 async function withDeadline<T>(call: OutboundCall, service: string, deadlineMs: number, work: (signal: AbortSignal, deadlineAt: number) => Promise<T>): Promise<T> {
@@ -294,7 +309,7 @@ async function balance(ctx: CallContext, tried: ReadonlySet<string>, splitDraw: 
   const { deps, service, policy, state, endpoints, call } = ctx;
   if (ctx.owner !== undefined) return ownerLink(ctx, ctx.owner);
   if (endpoints.length === 0) throw new MeshError('NO_HEALTHY_ENDPOINT', `service ${service} has no endpoints`, { service });
-  const ready = endpoints.filter((e) => deps.links.get(e.address).state === 'ready');
+  const ready = endpoints.filter((e) => deps.links.find(e.address)?.state === 'ready');
   const healthy = ready.filter((e) => !state.outlier.isEjected(e.address) && !deps.breakers.isOpen(service, e.address, policy.circuitBreaker));
   const candidates = healthy.length > 0 ? healthy : ready;
   if (candidates.length === 0) return waitForAnyLink(ctx);
@@ -304,7 +319,9 @@ async function balance(ctx: CallContext, tried: ReadonlySet<string>, splitDraw: 
   const key = hashing ? hashKey(policy.loadBalancer.consistentHash.hashOn, { headers: call.headers, path: call.path, source: deps.instance }) : undefined;
   const endpoint = state.balancer.pick(selection.endpoints, hashing ? { hashKey: key } : { exclude: tried });
   if (!endpoint) throw new MeshError('NO_HEALTHY_ENDPOINT', `no endpoint of ${service} in subset ${selection.subset ?? '(all)'} is ready`, { service });
-  return deps.links.get(endpoint.address);
+  const link = deps.links.find(endpoint.address);
+  if (!link) throw new MeshError('NO_HEALTHY_ENDPOINT', `endpoint ${endpoint.address} of ${service} left discovery`, { service });
+  return link;
 }
 
 /**
@@ -318,7 +335,8 @@ async function ownerLink(ctx: CallContext, owner: string): Promise<PeerLink> {
     return new MeshError('SESSION_OWNER_GONE', `the replica that owns this session (${owner}) ${why}`, { service });
   };
   if (!ctx.endpoints.some((e) => e.address === owner)) throw gone('is no longer an endpoint of the service');
-  const link = deps.links.get(owner);
+  const link = deps.links.find(owner);
+  if (!link) throw gone('is no longer an endpoint of the service');
   if (link.state === 'ready') return link;
   try {
     await link.whenReady(ctx.policy.timeouts.connectMs, ctx.signal);
@@ -333,7 +351,7 @@ async function ownerLink(ctx: CallContext, owner: string): Promise<PeerLink> {
 async function waitForAnyLink(ctx: CallContext): Promise<PeerLink> {
   const { deps, service, endpoints, signal } = ctx;
   const connectMs = ctx.policy.timeouts.connectMs;
-  const waiting = endpoints.map((e) => deps.links.get(e.address)).filter((l) => l.state === 'connecting' || l.state === 'broken');
+  const waiting = endpoints.flatMap((e) => deps.links.find(e.address) ?? []).filter((l) => l.state === 'connecting' || l.state === 'broken');
   if (waiting.length === 0) throw new MeshError('NO_HEALTHY_ENDPOINT', `no endpoint of ${service} is ready (all draining)`, { service });
   const abort = new AbortController();
   const onAbort = () => abort.abort();
@@ -357,7 +375,7 @@ async function sendWithPerTryTimeout(ctx: CallContext, link: PeerLink): Promise<
   const remaining = ctx.deadlineAt - performance.now();
   const budgetMs = Math.max(1, Math.ceil(Math.min(perTryMs > 0 ? perTryMs : Infinity, remaining)));
   const request = requestEnvelope(ctx.deps.source, ctx.service, ctx.call, Number.isFinite(budgetMs) ? budgetMs : 0);
-  if (!(perTryMs > 0 && perTryMs < remaining)) return send(ctx, link, request, ctx.signal);
+  if (!(perTryMs > 0 && perTryMs < remaining)) return send(ctx, link, request, ctx.signal).catch((err: unknown) => { throw endedByCaller(ctx, err); });
   const tryController = new AbortController();
   const onAbort = () => tryController.abort(ctx.signal.reason);
   ctx.signal.addEventListener('abort', onAbort, { once: true });
@@ -366,11 +384,20 @@ async function sendWithPerTryTimeout(ctx: CallContext, link: PeerLink): Promise<
     return await send(ctx, link, request, tryController.signal);
   } catch (err) {
     if (tryController.signal.aborted && tryController.signal.reason instanceof PerTryTimeout) throw tryController.signal.reason;
-    throw err;
+    throw endedByCaller(ctx, err);
   } finally {
     clearTimeout(timer);
     ctx.signal.removeEventListener('abort', onAbort);
   }
+}
+
+/**
+ * A try cut short by the overall deadline or by the app leaving says nothing about the endpoint: it
+ * must not count as its failure (breakers, ejection) — an app's own tight deadline would otherwise
+ * eject healthy replicas. The pipeline reports the real reason to the app (withDeadline).
+ */
+function endedByCaller(ctx: CallContext, err: unknown): unknown {
+  return ctx.signal.aborted ? new MeshError('CLIENT_CLOSED', 'the try was ended by the call\'s deadline or its caller', { service: ctx.service }) : err;
 }
 
 function send(ctx: CallContext, link: PeerLink, request: Envelope, signal: AbortSignal): Promise<CallResult> {

@@ -1,8 +1,8 @@
 // What the pipeline keeps per called service across calls: its balancer, outlier detector,
-// concurrency limiter and retry budget. Balancers and budgets are kept per distinct group of
-// settings (settingsKey): routes with the same settings share one, a route with settings of its own
-// gets its own, and calls alternating between them never reset each other's learned state. A reload
-// that changes nothing keeps them all.
+// concurrency limiter and retry budget. Each is kept per distinct group of settings (settingsKey):
+// routes with the same settings share one, a route with settings of its own gets its own, and calls
+// alternating between them never reset or re-tune each other's. A reload that changes nothing keeps
+// them all.
 import type { Balancer } from '../balancer/balancer.ts';
 import { createBalancer } from '../balancer/create.ts';
 import { settingsKey } from '../policy/settings-key.ts';
@@ -19,8 +19,8 @@ export interface ServiceState {
 }
 
 interface Entry {
-  outlier: OutlierDetector;
-  limiter: ConcurrencyLimiter;
+  outliers: Map<string, OutlierDetector>;
+  limiters: Map<string, ConcurrencyLimiter>;
   balancers: Map<string, Balancer>;
   budgets: Map<string, RetryBudget>;
 }
@@ -31,32 +31,19 @@ export class ServiceStates {
   /** The state of `service` (as "name.namespace") for a call under `policy`. */
   get(service: string, policy: EffectivePolicy): ServiceState {
     let entry = this.#entries.get(service);
-    if (!entry) {
-      entry = {
-        outlier: new OutlierDetector(policy.outlierDetection),
-        limiter: new ConcurrencyLimiter(policy.concurrency, service),
-        balancers: new Map(),
-        budgets: new Map(),
-      };
-      this.#entries.set(service, entry);
-    } else {
-      // These two keep no per-settings history worth splitting: they are re-tuned in place.
-      entry.outlier.setPolicy(policy.outlierDetection);
-      entry.limiter.setPolicy(policy.concurrency);
-    }
-    const balancerKey = settingsKey(policy.loadBalancer);
-    let balancer = entry.balancers.get(balancerKey);
-    if (!balancer) entry.balancers.set(balancerKey, balancer = createBalancer(policy.loadBalancer));
-    const budgetKey = settingsKey(policy.retries.budget);
-    let budget = entry.budgets.get(budgetKey);
-    if (!budget) entry.budgets.set(budgetKey, budget = new RetryBudget(policy.retries.budget));
-    return { balancer, outlier: entry.outlier, limiter: entry.limiter, budget };
+    if (!entry) this.#entries.set(service, entry = { outliers: new Map(), limiters: new Map(), balancers: new Map(), budgets: new Map() });
+    return {
+      balancer: forSettings(entry.balancers, policy.loadBalancer, (s) => createBalancer(s)),
+      outlier: forSettings(entry.outliers, policy.outlierDetection, (s) => new OutlierDetector(s)),
+      limiter: forSettings(entry.limiters, policy.concurrency, (s) => new ConcurrencyLimiter(s, service)),
+      budget: forSettings(entry.budgets, policy.retries.budget, (s) => new RetryBudget(s)),
+    };
   }
 
   /** Per service, for the admin API. */
-  *entries(): IterableIterator<[string, { outlier: OutlierDetector; limiter: ConcurrencyLimiter; budgets: RetryBudget[] }]> {
+  *entries(): IterableIterator<[string, { outliers: OutlierDetector[]; limiters: ConcurrencyLimiter[]; budgets: RetryBudget[] }]> {
     for (const [service, entry] of this.#entries) {
-      yield [service, { outlier: entry.outlier, limiter: entry.limiter, budgets: [...entry.budgets.values()] }];
+      yield [service, { outliers: [...entry.outliers.values()], limiters: [...entry.limiters.values()], budgets: [...entry.budgets.values()] }];
     }
   }
 
@@ -65,6 +52,14 @@ export class ServiceStates {
     const entry = this.#entries.get(service);
     if (!entry) return;
     for (const balancer of entry.balancers.values()) balancer.retain(addresses);
-    entry.outlier.setEndpoints(addresses);
+    for (const outlier of entry.outliers.values()) outlier.setEndpoints(addresses);
   }
+}
+
+/** The object built for these settings, made on first use. */
+function forSettings<S extends object, T>(map: Map<string, T>, settings: S, make: (settings: S) => T): T {
+  const key = settingsKey(settings);
+  let value = map.get(key);
+  if (value === undefined) map.set(key, value = make(settings));
+  return value;
 }

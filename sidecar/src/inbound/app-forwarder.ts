@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import { MeshError } from '../errors/mesh-error.ts';
-import { endToEndResponseHeaders, headerValue, SOURCE_HEADER, toFlat } from '../http/headers.ts';
+import { endToEndRequestHeaders, endToEndResponseHeaders, headerValue, SOURCE_HEADER, toFlat } from '../http/headers.ts';
 import { MessageType, type Envelope } from '../mcp/codec.ts';
 import { newMessageId } from '../mcp/ids.ts';
 import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
@@ -121,7 +121,9 @@ export class AppForwarder implements InboundHandler {
     if (!http?.method || !http.path) throw new MeshError('PROTOCOL_ERROR', 'REQUEST without method or path');
     const extra = [{ name: SOURCE_HEADER, value: serviceName(request.source) }];
     if (http.authority) extra.unshift({ name: 'host', value: http.authority });
-    const headers = toFlat(request.headers?.filter((h) => h.name !== SOURCE_HEADER), extra);
+    // A peer's headers are filtered again here: whatever a peer sends, the app gets no hop-by-hop
+    // header, no second Host and no mesh control header but the ones this sidecar sets.
+    const headers = toFlat(endToEndRequestHeaders(toFlat(request.headers)), extra);
     return this.#pool.request({ method: http.method as Dispatcher.HttpMethod, path: http.path, headers, body, signal });
   }
 

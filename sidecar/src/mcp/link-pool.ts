@@ -10,7 +10,15 @@ export class LinkPool {
     this.#options = options;
   }
 
-  get(address: string): PeerLink {
+  /**
+   * The link to an address discovery lists, or undefined. Calls never create links: one holding an
+   * old endpoint list (a retry after a rolling deploy) must not bring back a link to a pod that left.
+   */
+  find(address: string): PeerLink | undefined {
+    return this.#links.get(address);
+  }
+
+  #open(address: string): PeerLink {
     let link = this.#links.get(address);
     if (!link) {
       link = new PeerLink(address, this.#options);
@@ -29,7 +37,7 @@ export class LinkPool {
 
   /** Open links to new addresses, close links to addresses discovery no longer lists. */
   sync(addresses: Set<string>): void {
-    for (const address of addresses) this.get(address);
+    for (const address of addresses) this.#open(address);
     for (const [address, link] of this.#links) {
       if (!addresses.has(address)) {
         link.close();

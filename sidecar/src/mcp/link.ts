@@ -100,6 +100,7 @@ export class PeerLink extends EventEmitter {
         : this.#unavailable(`link is ${this.#state}`));
     }
     const batcher = this.#batcher;
+    if (signal?.aborted) return Promise.reject(signal.reason instanceof MeshError ? signal.reason : new MeshError('CLIENT_CLOSED', 'call cancelled'));
     return new Promise<Envelope>((resolve, reject) => {
       const onAbort = () => {
         const pending = this.#pending.get(request.id);

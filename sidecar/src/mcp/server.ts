@@ -64,7 +64,6 @@ export class MeshServer {
     });
   }
 
-  /** Bind and start; resolves with the port actually bound (for port 0). */
   /**
    * Bind and start; resolves with the port actually bound (for port 0). The TCP listener is ours,
    * not grpc-js's, so that accepted sockets get TCP_NODELAY: without it the kernel holds small

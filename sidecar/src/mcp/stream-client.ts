@@ -29,7 +29,12 @@ export function streamCall(call: grpc.ClientDuplexStream<Frame, Frame>, head: En
     let idleTimer: NodeJS.Timeout | undefined;
     let settled = false;
     let failed = false;
+    /** The peer sent its end frame: the body is complete even if the reader has not caught up. */
+    let ended = false;
     const body = new Readable({ read: () => call.resume() });
+    // A body nobody reads yet (its consumer failed before piping it) must not crash the process
+    // when it is destroyed with an error; its consumer, if any, still sees the error.
+    body.on('error', () => {});
     const fail = (err: MeshError) => {
       // Once only: cancelling the call makes gRPC report an error too, which must not fail it again
       // (a second destroy(err) on a body nobody reads yet would be an unhandled 'error').
@@ -47,10 +52,8 @@ export function streamCall(call: grpc.ClientDuplexStream<Frame, Frame>, head: En
       idleTimer.unref();
     };
     const onAbort = () => fail(options.signal.reason instanceof MeshError ? options.signal.reason : new MeshError('CLIENT_CLOSED', 'call cancelled'));
-    if (options.signal.aborted) return onAbort();
-    options.signal.addEventListener('abort', onAbort, { once: true });
     // The consumer stopped reading (the calling app is slow or gone): stop the stream, not just pause.
-    body.on('close', () => { if (!body.readableEnded) { clearTimeout(idleTimer); call.cancel(); } });
+    body.on('close', () => { if (!ended) { clearTimeout(idleTimer); call.cancel(); } });
 
     call.on('data', (frame: Frame) => {
       touch();
@@ -70,6 +73,7 @@ export function streamCall(call: grpc.ClientDuplexStream<Frame, Frame>, head: En
       if (frame.data) {
         if (!body.push(frame.data)) call.pause();
       } else if (frame.end) {
+        ended = true;
         clearTimeout(idleTimer);
         body.push(null);
       } else if (frame.error) {
@@ -79,13 +83,16 @@ export function streamCall(call: grpc.ClientDuplexStream<Frame, Frame>, head: En
       }
     });
     call.on('error', (err: grpc.ServiceError) => {
-      if (body.readableEnded) return;
+      if (ended) return;
       fail(new MeshError(responseHead ? 'LINK_BROKEN' : 'PEER_UNAVAILABLE', `stream to peer failed: ${err.details || err.message}`));
     });
     call.on('end', () => {
       if (!responseHead) fail(new MeshError('PROTOCOL_ERROR', 'peer ended the stream without a response'));
-      else if (!body.readableEnded) fail(new MeshError('LINK_BROKEN', 'peer ended the stream before the body was complete'));
+      else if (!ended) fail(new MeshError('LINK_BROKEN', 'peer ended the stream before the body was complete'));
     });
+    // Listeners first, then the abort check: an already-aborted signal must fail the call cleanly.
+    if (options.signal.aborted) return onAbort();
+    options.signal.addEventListener('abort', onAbort, { once: true });
 
     call.write({ head });
     if (requestBody) void sendBody(call, requestBody).catch((err: unknown) => fail(err instanceof MeshError ? err : new MeshError('CLIENT_CLOSED', `request body failed: ${(err as Error).message}`)));

@@ -12,6 +12,8 @@ import { serviceTarget } from './target.ts';
 /** Most calls in one batch, and the largest answer kept per call (a batch is for small calls). */
 export const MAX_BATCH_CALLS = 1000;
 export const MAX_RESULT_BODY_BYTES = 1024 * 1024;
+/** Most answer bytes kept for a whole batch: the answer is one JSON document held in memory. */
+export const MAX_BATCH_RESULT_BYTES = 32 * 1024 * 1024;
 
 const BatchCall = Type.Object({
   service: Type.String({ minLength: 1, description: 'service name, as in a Host: payments, payments.shop, …' }),
@@ -40,12 +42,13 @@ export function registerBatchRoute(app: FastifyInstance, namespace: string, pipe
     // The app hanging up cancels the calls still running.
     const gone = new AbortController();
     reply.raw.once('close', () => { if (!reply.raw.writableFinished) gone.abort(); });
-    const results = await runLimited(batch.calls, batch.concurrency, (call) => runOne(call, namespace, pipeline, gone.signal));
+    const room = { bytes: MAX_BATCH_RESULT_BYTES };
+    const results = await runLimited(batch.calls, batch.concurrency, (call) => runOne(call, namespace, pipeline, gone.signal, room));
     return { results };
   });
 }
 
-async function runOne(entry: BatchCall, namespace: string, pipeline: CallPipeline, signal: AbortSignal): Promise<BatchResult> {
+async function runOne(entry: BatchCall, namespace: string, pipeline: CallPipeline, signal: AbortSignal, room: { bytes: number }): Promise<BatchResult> {
   try {
     const target = serviceTarget(entry.service, namespace);
     if (!target) throw new MeshError('UNKNOWN_SERVICE', `"${entry.service}" is not a mesh service name`, { service: entry.service });
@@ -62,15 +65,18 @@ async function runOne(entry: BatchCall, namespace: string, pipeline: CallPipelin
       deadlineMs: entry.timeoutMs,
       signal,
     };
-    return await toResult(await pipeline(call), entry.service);
+    return await toResult(await pipeline(call), entry.service, room);
   } catch (err) {
     const meshError = toMeshError(err);
     return { error: { code: meshError.code, message: meshError.message, ...(meshError.service ? { service: meshError.service } : {}) } };
   }
 }
 
-async function toResult(result: CallResult, service: string): Promise<BatchResult> {
-  const body = Buffer.isBuffer(result.body) ? result.body : await readLimited(result.body, service);
+async function toResult(result: CallResult, service: string, room: { bytes: number }): Promise<BatchResult> {
+  const limit = Math.min(MAX_RESULT_BODY_BYTES, room.bytes);
+  const body = Buffer.isBuffer(result.body) ? result.body : await readLimited(result.body, service, limit);
+  if (body.byteLength > limit) throw tooLarge(service, limit);
+  room.bytes -= body.byteLength;
   const headers: Record<string, string | string[]> = {};
   for (const { name, value } of result.headers) {
     const existing = headers[name];
@@ -81,18 +87,22 @@ async function toResult(result: CallResult, service: string): Promise<BatchResul
   return textual ? { status: result.status, headers, body: body.toString('utf8') } : { status: result.status, headers, bodyBase64: body.toString('base64') };
 }
 
-async function readLimited(stream: AsyncIterable<Buffer> & { destroy(): void }, service: string): Promise<Buffer> {
+async function readLimited(stream: AsyncIterable<Buffer> & { destroy(): void }, service: string, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of stream) {
     size += chunk.byteLength;
-    if (size > MAX_RESULT_BODY_BYTES) {
+    if (size > limit) {
       stream.destroy();
-      throw new MeshError('BODY_TOO_LARGE', `the answer is over ${MAX_RESULT_BODY_BYTES} bytes; make large or streamed calls one by one`, { service });
+      throw tooLarge(service, limit);
     }
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
+}
+
+function tooLarge(service: string, limit: number): MeshError {
+  return new MeshError('BODY_TOO_LARGE', `the answer does not fit (${limit} bytes left of ${MAX_RESULT_BODY_BYTES} per call and ${MAX_BATCH_RESULT_BYTES} per batch); make large or streamed calls one by one`, { service });
 }
 
 /** Run `work` over `items` with at most `limit` at once; results in input order. */

@@ -4,7 +4,7 @@
 // CONNECT tunnels, exact headers and an unparsed, streaming body.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Transform, type Readable } from 'node:stream';
+import { pipeline as streamPipeline, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -114,7 +114,7 @@ async function proxy(req: IncomingMessage, res: ServerResponse, options: Outboun
   if (!target) throw new MeshError('UNKNOWN_SERVICE', `"${hostOf(authority)}" is not a mesh service name`, { service: hostOf(authority) });
 
   const clientGone = new AbortController();
-  res.once('close', () => { if (!res.writableFinished) clientGone.abort(); });
+  res.once('close', () => { if (!res.writableFinished) clientGone.abort(new MeshError('CLIENT_CLOSED', 'the calling app went away', { service: target.service })); });
 
   const call: OutboundCall = {
     target,
@@ -129,7 +129,13 @@ async function proxy(req: IncomingMessage, res: ServerResponse, options: Outboun
     signal: clientGone.signal,
   };
   const result = await options.pipeline(call);
-  res.writeHead(result.status, toFlat(result.headers));
+  try {
+    res.writeHead(result.status, toFlat(result.headers));
+  } catch (err) {
+    // A head Node refuses (no status, a bad header character from a faulty peer): drop the body too.
+    if (!Buffer.isBuffer(result.body)) result.body.destroy();
+    throw new MeshError('PROTOCOL_ERROR', `the peer's answer cannot be sent on: ${(err as Error).message}`, { service: target.service });
+  }
   if (Buffer.isBuffer(result.body)) {
     res.end(result.body);
     return;
@@ -173,8 +179,9 @@ function limitBody(req: IncomingMessage, maxBytes: number, service: string): Rea
       else done(null, chunk);
     },
   });
-  req.pipe(counter);
-  req.once('error', (err) => counter.destroy(err));
+  // pipeline() wires errors both ways and never leaves one unhandled: a client that aborts its upload
+  // while the call still waits (queue, start-up) must not take the process down.
+  streamPipeline(req, counter, () => {});
   return counter;
 }
 
@@ -194,7 +201,8 @@ function forwardingHeaders(req: IncomingMessage, authority: string): Header[] {
   const client = req.socket.remoteAddress ?? 'unknown';
   const forNode = client.includes(':') ? `"[${client}]"` : client;
   const previousXff = req.headers['x-forwarded-for'];
-  const headers: Header[] = [{ name: 'forwarded', value: `for=${forNode};host=${authority};proto=http` }];
+  // host is a quoted-string (RFC 7239): an authority with a port is not a token.
+  const headers: Header[] = [{ name: 'forwarded', value: `for=${forNode};host="${authority.replace(/["\\]/g, '')}";proto=http` }];
   headers.push({ name: 'x-forwarded-for', value: previousXff ? `${previousXff}, ${client}` : client });
   return headers;
 }
@@ -205,6 +213,8 @@ function forwardingHeaders(req: IncomingMessage, authority: string): Header[] {
  * inside go through the same routing and policies as any other call.
  */
 function tunnel(server: Server, req: IncomingMessage, socket: Socket, head: Buffer, options: OutboundOptions): void {
+  // Node drops its own error handler before 'connect': a client resetting now must not crash us.
+  socket.on('error', () => socket.destroy());
   const target = serviceTarget(req.url ?? '', options.namespace);
   if (!target || !options.isKnownService(target.service, target.namespace)) {
     const err = new MeshError('UNKNOWN_SERVICE', `CONNECT to "${req.url}" refused: not a known mesh service`, { service: target?.service ?? req.url ?? '' });

@@ -18,6 +18,7 @@ export function hostOf(authority: string): string {
 
 /** The mesh service an authority names, or undefined when it is not a mesh name (an IP, a FQDN…). */
 export function serviceTarget(authority: string, ownNamespace: string): ServiceTarget | undefined {
+  if (!/^[^:]*(:[0-9]{1,5})?$/.test(authority)) return undefined; // a port, if any, is digits only
   let host = hostOf(authority).toLowerCase();
   if (host.endsWith('.')) host = host.slice(0, -1);
   if (host.endsWith('.svc.cluster.local')) host = host.slice(0, -'.svc.cluster.local'.length);

@@ -2,8 +2,9 @@
 // service's CircuitBreakerPolicy. What counts as a failure is ours to decide, not opossum's:
 //   - an answer the caller marks as a failure (a listed 5xx) is counted, yet handed back unchanged;
 //   - mesh errors meaning "the service did not answer" count (connection, reset, timeout);
-//   - everything else (4xx, the caller going away, local faults) does not, except on the half-open
-//     probe, where any outcome but an answer is taken as the probe failing.
+//   - everything else (4xx, the caller going away, local faults) is not a failure: opossum records it
+//     as a success (so it lowers the failure share a little), except on the half-open probe, where
+//     any outcome but an answer is taken as the probe failing.
 // Opossum's own timeout is off (deadlines are the pipeline's job) and its rolling window is rotated
 // by us from the clock instead of by two intervals per breaker.
 import { EventEmitter } from 'node:events';
