@@ -168,8 +168,11 @@ async function work(req: IncomingMessage, res: ServerResponse, name: string, beh
   req.resume();
   if (behaviour.delayMs > 0) await sleep(behaviour.delayMs);
   const fail = behaviour.failing === 'always' || (behaviour.failing === 'every-other' && seen % 2 === 0);
-  res.writeHead(fail ? 503 : 200, { 'content-type': 'text/plain', 'x-replica': name });
-  res.end(fail ? `${name} unavailable` : name);
+  const body = fail ? `${name} unavailable` : name;
+  // With a length, as most apps answer small calls: the answer rides inline on the link. (An answer
+  // without one is streamed, and a stream cut by its replica's death cannot be retried.)
+  res.writeHead(fail ? 503 : 200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'x-replica': name });
+  res.end(body);
 }
 
 function resetOnce(req: IncomingMessage, res: ServerResponse, name: string, seen: number): void {
