@@ -1,6 +1,6 @@
 // Hands calls that arrived from peer sidecars to the local app through one undici Pool
 // (keep-alive, bounded connections) and turns the app's answers into MCP responses.
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import { MeshError } from '../errors/mesh-error.ts';
@@ -55,7 +55,12 @@ export class AppForwarder implements InboundHandler {
         const body = Buffer.from(await res.body.arrayBuffer());
         return responseEnvelope(request, res.statusCode, headers, body, undefined);
       }
-      return responseEnvelope(request, res.statusCode, headers, undefined, this.#park(res.body));
+      // No length (chunked): a short answer is usually complete already; inline it if so. An event
+      // stream is never waited for.
+      const eventStream = (headerValue(headers, 'content-type') ?? '').includes('text/event-stream');
+      const taken = length === undefined && !eventStream ? await takeIfComplete(res.body, this.#options.inlineBodyBytes) : { rest: res.body };
+      if ('bytes' in taken) return responseEnvelope(request, res.statusCode, headers, taken.bytes, undefined);
+      return responseEnvelope(request, res.statusCode, headers, undefined, this.#park(taken.rest));
     });
   }
 
@@ -142,6 +147,54 @@ export class AppForwarder implements InboundHandler {
     }
     return new MeshError('INTERNAL', `calling the app failed: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/**
+ * The whole body, if it ends within `limit` bytes by the end of the current event-loop turn — undici
+ * parses a short answer that arrived in one read at once, so no real waiting is involved; otherwise
+ * a stream that replays what was read and then the rest, for the caller to pull.
+ */
+export function takeIfComplete(body: Readable, limit: number): Promise<{ bytes: Buffer } | { rest: Readable }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const stop = () => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onEnd);
+      clearImmediate(turn);
+    };
+    const streamOn = () => {
+      if (settled) return;
+      settled = true;
+      stop();
+      body.pause();
+      const rest = new PassThrough();
+      for (const chunk of chunks) rest.write(chunk);
+      body.on('error', (err) => rest.destroy(err));
+      rest.on('close', () => { if (!body.readableEnded) body.destroy(); });
+      body.pipe(rest);
+      resolve({ rest });
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.byteLength;
+      if (size > limit) streamOn();
+    };
+    const onEnd = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      stop();
+      // Nothing has gone to the caller yet, so a failing app is still a clean, coded error (APP_RESET).
+      if (err) reject(err);
+      else resolve({ bytes: Buffer.concat(chunks) });
+    };
+    const turn = setImmediate(streamOn);
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onEnd);
+  });
 }
 
 function serviceName(source: string | undefined): string {
