@@ -128,6 +128,24 @@ export function openLink(address: string, options: Partial<LinkOptions> = {}): P
   return new PeerLink(address, { ...linkOptions, ...options });
 }
 
+/**
+ * A MeshServer with a fake handler (held when `hold`), a PeerLink to it that is ready, then `body`;
+ * the link and the server are closed afterwards whatever happens.
+ */
+export async function withReadyLink(options: { hold?: boolean; link?: Partial<LinkOptions> }, body: (ctx: { handler: FakeInboundHandler; server: MeshServer; link: PeerLink }) => Promise<void>): Promise<void> {
+  const handler = new FakeInboundHandler();
+  handler.hold = options.hold ?? false;
+  const { server, address } = await startServer(handler);
+  const link = openLink(address, options.link);
+  try {
+    await link.whenReady(5000);
+    await body({ handler, server, link });
+  } finally {
+    link.close();
+    await server.close();
+  }
+}
+
 /** Runs `fn` and returns the MeshError it rejects with (fails the test if it resolves). */
 export async function meshRejection(promise: Promise<unknown>): Promise<MeshError> {
   try {

@@ -8,7 +8,7 @@ import { decodeBatch, encodeBatch, MessageType, Priority, type Batch } from '../
 import { newMessageId } from '../../../sidecar/src/mcp/ids.ts';
 import { LINK_METHOD, PROTOCOL_MAJOR } from '../../../sidecar/src/mcp/version.ts';
 import {
-  FakeInboundHandler, meshRejection, openLink, requestEnvelope, startServer, watchStates, withTimeout,
+  FakeInboundHandler, meshRejection, openLink, requestEnvelope, startServer, watchStates, withReadyLink, withTimeout,
 } from './fixtures.ts';
 
 describe('PeerLink with a MeshServer', () => {
@@ -42,10 +42,7 @@ describe('PeerLink with a MeshServer', () => {
   });
 
   it('coalesces a burst of calls into one batch and matches every answer to its call', async () => {
-    const { server, address } = await startServer(new FakeInboundHandler());
-    const link = openLink(address);
-    try {
-      await link.whenReady(5000);
+    await withReadyLink({}, async ({ link }) => {
       const sizes: number[] = [];
       link.on('batch', (size: number) => sizes.push(size));
       const requests = Array.from({ length: 100 }, (_, i) => requestEnvelope(`/n/${i}`, `payload ${i}`));
@@ -56,53 +53,31 @@ describe('PeerLink with a MeshServer', () => {
         assert.equal(Buffer.from(response.payload!).toString(), `payload ${i}`);
       });
       assert.deepEqual(link.stats, { batches: 1, envelopes: 100 });
-    } finally {
-      link.close();
-      await server.close();
-    }
+    });
   });
 
   it('splits a burst by batchMaxCount', async () => {
-    const { server, address } = await startServer(new FakeInboundHandler());
-    const link = openLink(address, { batchMaxCount: 8 });
-    try {
-      await link.whenReady(5000);
+    await withReadyLink({ link: { batchMaxCount: 8 } }, async ({ link }) => {
       const sizes: number[] = [];
       link.on('batch', (size: number) => sizes.push(size));
       await Promise.all(Array.from({ length: 20 }, () => link.call(requestEnvelope())));
       assert.deepEqual(sizes, [8, 8, 4]);
-    } finally {
-      link.close();
-      await server.close();
-    }
+    });
   });
 
   it('rejects with the peer\'s mesh error code', async () => {
-    const handler = new FakeInboundHandler();
-    handler.hold = true;
-    const { server, address } = await startServer(handler);
-    const link = openLink(address);
-    try {
-      await link.whenReady(5000);
+    await withReadyLink({ hold: true }, async ({ handler, link }) => {
       const call = link.call(requestEnvelope());
       (await handler.nextRequest()).fail(new MeshError('APP_UNAVAILABLE', 'app refused the connection'));
       const err = await meshRejection(call);
       assert.equal(err.code, 'APP_UNAVAILABLE');
       assert.equal(err.message, 'app refused the connection');
       assert.equal(err.status, 502);
-    } finally {
-      link.close();
-      await server.close();
-    }
+    });
   });
 
   it('on abort, sends CANCEL: the handler\'s signal aborts and the call rejects with CLIENT_CLOSED', async () => {
-    const handler = new FakeInboundHandler();
-    handler.hold = true;
-    const { server, address } = await startServer(handler);
-    const link = openLink(address);
-    try {
-      await link.whenReady(5000);
+    await withReadyLink({ hold: true }, async ({ handler, link }) => {
       const controller = new AbortController();
       const call = link.call(requestEnvelope('/slow'), controller.signal);
       const seen = await handler.nextRequest();
@@ -113,19 +88,11 @@ describe('PeerLink with a MeshServer', () => {
       assert.equal(link.inFlight, 0);
       const reason = await withTimeout(aborted, 'the peer handler to see the CANCEL');
       assert.ok(reason instanceof MeshError && reason.code === 'CLIENT_CLOSED');
-    } finally {
-      link.close();
-      await server.close();
-    }
+    });
   });
 
   it('a call aborted before its REQUEST left the batcher never runs on the peer', async () => {
-    const handler = new FakeInboundHandler();
-    handler.hold = true;
-    const { server, address } = await startServer(handler);
-    const link = openLink(address);
-    try {
-      await link.whenReady(5000);
+    await withReadyLink({ hold: true }, async ({ handler, link }) => {
       const controller = new AbortController();
       const abandoned = requestEnvelope('/abandoned');
       const abandonedCall = link.call(abandoned, controller.signal);
@@ -137,10 +104,7 @@ describe('PeerLink with a MeshServer', () => {
       await link.call(marker);
       const abandonedSeen = handler.seen.find((s) => s.request.id === abandoned.id);
       assert.ok(!abandonedSeen || abandonedSeen.signal.aborted, 'the peer app must not be left running an abandoned request');
-    } finally {
-      link.close();
-      await server.close();
-    }
+    });
   });
 
   it('moves to draining when the server drains, and refuses new calls with SHUTTING_DOWN', async () => {
