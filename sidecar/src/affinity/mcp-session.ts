@@ -88,7 +88,9 @@ export interface BoundResponse {
  */
 export function bindResponse(tokens: OwnerTokens, ownerAddress: string, response: { headers: Header[]; body: Buffer | Readable }, requestHadSession: boolean): BoundResponse {
   let bound = false;
-  const headers = response.headers.map((h) => {
+  // Most answers hand out no session: they pass without a copy of their headers.
+  const handsOutSession = response.headers.some((h) => h.name === SESSION_HEADER);
+  const headers = !handsOutSession ? response.headers : response.headers.map((h) => {
     if (h.name !== SESSION_HEADER || OwnerTokens.looksLikeToken(h.value)) return h;
     // Servers repeat the id on later answers too; only an answer to a request without one starts a session.
     if (!requestHadSession) bound = true;

@@ -13,7 +13,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Endpoint, Resolver } from '../discovery/resolver.ts';
 import { MeshError } from '../errors/mesh-error.ts';
-import { MessageType, Priority, type Envelope, type Header } from '../mcp/codec.ts';
+import { asBuffer, MessageType, Priority, type Envelope, type Header } from '../mcp/codec.ts';
 import { newMessageId } from '../mcp/ids.ts';
 import type { PeerLink } from '../mcp/link.ts';
 import type { LinkPool } from '../mcp/link-pool.ts';
@@ -425,7 +425,7 @@ async function sendOnLink(ctx: CallContext, link: PeerLink, request: Envelope, s
   const status = response.http?.status ?? 0;
   const headers = response.headers ?? [];
   const bodyStreamId = response.http?.bodyStreamId;
-  if (!bodyStreamId) return { status, headers, body: Buffer.from(response.payload ?? []), endpoint: link.address };
+  if (!bodyStreamId) return { status, headers, body: asBuffer(response.payload ?? Buffer.alloc(0)), endpoint: link.address };
   // The answer was too large or open-ended to inline: pull its body over a Stream call.
   const pull: Envelope = { id: newMessageId(), type: MessageType.REQUEST, timestampMs: Date.now(), source: request.source, http: { bodyStreamId } };
   const streamed = await streamCall(link.openStream(), pull, null, { signal, idleTimeoutMs: ctx.policy.timeouts.streamIdleMs });

@@ -37,6 +37,22 @@ export function endToEndRequestHeaders(rawHeaders: readonly string[]): Header[] 
   return out;
 }
 
+/**
+ * A peer's request headers as the flat list undici takes, plus `extra` (host, source). Filtered again
+ * in one pass, names compared lower-cased: whatever a peer sends, the app gets no hop-by-hop header,
+ * no second Host and no mesh control header but the ones this sidecar sets.
+ */
+export function peerHeadersForApp(headers: readonly Header[] | undefined, extra: readonly Header[]): string[] {
+  const flat: string[] = [];
+  for (const { name, value } of headers ?? []) {
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || MESH_CONTROL.has(lower) || lower === 'host') continue;
+    flat.push(lower, value);
+  }
+  for (const h of extra) flat.push(h.name, h.value);
+  return flat;
+}
+
 /** End-to-end headers of an app's response as undici reports them (arrays for repeated names). */
 export function endToEndResponseHeaders(headers: Record<string, string | string[] | undefined>): Header[] {
   const listed = new Set<string>();

@@ -4,8 +4,8 @@ import { PassThrough, type Readable } from 'node:stream';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import { MeshError } from '../errors/mesh-error.ts';
-import { endToEndRequestHeaders, endToEndResponseHeaders, headerValue, SOURCE_HEADER, toFlat } from '../http/headers.ts';
-import { MessageType, type Envelope } from '../mcp/codec.ts';
+import { endToEndResponseHeaders, headerValue, peerHeadersForApp, SOURCE_HEADER } from '../http/headers.ts';
+import { asBuffer, MessageType, type Envelope } from '../mcp/codec.ts';
 import { newMessageId } from '../mcp/ids.ts';
 import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
 
@@ -44,7 +44,7 @@ export class AppForwarder implements InboundHandler {
   }
 
   async unary(request: Envelope, signal: AbortSignal): Promise<Envelope> {
-    const payload = request.payload && request.payload.byteLength > 0 ? Buffer.from(request.payload) : null;
+    const payload = request.payload && request.payload.byteLength > 0 ? asBuffer(request.payload) : null;
     return this.#withDeadline(request, signal, async (callSignal) => {
       const res = await this.#requestApp(request, payload, callSignal);
       const headers = endToEndResponseHeaders(res.headers);
@@ -126,9 +126,7 @@ export class AppForwarder implements InboundHandler {
     if (!http?.method || !http.path) throw new MeshError('PROTOCOL_ERROR', 'REQUEST without method or path');
     const extra = [{ name: SOURCE_HEADER, value: serviceName(request.source) }];
     if (http.authority) extra.unshift({ name: 'host', value: http.authority });
-    // A peer's headers are filtered again here: whatever a peer sends, the app gets no hop-by-hop
-    // header, no second Host and no mesh control header but the ones this sidecar sets.
-    const headers = toFlat(endToEndRequestHeaders(toFlat(request.headers)), extra);
+    const headers = peerHeadersForApp(request.headers, extra);
     return this.#pool.request({ method: http.method as Dispatcher.HttpMethod, path: http.path, headers, body, signal });
   }
 

@@ -55,8 +55,14 @@ const root = protobuf.loadSync(PROTO_PATH);
 const BatchType = root.lookupType('mcpmesh.v1.Batch');
 const FrameType = root.lookupType('mcpmesh.v1.Frame');
 
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+/**
+ * A Buffer over the same memory (decoded bytes already are Buffers in Node: no copy then). An unset
+ * bytes field of a decoded message reads as protobufjs's empty default array.
+ */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  if (Buffer.isBuffer(bytes)) return bytes;
+  if (!(bytes instanceof Uint8Array)) return Buffer.from(bytes as ArrayLike<number>);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 // Encoding does not verify: every envelope is built by this process from typed values.

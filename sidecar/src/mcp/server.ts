@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { MeshError, toMeshError } from '../errors/mesh-error.ts';
 import { Batcher } from './batcher.ts';
-import { decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
+import { asBuffer, decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
 import { newMessageId } from './ids.ts';
 import { CAPABILITIES, type LinkEndSettings, LINK_METHOD, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
 
@@ -173,7 +173,7 @@ export class MeshServer {
         }
         let appBody: Readable | Buffer | null = null;
         if (head.http?.bodyFollows) appBody = body = new Readable({ read: () => call.resume() });
-        else if (head.payload && head.payload.byteLength > 0) appBody = Buffer.from(head.payload);
+        else if (head.payload && head.payload.byteLength > 0) appBody = asBuffer(head.payload);
         this.#begin();
         this.#handler.stream(head, appBody, abort.signal)
           .then(async (response) => {

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  endToEndRequestHeaders, endToEndResponseHeaders, headerValue, SOURCE_HEADER, toFlat,
+  endToEndRequestHeaders, endToEndResponseHeaders, headerValue, SOURCE_HEADER, toFlat, peerHeadersForApp,
 } from '../../../sidecar/src/http/headers.ts';
 
 /** [name, value, name, value…] as Node's req.rawHeaders gives them. */
@@ -106,5 +106,19 @@ describe('toFlat and headerValue', () => {
     assert.equal(headerValue(headers, 'x-a'), '1');
     assert.equal(headerValue(headers, 'x-b'), undefined);
     assert.equal(headerValue(undefined, 'x-a'), undefined);
+  });
+});
+
+describe('peerHeadersForApp', () => {
+  it('drops hop-by-hop, Host and mesh control headers from a peer whatever their case, then adds the extras', () => {
+    const flat = peerHeadersForApp([
+      { name: 'X-Keep', value: 'a' },
+      { name: 'Connection', value: 'close' },
+      { name: 'HOST', value: 'evil' },
+      { name: 'MCP-Mesh-Source', value: 'spoofed' },
+      { name: 'transfer-encoding', value: 'chunked' },
+      { name: 'accept', value: '*/*' },
+    ], [{ name: 'host', value: 'payments' }, { name: 'mcp-mesh-source', value: 'orders' }]);
+    assert.deepEqual(flat, ['x-keep', 'a', 'accept', '*/*', 'host', 'payments', 'mcp-mesh-source', 'orders']);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Compression, decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Envelope, type Frame,
+  asBuffer, Compression, decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Envelope, type Frame,
 } from '../../../sidecar/src/mcp/codec.ts';
 
 /**
@@ -128,5 +128,18 @@ describe('codec: Frame', () => {
   it('throws on garbage bytes', () => {
     assert.throws(() => decodeFrame(Buffer.from('garbage bytes!')));
     assert.throws(() => decodeFrame(Buffer.from([0x12, 0x7f, 0x01])));
+  });
+});
+
+describe('asBuffer', () => {
+  it('hands back decoded bytes without a copy, and an unset bytes field as an empty Buffer', () => {
+    const decoded = decodeBatch(encodeBatch({ envelopes: [{ id: 'a', type: MessageType.RESPONSE, payload: Buffer.from('xyz') }, { id: 'b', type: MessageType.RESPONSE }] }));
+    const payload = decoded.envelopes[0]!.payload!;
+    assert.equal(asBuffer(payload), payload, 'the same Buffer, not a copy');
+    const unset = asBuffer(decoded.envelopes[1]!.payload!);
+    assert.ok(Buffer.isBuffer(unset));
+    assert.equal(unset.byteLength, 0);
+    const view = new Uint8Array([1, 2, 3, 4]).subarray(1, 3);
+    assert.deepEqual([...asBuffer(view)], [2, 3]);
   });
 });
