@@ -34,6 +34,10 @@ export const ERROR_CODES = {
   DEADLINE_EXCEEDED: { status: 504, summary: 'The call did not complete before its deadline; it was abandoned on both sides.' },
   STREAM_IDLE_TIMEOUT: { status: 504, summary: 'A streamed body sent nothing for longer than timeouts.streamIdle.' },
   CLIENT_CLOSED: { status: 499, summary: 'The calling app went away before the answer came; the call was cancelled.' },
+  STORAGE_FULL: { status: 507, summary: 'The data directory is full (or storage.maxBytes is reached): the async message was not accepted. Synchronous calls still work.' },
+  STORAGE_UNAVAILABLE: { status: 503, summary: 'The data directory cannot be written (missing, read-only, in use by another sidecar): the async message was not accepted. Synchronous calls still work.' },
+  MESSAGE_NOT_FOUND: { status: 404, summary: 'No async message (or dead letter) with that id is kept by this sidecar: unknown, or past its retention.' },
+  UNKNOWN_TOPIC: { status: 404, summary: 'No loaded policy subscribes any service to that topic, so a published event would reach no one.' },
   INTERNAL: { status: 500, summary: 'A fault inside the sidecar; the log has details.' },
 } as const satisfies Record<string, ErrorCodeInfo>;
 

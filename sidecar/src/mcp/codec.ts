@@ -14,7 +14,7 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 export const Priority = { MEDIUM: 0, HIGH: 1, LOW: 2 } as const;
 export type Priority = (typeof Priority)[keyof typeof Priority];
 
-export const Compression = { IDENTITY: 0, GZIP: 1 } as const;
+export const Compression = { IDENTITY: 0, GZIP: 1, LZ4: 2 } as const;
 export type Compression = (typeof Compression)[keyof typeof Compression];
 
 export interface Header { name: string; value: string }
@@ -39,6 +39,15 @@ export interface Envelope {
   http?: HttpHead | null;
   hello?: Hello | null;
   error?: WireError | null;
+  /** A durable message's id (async call or event): the receiver's key for dropping duplicates. */
+  messageId?: string;
+  /** Delivery attempt of `messageId`, from 1. */
+  attempt?: number;
+  /** The topic of a published event. */
+  topic?: string;
+  /** The answer's payload may be compressed so when at least `compressMinBytes` long. */
+  acceptCompression?: Compression;
+  compressMinBytes?: number;
 }
 
 export interface Batch { envelopes: Envelope[] }

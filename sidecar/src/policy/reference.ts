@@ -28,6 +28,10 @@ const EXAMPLES: Record<string, string> = {
   headerRoutes: 'canary.yaml',
   concurrency: 'concurrency.yaml',
   mcp: 'mcp.yaml',
+  priority: 'async.yaml',
+  compression: 'async.yaml',
+  async: 'async.yaml',
+  subscriptions: 'async.yaml',
 };
 
 /** The JSON Schema of one policy document, for editors (yaml-language-server) and other tools. */

@@ -20,7 +20,7 @@ import { deepFreeze } from '../config/load.ts';
 import type { Position } from '../config/yaml-errors.ts';
 import type { LoadedPolicy, PolicyProblem, PolicySet } from './load.ts';
 import { PolicySpecSchema, type HashSourceSpec, type RouteMatch } from './schema.ts';
-import type { EffectivePolicy, HashSource, HeaderRoutePolicy, SubsetPolicy } from './types.ts';
+import type { EffectivePolicy, HashSource, HeaderRoutePolicy, SubscriptionPolicy, SubsetPolicy } from './types.ts';
 
 /** What the sidecar config contributes: its namespace (for policies that name none) and timeouts. */
 export interface PolicyDefaults {
@@ -73,6 +73,7 @@ export function expandStatuses(list: readonly (number | string)[]): number[] {
 const statuses: Convert = (value: (number | string)[]) => expandStatuses(value);
 
 const subsets: Convert = (value: SubsetPolicy[]) => value.map((s) => ({ name: s.name, labels: { ...s.labels }, weight: s.weight }));
+const subscriptions: Convert = (value: SubscriptionPolicy[]) => value.map((s) => ({ topic: s.topic, path: s.path, delivery: s.delivery ?? 'competing' }));
 const headerRoutes: Convert = (value: HeaderRoutePolicy[]) => value.map((r) => ({ headers: lowerCaseKeys(r.headers), subset: r.subset }));
 /** Header names lower-case, as the pipeline holds request headers. */
 const hashSources: Convert = (value: HashSourceSpec[]) => value.map((s): HashSource => ('header' in s ? { header: s.header.toLowerCase() } : { ...s }));
@@ -124,6 +125,15 @@ export const FIELDS: readonly Field[] = [
   field('concurrency.maxQueue', 'concurrency.maxQueue'),
   field('concurrency.retryAfterSeconds', 'concurrency.retryAfterSeconds'),
   field('mcp.affinity', 'mcp.affinity'),
+  field('priority', 'priority'),
+  field('compression.algorithm', 'compression.algorithm'),
+  field('compression.minBytes', 'compression.minBytes'),
+  field('async.attempts', 'async.attempts'),
+  field('async.backoff.base', 'async.backoffBaseMs', ms),
+  field('async.backoff.max', 'async.backoffMaxMs', ms),
+  field('async.maxAge', 'async.maxAgeMs', ms),
+  field('async.attemptTimeout', 'async.attemptTimeoutMs', ms),
+  field('subscriptions', 'subscriptions', subscriptions),
 ];
 
 // ---- layers ----
@@ -290,16 +300,39 @@ export interface PolicyTableDump {
   }[];
 }
 
+/** A service subscribed to a topic (pub/sub), from its service-wide policy. */
+export interface Subscriber {
+  service: string;
+  namespace: string;
+  path: string;
+  delivery: 'competing' | 'broadcast';
+}
+
 /** The effective policies of a valid policy set; immutable. Build it with compilePolicies. */
 export class PolicyTable {
   readonly #defaults: Layered;
   readonly #defaultPolicy: EffectivePolicy;
   readonly #services: Map<string, Map<string, ServiceEntry>>;
+  readonly #subscribers = new Map<string, Subscriber[]>();
 
   constructor(defaults: Layered, services: Map<string, Map<string, ServiceEntry>>) {
     this.#defaults = defaults;
     this.#defaultPolicy = toEffective(defaults, 'default');
     this.#services = services;
+    for (const byService of services.values()) {
+      for (const entry of byService.values()) {
+        for (const { topic, path, delivery } of entry.effective.subscriptions) {
+          const list = this.#subscribers.get(topic) ?? [];
+          list.push({ service: entry.service, namespace: entry.namespace, path, delivery });
+          this.#subscribers.set(topic, list);
+        }
+      }
+    }
+  }
+
+  /** The services subscribed to `topic` (empty when none). */
+  subscribers(topic: string): readonly Subscriber[] {
+    return this.#subscribers.get(topic) ?? [];
   }
 
   /** The effective policy of a call: the most specific matching route's, else the service's, else the defaults. */
@@ -445,6 +478,13 @@ function valueRules(layered: Layered, policy: LoadedPolicy): PolicyProblem[] {
     () => 'retryOn lists retriable-status-codes but statusCodes is empty; list the statuses to retry');
   rule(!listsCodes && codes.length > 0, ['retries.statusCodes', 'retries.retryOn'],
     () => 'statusCodes has no effect unless retryOn lists retriable-status-codes');
+  rule(value<number>('async.backoffBaseMs') > value<number>('async.backoffMaxMs'), ['async.backoffBaseMs', 'async.backoffMaxMs'],
+    () => `the async back-off base (${durationText('async.backoffBaseMs')}) is longer than its max (${durationText('async.backoffMaxMs')})`);
+  rule(policy.spec.route !== undefined && own('subscriptions') !== undefined, ['subscriptions'],
+    () => 'subscriptions belong to a service, not a route: move them to the service-wide policy (the one without spec.route)');
+  const topics = value<SubscriptionPolicy[]>('subscriptions').map((s) => s.topic);
+  const repeated = topics.find((topic, i) => topics.indexOf(topic) !== i);
+  rule(repeated !== undefined, ['subscriptions'], () => `topic ${repeated} is subscribed twice; one subscription per topic and service`);
   rule(value<number>('concurrency.maxQueue') > 0 && value<number>('concurrency.maxInFlight') === 0, ['concurrency.maxQueue', 'concurrency.maxInFlight'],
     () => 'a queue needs a limit: set concurrency.maxInFlight above 0, or maxQueue to 0');
 

@@ -208,6 +208,32 @@ export const McpSchema = section({
     + '(Mcp-Session-Id, the SSE endpoint event); false balances every MCP request like any other call', true)),
 }, 'MCP (Model Context Protocol) servers: session awareness');
 
+export const CompressionSchema = section({
+  algorithm: Type.Optional(oneOf(['none', 'gzip', 'lz4'] as const,
+    'compress the bodies of calls to the service (and their answers) on the link between sidecars: gzip is smaller, lz4 much cheaper; '
+    + 'a peer sidecar that does not speak the algorithm gets them uncompressed. Streamed bodies are never compressed', 'none')),
+  minBytes: Type.Optional(integer(0, 16_777_216, 'only bodies at least this large are compressed (small ones do not pay)', 1024)),
+}, 'per-message compression between sidecars');
+
+export const AsyncSchema = section({
+  attempts: Type.Optional(integer(1, 1000, 'delivery attempts of an async message or event, the first one included, before it becomes a dead letter', 10)),
+  backoff: Type.Optional(section({
+    base: Type.Optional(duration('redelivery n waits a random time up to base × 2^(n−1) (full jitter), never more than max', '1s')),
+    max: Type.Optional(duration('the longest wait between deliveries', '60s')),
+  }, 'exponential back-off with full jitter between delivery attempts')),
+  maxAge: Type.Optional(duration('a message still undelivered this long after it was accepted becomes a dead letter; 0 for no limit', '24h')),
+  attemptTimeout: Type.Optional(duration('limit on one delivery attempt, until the app\'s answer arrives; the attempt then counts as failed', '30s')),
+}, 'asynchronous delivery (Prefer: respond-async, published events): acknowledgement, redelivery and dead letters');
+
+const TOPIC = '^[A-Za-z0-9]([A-Za-z0-9._-]{0,247}[A-Za-z0-9])?$';
+
+export const SubscriptionSchema = section({
+  topic: text(TOPIC, 'letters, digits, ".", "_" and "-", at most 249 characters', 'the topic whose events the service receives'),
+  path: text('^/[^\\s#]*$', 'a path starting with "/"', 'where the service\'s app receives each event, as a POST with the published body'),
+  delivery: Type.Optional(oneOf(['competing', 'broadcast'] as const,
+    'competing: one replica of the service receives each event; broadcast: every replica does', 'competing')),
+}, 'a topic the service subscribes to');
+
 export const PolicySpecSchema = section({
   service: text(DNS_LABEL, DNS_LABEL_WORDS, 'the service the policy applies to, as the app names it (payments)'),
   namespace: Type.Optional(text(DNS_LABEL, DNS_LABEL_WORDS, 'the service\'s namespace; the sidecar\'s own namespace when left out')),
@@ -221,6 +247,15 @@ export const PolicySpecSchema = section({
   headerRoutes: Type.Optional(Type.Array(HeaderRouteSchema, { default: [], description: 'header matches that pick a subset; the first that matches wins' })),
   concurrency: Type.Optional(ConcurrencySchema),
   mcp: Type.Optional(McpSchema),
+  priority: Type.Optional(oneOf(['high', 'medium', 'low'] as const,
+    'the lane calls to the service take in each link\'s batches and in the async outbox: a high-priority call never waits behind queued '
+    + 'lower ones; an app may set it per call with the mcp-mesh-priority header', 'medium')),
+  compression: Type.Optional(CompressionSchema),
+  async: Type.Optional(AsyncSchema),
+  subscriptions: Type.Optional(Type.Array(SubscriptionSchema, {
+    default: [],
+    description: 'topics the service subscribes to (POST /mesh/v1/publish/<topic> delivers to it); service-wide policies only',
+  })),
 }, 'what the policy applies to and what it sets; every setting left out is inherited');
 
 export const PolicyDocumentSchema = Type.Object({

@@ -4,7 +4,7 @@
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { formatProblem, PolicyError, readPolicySet, type PolicyFile, type PolicyProblem } from './load.ts';
-import { compilePolicies, type ExplainedPolicy, type PolicyDefaults, type PolicyTable, type PolicyTableDump, type RequestInfo } from './resolve.ts';
+import { compilePolicies, type ExplainedPolicy, type PolicyDefaults, type PolicyTable, type PolicyTableDump, type RequestInfo, type Subscriber } from './resolve.ts';
 import type { EffectivePolicy } from './types.ts';
 
 /** The part of a pino logger the store uses. */
@@ -99,6 +99,11 @@ export class PolicyStore {
   }
 
   /** The built-in policy of this sidecar (what a service without any policy gets). */
+  /** The services subscribed to a topic in the current policy set. */
+  subscribers(topic: string): readonly Subscriber[] {
+    return this.#table.subscribers(topic);
+  }
+
   get defaults(): EffectivePolicy {
     return this.#table.defaults;
   }

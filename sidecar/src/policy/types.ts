@@ -115,6 +115,34 @@ export interface McpPolicy {
   affinity: boolean;
 }
 
+export type PriorityName = 'high' | 'medium' | 'low';
+
+/** Per-message compression on the link (mcp/compression.ts). */
+export interface CompressionPolicy {
+  algorithm: 'none' | 'gzip' | 'lz4';
+  /** Only payloads at least this large are compressed. */
+  minBytes: number;
+}
+
+/** Delivery of async messages and events (async/dispatcher.ts). */
+export interface AsyncPolicy {
+  /** Attempts in all before a message becomes a dead letter. */
+  attempts: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** Age after which an undelivered message becomes a dead letter (0: none). */
+  maxAgeMs: number;
+  /** Limit on one delivery attempt. */
+  attemptTimeoutMs: number;
+}
+
+/** A topic the service subscribes to: events are POSTed to `path` on one replica (competing) or all (broadcast). */
+export interface SubscriptionPolicy {
+  topic: string;
+  path: string;
+  delivery: 'competing' | 'broadcast';
+}
+
 /** A named group of endpoints by labels, and its share of traffic. */
 export interface SubsetPolicy {
   name: string;
@@ -150,4 +178,9 @@ export interface EffectivePolicy {
   headerRoutes: readonly HeaderRoutePolicy[];
   concurrency: ConcurrencyPolicy;
   mcp: McpPolicy;
+  priority: PriorityName;
+  compression: CompressionPolicy;
+  async: AsyncPolicy;
+  /** Topics this service subscribes to (service-wide policies only). */
+  subscriptions: readonly SubscriptionPolicy[];
 }

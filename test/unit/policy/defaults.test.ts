@@ -38,6 +38,10 @@ const BUILT_IN: EffectivePolicy = {
   headerRoutes: [],
   concurrency: { maxInFlight: 0, maxQueue: 0, retryAfterSeconds: 1 },
   mcp: { affinity: true },
+  priority: 'medium',
+  compression: { algorithm: 'none', minBytes: 1024 },
+  async: { attempts: 10, backoffBaseMs: 1000, backoffMaxMs: 60000, maxAgeMs: 86400000, attemptTimeoutMs: 30000 },
+  subscriptions: [],
 };
 
 /** Dotted paths of the leaves (values and lists) of an object. */
