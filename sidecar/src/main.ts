@@ -12,6 +12,8 @@ import { formatHostPort } from './config/address.ts';
 import { ConfigError, loadConfigFile, type MeshConfig } from './config/load.ts';
 import { StaticResolver } from './discovery/static.ts';
 import { AppForwarder } from './inbound/app-forwarder.ts';
+import { DedupingHandler } from './inbound/dedup.ts';
+import { AsyncMessaging } from './async/messaging.ts';
 import { LinkPool } from './mcp/link-pool.ts';
 import { MeshServer } from './mcp/server.ts';
 import { createOutbound } from './outbound/server.ts';
@@ -64,10 +66,23 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   const sessions = createSessionAffinity(new OwnerTokens(config.mcp.tokenKey ?? ephemeralTokenKey(logger)), metrics);
   const pipeline = createCallPipeline({ source, instance: config.instance, resolver, links, policies, services, breakers, sessions, logger });
 
+  // Async calls and pub/sub: an outbox on disk, delivered through the same pipeline. A data directory
+  // that cannot be used makes only async requests fail; the sidecar starts anyway.
+  const messaging = await AsyncMessaging.start({
+    storage: config.storage, pipeline, policies, logger,
+    endpoints: (service, namespace) => resolver.endpoints(service, namespace),
+    metrics: {
+      onAccepted: (service, kind) => metrics.asyncAccepted.add(1, { service, kind }),
+      onSettled: (service, outcome) => metrics.asyncDeliveries.add(1, { service, outcome }),
+    },
+  });
+  metrics.observeOutbox(() => messaging.counts);
+
   const outbound = createOutbound({
     namespace: config.namespace,
     maxBodyBytes: config.limits.maxBodyBytes, inlineBodyBytes: config.limits.inlineBodyBytes,
     logger, pipeline, isKnownService: (service, namespace) => resolver.endpoints(service, namespace) !== undefined,
+    async: { messaging, maxMessageBytes: config.storage.maxMessageBytes },
   });
 
   const forwarder = new AppForwarder({
@@ -75,7 +90,12 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     inlineBodyBytes: config.limits.inlineBodyBytes, connectTimeoutMs: config.timeouts.connectMs,
     parkTimeoutMs: Math.max(10_000, config.timeouts.connectMs * 2), logger,
   });
-  const inbound = new MeshServer(forwarder, linkSettings);
+  // Durable messages from peers pass the dedup record before they reach the app.
+  const inboundHandler = new DedupingHandler(forwarder, {
+    store: () => messaging.storeOrProblem(), logger,
+    onDuplicate: (caller) => metrics.asyncDuplicatesDropped.add(1, { source: caller }),
+  });
+  const inbound = new MeshServer(inboundHandler, linkSettings);
 
   let ready = false;
   const admin = createAdmin({
@@ -107,6 +127,8 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
       policies.close();
       outbound.stopAccepting();
       await Promise.all([inbound.drain(config.shutdown.graceMs), outbound.drain(config.shutdown.graceMs)]);
+      // Deliveries still running are cut; their messages stay queued on disk for the next start.
+      await messaging.close();
       // The calls in flight are done (or out of grace): cut what is left, keep-alive connections
       // included, or close() would wait for the apps to hang up.
       outbound.app.server.closeAllConnections();

@@ -122,7 +122,9 @@ export class SidecarProcess {
     const configFile = path.join(dir, 'mesh.yaml');
     writeFileSync(configFile, toYaml(options.config));
     const name = options.name ?? (typeof options.config === 'string' ? 'sidecar' : String(options.config.service));
-    const sidecar = new SidecarProcess(name, dir, configFile, cleanEnv(options.env), options.dir === undefined);
+    // Each sidecar keeps its async data in its own folder (a restart on the same `dir` finds it again).
+    const env = cleanEnv({ MESH_DATA_DIR: path.join(dir, 'data'), ...options.env });
+    const sidecar = new SidecarProcess(name, dir, configFile, env, options.dir === undefined);
     try {
       const line = await sidecar.waitForLog((l) => typeof l.ports === 'object' && l.ports !== null, { timeoutMs: options.timeoutMs ?? 15_000 });
       sidecar.#ports = line.ports as Ports;

@@ -19,7 +19,7 @@ import type { PeerLink } from '../mcp/link.ts';
 import type { LinkPool } from '../mcp/link-pool.ts';
 import { streamCall } from '../mcp/stream-client.ts';
 import type { ServiceTarget } from '../outbound/target.ts';
-import type { EffectivePolicy } from '../policy/types.ts';
+import type { EffectivePolicy, PriorityName, RetryPolicy } from '../policy/types.ts';
 import { bindResponse, routeSession, SESSION_HEADER, type EndpointEventRewriter, type SessionRoute } from '../affinity/mcp-session.ts';
 import type { OwnerTokens } from '../affinity/token.ts';
 import { hashKey } from '../affinity/hash-key.ts';
@@ -48,6 +48,28 @@ export interface OutboundCall {
   deadlineMs: number | undefined;
   /** Aborted when the calling app goes away. */
   signal: AbortSignal;
+  /** The lane on the link: the app's `mcp-mesh-priority`, else the policy's. */
+  priority?: PriorityName;
+  /** Set when the call delivers a durable message (async/dispatcher.ts). */
+  delivery?: Delivery;
+}
+
+/**
+ * A delivery attempt of a durable message. It gets one try and no more: the outbox redelivers, with
+ * its own back-off, from disk. Its deadline is `deadlineMs` (the policy's async.attemptTimeout),
+ * not the synchronous request deadline.
+ */
+export interface Delivery {
+  messageId: string;
+  attempt: number;
+  topic?: string;
+  /**
+   * The replica to deliver to. `pinned` (broadcast): that one and no other. Otherwise a preference:
+   * the replica an earlier attempt went to, so a redelivery meets the record of the first one and
+   * is dropped there as a duplicate rather than run by another replica.
+   */
+  endpoint?: string;
+  pinned: boolean;
 }
 
 export interface CallResult {
@@ -103,7 +125,8 @@ export function createCallPipeline(deps: PipelineDeps): CallPipeline {
       const session = affinity ? pinSession(deps, service, call) : undefined;
       const routed = session ? { ...call, headers: session.headers, path: session.path } : call;
       const state = deps.services.get(service, policy);
-      const result = await withDeadline(call, service, deadlineOf(call, policy), async (signal, deadlineAt) => {
+      const deadline = call.delivery ? Math.min(call.deadlineMs ?? 0, LONGEST_TIMER_MS) : deadlineOf(call, policy);
+      const result = await withDeadline(call, service, deadline, async (signal, deadlineAt) => {
         // The wait for a concurrency slot counts against the deadline; the slot is held across retries.
         const release = await state.limiter.acquire(signal);
         try {
@@ -225,7 +248,7 @@ async function withDeadline<T>(call: OutboundCall, service: string, deadlineMs: 
 
 async function withRetries(ctx: CallContext): Promise<CallResult> {
   const { call, policy, state } = ctx;
-  const retries = policy.retries;
+  const retries = call.delivery ? singleTry(policy.retries) : policy.retries;
   const bodyBytes = call.body.kind === 'stream' ? 'stream' : call.body.kind === 'inline' ? call.body.bytes.byteLength : 0;
   const tried = new Set<string>();
   const splitDraw = Math.random(); // one draw per call: every try lands in the same subset
@@ -251,6 +274,14 @@ async function withRetries(ctx: CallContext): Promise<CallResult> {
     ctx.deps.logger.debug({ service: ctx.service, attempt, conditions: decision.conditions, delayMs: Math.round(delay) }, 'retrying');
     if (delay > 0) await sleep(delay, undefined, { signal: ctx.signal });
   }
+}
+
+/** A delivery of a durable message is tried once here; the outbox redelivers from disk. */
+const singleTries = new WeakMap<RetryPolicy, RetryPolicy>();
+function singleTry(retries: RetryPolicy): RetryPolicy {
+  let once = singleTries.get(retries);
+  if (!once) singleTries.set(retries, once = { ...retries, attempts: 1 });
+  return once;
 }
 
 function withAttempts(err: unknown, attempts: number): unknown {
@@ -308,6 +339,12 @@ async function tryOnce(ctx: CallContext, tried: Set<string>, splitDraw: number):
 async function balance(ctx: CallContext, tried: ReadonlySet<string>, splitDraw: number): Promise<PeerLink> {
   const { deps, service, policy, state, endpoints, call } = ctx;
   if (ctx.owner !== undefined) return ownerLink(ctx, ctx.owner);
+  const preferred = call.delivery?.endpoint;
+  if (preferred !== undefined) {
+    if (call.delivery!.pinned) return pinnedLink(ctx, preferred);
+    const link = deps.links.find(preferred);
+    if (link?.state === 'ready' && endpoints.some((e) => e.address === preferred)) return link;
+  }
   if (endpoints.length === 0) throw new MeshError('NO_HEALTHY_ENDPOINT', `service ${service} has no endpoints`, { service });
   const ready = endpoints.filter((e) => deps.links.find(e.address)?.state === 'ready');
   const healthy = ready.filter((e) => !state.outlier.isEjected(e.address) && !deps.breakers.isOpen(service, e.address, policy.circuitBreaker));
@@ -347,6 +384,15 @@ async function ownerLink(ctx: CallContext, owner: string): Promise<PeerLink> {
   }
 }
 
+/** A broadcast delivery goes to its one replica, or fails (the outbox tries again later). */
+async function pinnedLink(ctx: CallContext, address: string): Promise<PeerLink> {
+  const { deps, service } = ctx;
+  const link = ctx.endpoints.some((e) => e.address === address) ? deps.links.find(address) : undefined;
+  if (!link) throw new MeshError('NO_HEALTHY_ENDPOINT', `replica ${address} is no longer an endpoint of ${service}`, { service });
+  if (link.state !== 'ready') await link.whenReady(ctx.policy.timeouts.connectMs, ctx.signal);
+  return link;
+}
+
 /** Nothing ready (e.g. at start-up): wait up to the connect timeout for the first link to come up. */
 async function waitForAnyLink(ctx: CallContext): Promise<PeerLink> {
   const { deps, service, endpoints, signal } = ctx;
@@ -374,7 +420,7 @@ async function sendWithPerTryTimeout(ctx: CallContext, link: PeerLink): Promise<
   const perTryMs = ctx.policy.timeouts.perTryMs;
   const remaining = ctx.deadlineAt - performance.now();
   const budgetMs = Math.max(1, Math.ceil(Math.min(perTryMs > 0 ? perTryMs : Infinity, remaining)));
-  const request = requestEnvelope(ctx.deps.source, ctx.service, ctx.call, Number.isFinite(budgetMs) ? budgetMs : 0);
+  const request = requestEnvelope(ctx.deps.source, ctx.service, ctx.call, ctx.policy, Number.isFinite(budgetMs) ? budgetMs : 0);
   if (!(perTryMs > 0 && perTryMs < remaining)) return send(ctx, link, request, ctx.signal).catch((err: unknown) => { throw endedByCaller(ctx, err); });
   const tryController = new AbortController();
   const onAbort = () => tryController.abort(ctx.signal.reason);
@@ -405,23 +451,32 @@ function send(ctx: CallContext, link: PeerLink, request: Envelope, signal: Abort
   return streamed ? sendOnStream(ctx, link, request, signal) : sendOnLink(ctx, link, request, signal);
 }
 
-function requestEnvelope(source: string, destination: string, call: OutboundCall, deadlineMs: number): Envelope {
-  return {
+const LANES: Readonly<Record<PriorityName, Priority>> = { high: Priority.HIGH, medium: Priority.MEDIUM, low: Priority.LOW };
+
+function requestEnvelope(source: string, destination: string, call: OutboundCall, policy: EffectivePolicy, deadlineMs: number): Envelope {
+  const envelope: Envelope = {
     id: newMessageId(),
     type: MessageType.REQUEST,
     timestampMs: Date.now(),
     source,
     destination,
-    priority: Priority.MEDIUM,
+    priority: LANES[call.priority ?? policy.priority],
     deadlineMs,
     headers: call.headers,
     payload: call.body.kind === 'inline' ? call.body.bytes : undefined,
     http: { method: call.method, path: call.path, authority: call.authority },
   };
+  if (call.delivery) {
+    envelope.messageId = call.delivery.messageId;
+    envelope.attempt = call.delivery.attempt;
+    if (call.delivery.topic) envelope.topic = call.delivery.topic;
+  }
+  return envelope;
 }
 
 async function sendOnLink(ctx: CallContext, link: PeerLink, request: Envelope, signal: AbortSignal): Promise<CallResult> {
-  const response = await link.call(request, signal);
+  const compression = ctx.policy.compression;
+  const response = await link.call(request, signal, compression.algorithm === 'none' ? undefined : compression);
   const status = response.http?.status ?? 0;
   const headers = response.headers ?? [];
   const bodyStreamId = response.http?.bodyStreamId;

@@ -1,5 +1,6 @@
 // Environment overrides: every leaf key of the config has a variable named MESH_ + its path in
-// upper snake case (app.port → MESH_APP_PORT, link.batchMaxCount → MESH_LINK_BATCH_MAX_COUNT).
+// upper snake case (app.port → MESH_APP_PORT, link.batchMaxCount → MESH_LINK_BATCH_MAX_COUNT), except
+// for the few named in NAMED (storage.dir → MESH_DATA_DIR).
 // Precedence: environment, then file, then schema default. docs/configuration.md lists them all
 // (test/unit/config/env.test.ts keeps the list and the doc in step).
 import type { TSchema } from '@sinclair/typebox';
@@ -11,6 +12,11 @@ export interface EnvOverride {
   /** How the string value becomes a config value. */
   kind: 'string' | 'integer' | 'duration' | 'list' | 'static-endpoints';
 }
+
+/** Keys whose variable has a name of its own rather than the derived one. */
+const NAMED: Readonly<Record<string, string>> = {
+  'storage.dir': 'MESH_DATA_DIR', // the name a container image or chart sets for a data volume
+};
 
 function snake(name: string): string {
   return name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
@@ -30,7 +36,7 @@ function collect(schema: TSchema, path: string[], out: EnvOverride[]): void {
     for (const [key, child] of Object.entries(schema.properties as Record<string, TSchema>)) collect(child, [...path, key], out);
     return;
   }
-  out.push({ variable: `MESH_${path.map(snake).join('_')}`, path, kind: kindOf(schema, path) });
+  out.push({ variable: NAMED[path.join('.')] ?? `MESH_${path.map(snake).join('_')}`, path, kind: kindOf(schema, path) });
 }
 
 export const ENV_OVERRIDES: readonly EnvOverride[] = (() => {

@@ -32,6 +32,8 @@ export interface MeshConfig {
     heartbeatIntervalMs: number; unhealthyAfterMs: number; reconnectBaseMs: number; reconnectMaxMs: number;
   };
   shutdown: { graceMs: number };
+  /** Durable storage of async messages; `dir` is absolute. */
+  storage: { dir: string; maxBytes: number; maxMessageBytes: number; retentionMs: number; dedupWindowMs: number; deliveryConcurrency: number };
   log: { level: string };
   /** Key that signs MCP session owner tokens; undefined: a random one per sidecar (see main.ts). */
   mcp: { tokenKey: string | undefined };
@@ -118,6 +120,16 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
       reconnectMaxMs: toMs(input.link.reconnectMax),
     },
     shutdown: { graceMs: toMs(input.shutdown.grace) },
+    storage: {
+      // A relative dir is taken from the working directory (like the policy paths from the config file's folder would
+      // be surprising for a data volume given by MESH_DATA_DIR).
+      dir: path.resolve(input.storage.dir ?? path.join('mcp-mesh-data', `${input.service}.${input.namespace}`)),
+      maxBytes: input.storage.maxBytes,
+      maxMessageBytes: input.storage.maxMessageBytes,
+      retentionMs: toMs(input.storage.retention),
+      dedupWindowMs: toMs(input.storage.dedupWindow),
+      deliveryConcurrency: input.storage.deliveryConcurrency,
+    },
     log: { level: input.log.level },
     mcp: { tokenKey: input.mcp.tokenKey },
     file: file ? path.resolve(file) : undefined,

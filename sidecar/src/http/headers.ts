@@ -10,7 +10,8 @@ const HOP_BY_HOP = new Set([
 
 /** Headers only the mesh may set; whatever the app sends under these names is dropped. */
 export const SOURCE_HEADER = 'mcp-mesh-source';
-const MESH_CONTROL = new Set([SOURCE_HEADER, 'mcp-mesh-timeout', 'mcp-mesh-error']);
+// priority and ordering key are read by the outbound listener; message id and topic are set by the receiving sidecar.
+const MESH_CONTROL = new Set([SOURCE_HEADER, 'mcp-mesh-timeout', 'mcp-mesh-error', 'mcp-mesh-priority', 'mcp-mesh-ordering-key', 'mcp-mesh-message-id', 'mcp-mesh-topic']);
 
 /** Names listed in `Connection` are hop-by-hop for this message too. */
 function connectionListed(rawHeaders: readonly string[]): Set<string> {

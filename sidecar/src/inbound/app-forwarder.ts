@@ -26,6 +26,18 @@ interface ParkedBody {
   timer: NodeJS.Timeout;
 }
 
+/**
+ * A durable message carries its id to the app, so the app can make even the one case the mesh cannot
+ * close (this sidecar killed between the app's answer and its record of it) exactly-once: the id in
+ * `mcp-mesh-message-id`, and in `Idempotency-Key` unless the caller set one of its own.
+ */
+function deliveryHeaders(request: Envelope): { name: string; value: string }[] {
+  const headers = [{ name: 'mcp-mesh-message-id', value: request.messageId! }];
+  if (request.topic) headers.push({ name: 'mcp-mesh-topic', value: request.topic });
+  if (!request.headers?.some((h) => h.name === 'idempotency-key')) headers.push({ name: 'idempotency-key', value: request.messageId! });
+  return headers;
+}
+
 export class AppForwarder implements InboundHandler {
   readonly #pool: Pool;
   readonly #options: AppForwarderOptions;
@@ -126,6 +138,7 @@ export class AppForwarder implements InboundHandler {
     if (!http?.method || !http.path) throw new MeshError('PROTOCOL_ERROR', 'REQUEST without method or path');
     const extra = [{ name: SOURCE_HEADER, value: serviceName(request.source) }];
     if (http.authority) extra.unshift({ name: 'host', value: http.authority });
+    if (request.messageId) extra.push(...deliveryHeaders(request));
     const headers = peerHeadersForApp(request.headers, extra);
     return this.#pool.request({ method: http.method as Dispatcher.HttpMethod, path: http.path, headers, body, signal });
   }

@@ -2,9 +2,10 @@
 // REQUEST envelopes out and RESPONSE/ERROR envelopes back. See README.md in this folder for the flow.
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { MeshError } from '../errors/mesh-error.ts';
+import { MeshError, toMeshError } from '../errors/mesh-error.ts';
 import { Batcher } from './batcher.ts';
-import { decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
+import { Compression, decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
+import { compressionCode, compressPayload, decompressPayload, type CompressionSetting } from './compression.ts';
 import { newMessageId } from './ids.ts';
 import { CAPABILITIES, channelOptions, type LinkEndSettings, LINK_METHOD, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
 
@@ -40,6 +41,7 @@ export class PeerLink extends EventEmitter {
   #failures = 0;
   #heartbeatTimer: NodeJS.Timeout | undefined;
   #reconnectTimer: NodeJS.Timeout | undefined;
+  readonly #capabilities: ReadonlySet<string>;
   #peerCapabilities = new Set<string>();
   #batchesSent = 0;
   #envelopesSent = 0;
@@ -48,6 +50,7 @@ export class PeerLink extends EventEmitter {
     super();
     this.address = address;
     this.#options = options;
+    this.#capabilities = new Set(options.capabilities ?? CAPABILITIES);
     this.#client = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure(),
       channelOptions(options.reconnectBaseMs, options.reconnectMaxMs));
     this.#open();
@@ -92,8 +95,12 @@ export class PeerLink extends EventEmitter {
    * Send a REQUEST envelope and wait for its RESPONSE. Rejects with a MeshError: the peer's ERROR,
    * PEER_UNAVAILABLE (never sent), LINK_BROKEN (sent, then the link broke). On `signal` abort a
    * CANCEL goes to the peer and the promise rejects with the signal's reason.
+   *
+   * `compression` (the caller's policy): if both sides speak the algorithm, the payload is compressed
+   * (when large enough and it helps) and the peer may compress the answer likewise; otherwise both go
+   * plain. The caller's `request` is not modified; the promise resolves with the payload decompressed.
    */
-  call(request: Envelope, signal?: AbortSignal): Promise<Envelope> {
+  call(request: Envelope, signal?: AbortSignal, compression?: CompressionSetting): Promise<Envelope> {
     if (this.#state !== 'ready' || !this.#batcher) {
       return Promise.reject(this.#state === 'draining'
         ? new MeshError('SHUTTING_DOWN', `peer ${this.address} is draining`)
@@ -101,6 +108,8 @@ export class PeerLink extends EventEmitter {
     }
     const batcher = this.#batcher;
     if (signal?.aborted) return Promise.reject(signal.reason instanceof MeshError ? signal.reason : new MeshError('CLIENT_CLOSED', 'call cancelled'));
+    // Only a call that asks for compression pays for it (the default path allocates nothing more).
+    if (compression !== undefined && compression.algorithm !== 'none') request = this.#withCompression(request, compression);
     return new Promise<Envelope>((resolve, reject) => {
       const onAbort = () => {
         const pending = this.#pending.get(request.id);
@@ -130,6 +139,21 @@ export class PeerLink extends EventEmitter {
     return this.#peerCapabilities.has(capability);
   }
 
+  /** The REQUEST as it goes out under `setting`: a copy, or `request` itself when the peer lacks the algorithm. */
+  #withCompression(request: Envelope, setting: CompressionSetting): Envelope {
+    // A capability is used only when both sides announced it; a peer without it gets plain bytes and
+    // is not asked to compress its answer.
+    if (!this.#capabilities.has(setting.algorithm) || !this.peerCan(setting.algorithm)) return request;
+    const algorithm = compressionCode(setting.algorithm);
+    const sent: Envelope = { ...request, acceptCompression: algorithm, compressMinBytes: setting.minBytes };
+    if (request.payload && !request.compression) {
+      const { payload, compression } = compressPayload(request.payload, algorithm, setting.minBytes);
+      sent.payload = payload;
+      sent.compression = compression;
+    }
+    return sent;
+  }
+
   close(): void {
     if (this.#state === 'closed') return;
     this.#teardown(new MeshError('SHUTTING_DOWN', 'link closed by this sidecar'));
@@ -150,7 +174,7 @@ export class PeerLink extends EventEmitter {
       timestampMs: Date.now(),
       source: this.#options.source,
       priority: Priority.HIGH,
-      hello: { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR, capabilities: [...CAPABILITIES], node: this.#options.instance },
+      hello: { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR, capabilities: [...this.#capabilities], node: this.#options.instance },
     };
     stream.write({ envelopes: [hello] });
     this.#lastSent = Date.now();
@@ -179,8 +203,9 @@ export class PeerLink extends EventEmitter {
           const pending = this.#pending.get(envelope.correlationId ?? '');
           if (!pending) break; // cancelled or timed out here already
           this.#pending.delete(envelope.correlationId!);
-          if (envelope.type === MessageType.RESPONSE) pending.resolve(envelope);
-          else pending.reject(MeshError.fromWire(envelope.error ?? {}, envelope.source));
+          if (envelope.type === MessageType.ERROR) pending.reject(MeshError.fromWire(envelope.error ?? {}, envelope.source));
+          else if (envelope.compression) this.#resolveCompressed(pending, envelope);
+          else pending.resolve(envelope);
           break;
         }
         case MessageType.DRAIN:
@@ -194,6 +219,20 @@ export class PeerLink extends EventEmitter {
           return;
       }
     }
+  }
+
+  /** A bad compressed answer fails its own call only: the link and the other calls go on. */
+  #resolveCompressed(pending: PendingCall, response: Envelope): void {
+    try {
+      response.payload = decompressPayload(response.payload ?? new Uint8Array(), response.compression);
+      response.compression = Compression.IDENTITY;
+    } catch (err) {
+      const error = toMeshError(err, 'PROTOCOL_ERROR');
+      this.#options.logger.warn({ peer: this.address, code: error.code }, error.message);
+      pending.reject(error);
+      return;
+    }
+    pending.resolve(response);
   }
 
   #onHello(stream: grpc.ClientDuplexStream<Batch, Batch>, envelope: Envelope): void {

@@ -6,9 +6,10 @@ import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { MeshError, toMeshError } from '../errors/mesh-error.ts';
 import { Batcher } from './batcher.ts';
-import { asBuffer, decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
+import { asBuffer, Compression, decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
+import { compressionCapability, compressPayload, decompressPayload } from './compression.ts';
 import { newMessageId } from './ids.ts';
-import { CAPABILITIES, type LinkEndSettings, LINK_METHOD, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
+import { CAPABILITIES, type LinkEndSettings, LINK_METHOD, MAX_MESSAGE_BYTES, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
 
 /** A response: the head (status, headers, inline payload) and, when streamed, the body. */
 export interface InboundResponse {
@@ -55,8 +56,8 @@ export class MeshServer {
     this.#handler = handler;
     this.#options = options;
     this.#server = new grpc.Server({
-      'grpc.max_receive_message_length': 16 * 1024 * 1024,
-      'grpc.max_send_message_length': 16 * 1024 * 1024,
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     });
     this.#server.addService(SERVICE, {
       Link: (call: grpc.ServerDuplexStream<Batch, Batch>) => this.#onLink(call),
@@ -160,6 +161,8 @@ export class MeshServer {
         gotHead = true;
         if (!frame.head) return fail(new MeshError('PROTOCOL_ERROR', 'a Stream call must start with a head frame'));
         if (this.#draining && !frame.head.http?.bodyStreamId) return fail(new MeshError('SHUTTING_DOWN', `${this.#options.source} is draining`));
+        // Streams are never compressed (README.md): compressed bytes must not reach the app as a body.
+        if (frame.head.compression) return fail(new MeshError('PROTOCOL_ERROR', 'a Stream call\'s payload cannot be compressed'));
         const head = frame.head;
         const pullId = head.http?.bodyStreamId;
         if (pullId) {
@@ -244,13 +247,15 @@ interface ServerLinkHooks {
   isDraining(): boolean;
 }
 
-/** One accepted Link stream: HELLO check, request dispatch, cancels, heartbeats. */
+/** One accepted Link stream: HELLO check, request dispatch, cancels, heartbeats, compression. */
 class ServerLink {
   readonly #call: grpc.ServerDuplexStream<Batch, Batch>;
   readonly #options: MeshServerOptions;
   readonly #hooks: ServerLinkHooks;
   readonly #batcher: Batcher;
   readonly #open = new Map<string, AbortController>();
+  readonly #capabilities: ReadonlySet<string>;
+  #peerCapabilities: ReadonlySet<string> = new Set();
   #helloDone = false;
   #closed = false;
   #lastSent = Date.now();
@@ -261,6 +266,7 @@ class ServerLink {
     this.#call = call;
     this.#options = options;
     this.#hooks = hooks;
+    this.#capabilities = new Set(options.capabilities ?? CAPABILITIES);
     this.#batcher = new Batcher((envelopes) => {
       this.#lastSent = Date.now();
       call.write({ envelopes }, () => this.#batcher.drained()); // one batch on the wire at a time (see link.ts)
@@ -273,6 +279,11 @@ class ServerLink {
     const tick = Math.max(10, Math.floor(options.heartbeatIntervalMs / 2));
     this.#timer = setInterval(() => this.#heartbeat(), tick);
     this.#timer.unref();
+  }
+
+  /** Whether the peer announced a capability in its HELLO. */
+  peerCan(capability: string): boolean {
+    return this.#peerCapabilities.has(capability);
   }
 
   sendDrain(): void {
@@ -310,18 +321,21 @@ class ServerLink {
             return this.#reject('VERSION_UNSUPPORTED', `MCP ${hello?.major ?? '?'}.${hello?.minor ?? '?'} is not supported; this sidecar speaks ${PROTOCOL_MAJOR}.x`);
           }
           this.#helloDone = true;
+          this.#peerCapabilities = new Set(hello.capabilities ?? []);
           this.#enqueue({
             ...control(MessageType.HELLO), source: this.#options.source,
-            hello: { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR, capabilities: [...CAPABILITIES], node: this.#options.instance },
+            hello: { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR, capabilities: [...this.#capabilities], node: this.#options.instance },
           });
           if (this.#hooks.isDraining()) this.sendDrain();
           break;
         }
         case MessageType.REQUEST: {
+          if (envelope.compression && !this.#decompress(envelope)) break;
           const controller = new AbortController();
           this.#open.set(envelope.id, controller);
           this.#hooks.onRequest(envelope, (response) => {
-            if (this.#open.delete(envelope.id)) this.#enqueue(response);
+            if (!this.#open.delete(envelope.id)) return;
+            this.#enqueue(envelope.acceptCompression ? this.#compressAnswer(envelope, response) : response);
           }, controller.signal);
           break;
         }
@@ -337,6 +351,32 @@ class ServerLink {
           return this.#reject('PROTOCOL_ERROR', `unexpected envelope type ${envelope.type} on a link`);
       }
     }
+  }
+
+  /**
+   * Decompress a REQUEST's payload in place. On failure (corrupt, unknown algorithm, a bomb) answer that
+   * request with PROTOCOL_ERROR and return false: one bad message does not cost the link.
+   */
+  #decompress(request: Envelope): boolean {
+    try {
+      request.payload = decompressPayload(request.payload ?? new Uint8Array(), request.compression);
+      request.compression = Compression.IDENTITY;
+      return true;
+    } catch (err) {
+      const error = toMeshError(err, 'PROTOCOL_ERROR');
+      this.#options.logger.warn({ code: error.code, request: request.id }, `refusing a request: ${error.message}`);
+      this.#enqueue(errorEnvelope(request, error));
+      return false;
+    }
+  }
+
+  /** The answer as the caller allowed (accept_compression), if both sides speak the algorithm. */
+  #compressAnswer(request: Envelope, response: Envelope): Envelope {
+    const capability = compressionCapability(request.acceptCompression);
+    if (response.type !== MessageType.RESPONSE || !response.payload || response.compression
+      || !capability || !this.#capabilities.has(capability) || !this.peerCan(capability)) return response;
+    const compressed = compressPayload(response.payload, request.acceptCompression!, request.compressMinBytes ?? 0);
+    return compressed.compression === Compression.IDENTITY ? response : { ...response, ...compressed };
   }
 
   /** Tell the peer why, then close this stream only. */

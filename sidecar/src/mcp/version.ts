@@ -6,10 +6,13 @@ export const PROTOCOL_MAJOR = 1;
 export const PROTOCOL_MINOR = 0;
 
 /** What this build can do; a capability is used only when both sides list it. */
-export const CAPABILITIES = ['batch', 'stream', 'body-pull', 'cancel', 'drain'] as const;
+export const CAPABILITIES = ['batch', 'stream', 'body-pull', 'cancel', 'drain', 'gzip', 'lz4'] as const;
 
 export const LINK_METHOD = '/mcpmesh.v1.Mesh/Link';
 export const STREAM_METHOD = '/mcpmesh.v1.Mesh/Stream';
+
+/** The largest gRPC message either end sends or takes (a full batch). */
+export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 /** What both ends of a link are tuned with (sidecar config `link.*`, plus who this sidecar is). */
 export interface LinkEndSettings {
@@ -22,13 +25,15 @@ export interface LinkEndSettings {
   heartbeatIntervalMs: number;
   unhealthyAfterMs: number;
   logger: Logger;
+  /** What this end announces in HELLO (and so may use); CAPABILITIES unless set (tests play older peers). */
+  capabilities?: readonly string[];
 }
 
 /** gRPC channel options shared by both ends: large enough for a full batch, no hidden retries. */
 export function channelOptions(reconnectBaseMs: number, reconnectMaxMs: number): Record<string, number> {
   return {
-    'grpc.max_receive_message_length': 16 * 1024 * 1024,
-    'grpc.max_send_message_length': 16 * 1024 * 1024,
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     'grpc.enable_retries': 0,
     'grpc.initial_reconnect_backoff_ms': Math.max(1, reconnectBaseMs),
     'grpc.max_reconnect_backoff_ms': Math.max(1, reconnectMaxMs),

@@ -7,6 +7,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { CallPipeline, CallResult, OutboundCall } from '../call/pipeline.ts';
 import { MeshError, toMeshError } from '../errors/mesh-error.ts';
 import { endToEndRequestHeaders } from '../http/headers.ts';
+import { jsonAnswer, type JsonAnswer } from '../http/json-answer.ts';
 import { serviceTarget } from './target.ts';
 
 /** Most calls in one batch, and the largest answer kept per call (a batch is for small calls). */
@@ -33,7 +34,7 @@ const BatchRequest = Type.Object({
 type BatchCall = Static<typeof BatchCall>;
 
 export type BatchResult =
-  | { status: number; headers: Record<string, string | string[]>; body?: string; bodyBase64?: string }
+  | JsonAnswer
   | { error: { code: string; message: string; service?: string } };
 
 export function registerBatchRoute(app: FastifyInstance, namespace: string, pipeline: CallPipeline): void {
@@ -77,14 +78,7 @@ async function toResult(result: CallResult, service: string, room: { bytes: numb
   const body = Buffer.isBuffer(result.body) ? result.body : await readLimited(result.body, service, limit);
   if (body.byteLength > limit) throw tooLarge(service, limit);
   room.bytes -= body.byteLength;
-  const headers: Record<string, string | string[]> = {};
-  for (const { name, value } of result.headers) {
-    const existing = headers[name];
-    headers[name] = existing === undefined ? value : [...[existing].flat(), value];
-  }
-  const type = String(headers['content-type'] ?? '');
-  const textual = body.byteLength === 0 || /^text\/|json|xml|javascript|x-www-form-urlencoded/.test(type);
-  return textual ? { status: result.status, headers, body: body.toString('utf8') } : { status: result.status, headers, bodyBase64: body.toString('base64') };
+  return jsonAnswer(result.status, result.headers, body);
 }
 
 async function readLimited(stream: AsyncIterable<Buffer> & { destroy(): void }, service: string, limit: number): Promise<Buffer> {

@@ -16,6 +16,8 @@ import { MeshError, toMeshError } from '../errors/mesh-error.ts';
 import { errorBody, MESH_ERROR_HEADER, sendMeshError } from '../errors/respond.ts';
 import { endToEndRequestHeaders, toFlat } from '../http/headers.ts';
 import type { Header } from '../mcp/codec.ts';
+import type { AsyncMessaging } from '../async/messaging.ts';
+import { acceptAsync, callPriority, prefersAsync, registerAsyncRoutes } from './async-api.ts';
 import { registerBatchRoute } from './batch.ts';
 import { hostOf, serviceTarget, splitTarget } from './target.ts';
 
@@ -27,6 +29,8 @@ export interface OutboundOptions {
   pipeline: CallPipeline;
   /** Services discovery knows, for CONNECT (the tunnel is opened only to a known service). */
   isKnownService: (service: string, namespace: string) => boolean;
+  /** Async calls, pub/sub and dead letters (async/). */
+  async: { messaging: AsyncMessaging; maxMessageBytes: number };
 }
 
 export interface OutboundListener {
@@ -82,6 +86,7 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
   });
   // Requests addressed to the sidecar itself are for the mesh API (/mesh/v1/…); anything else there is unknown.
   registerBatchRoute(app, options.namespace, options.pipeline);
+  registerAsyncRoutes(app, options.async.messaging, options.async.maxMessageBytes);
   // Mesh API errors are mesh errors too: coded, in the same JSON shape.
   app.setErrorHandler(async (error: Error & { validation?: unknown; statusCode?: number; code?: string }, _request, reply) => {
     const meshError = error.validation !== undefined || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.statusCode === 400 || error.statusCode === 415
@@ -112,6 +117,13 @@ async function proxy(req: IncomingMessage, res: ServerResponse, options: Outboun
   if (!authority) throw new MeshError('BAD_REQUEST', 'the request names no service: send a Host header or an absolute URL');
   const target = serviceTarget(authority, options.namespace);
   if (!target) throw new MeshError('UNKNOWN_SERVICE', `"${hostOf(authority)}" is not a mesh service name`, { service: hostOf(authority) });
+  if (prefersAsync(req)) {
+    if (!options.isKnownService(target.service, target.namespace)) {
+      throw new MeshError('UNKNOWN_SERVICE', `no service "${target.service}" in namespace "${target.namespace}" is known to discovery`, { service: target.service });
+    }
+    const { messaging, maxMessageBytes } = options.async;
+    return acceptAsync(req, res, target, { path, authority }, { messaging, maxMessageBytes, forwarding: forwardingHeaders(req, authority) });
+  }
 
   const clientGone = new AbortController();
   res.once('close', () => { if (!res.writableFinished) clientGone.abort(new MeshError('CLIENT_CLOSED', 'the calling app went away', { service: target.service })); });
@@ -127,6 +139,7 @@ async function proxy(req: IncomingMessage, res: ServerResponse, options: Outboun
     expectStream: (req.headers.accept ?? '').includes('text/event-stream'),
     deadlineMs: deadlineOf(req),
     signal: clientGone.signal,
+    priority: callPriority(req),
   };
   const result = await options.pipeline(call);
   try {

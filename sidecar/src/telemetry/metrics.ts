@@ -2,7 +2,7 @@
 // serves no port of its own (preventServerStart): the admin listener hands it the request.
 // docs/metrics.md lists every metric; a test keeps that list and this file in step.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Counter } from '@opentelemetry/api';
+import type { Counter, ObservableGauge } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
@@ -20,6 +20,14 @@ export class MeshMetrics {
   readonly sessionRequestsRouted: Counter;
   /** Requests whose MCP session owner was gone (404 to the client), by service. */
   readonly sessionOwnerGone: Counter;
+  /** Async messages and event copies written to the outbox, by destination service and kind (call or event). */
+  readonly asyncAccepted: Counter;
+  /** Ends of delivery attempts, by destination service and outcome (delivered, failed, retry, dead). */
+  readonly asyncDeliveries: Counter;
+  /** Redeliveries this sidecar answered from its record instead of handing them to the app, by calling service. */
+  readonly asyncDuplicatesDropped: Counter;
+  /** Outbox messages by state (queued, delivered, failed, dead); fed by the outbox's last count. */
+  readonly outboxMessages: ObservableGauge;
 
   constructor(identity: { service: string; namespace: string; instance: string }) {
     this.#exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
@@ -42,6 +50,26 @@ export class MeshMetrics {
     });
     this.sessionOwnerGone = meter.createCounter('mcp_session_owner_gone', {
       description: 'Requests whose MCP session owner was gone; answered 404 so the client starts a new session.',
+    });
+    this.asyncAccepted = meter.createCounter('mcp_async_accepted', {
+      description: 'Async messages and event copies written to the outbox (on disk) and answered 202.',
+    });
+    this.asyncDeliveries = meter.createCounter('mcp_async_deliveries', {
+      description: 'Ends of delivery attempts of async messages and events, by outcome.',
+    });
+    this.asyncDuplicatesDropped = meter.createCounter('mcp_async_duplicates_dropped', {
+      description: 'Redeliveries answered from the record of received messages instead of reaching the app again.',
+    });
+    this.outboxMessages = meter.createObservableGauge('mcp_outbox_messages', {
+      description: 'Messages in the outbox by state; state="dead" is the dead-letter queue.',
+    });
+  }
+
+  /** Report the outbox's counts (by state) whenever metrics are read. */
+  observeOutbox(counts: () => Record<string, number> | undefined): void {
+    this.outboxMessages.addCallback((result) => {
+      const current = counts();
+      if (current) for (const [state, value] of Object.entries(current)) result.observe(value, { state });
     });
   }
 

@@ -1,0 +1,51 @@
+// What a delivery attempt's result means for the message: delivered, failed for good, or try again
+// later (and when). Pure functions, shared by the sender (dispatcher.ts) and the receiver
+// (inbound/dedup.ts), which must agree on which answers are final.
+import { MeshError } from '../errors/mesh-error.ts';
+import type { AsyncPolicy } from '../policy/types.ts';
+import type { AttemptError } from './types.ts';
+
+/** Statuses that say "not now" rather than "no": the message is delivered again later. */
+const TRANSIENT_4XX = new Set([408, 425, 429]);
+
+/** A final answer ends the message's delivery (2xx/3xx delivered, other 4xx failed); others are retried. */
+export function isFinalAnswer(status: number): boolean {
+  return status >= 200 && status < 500 && !TRANSIENT_4XX.has(status);
+}
+
+/** Mesh errors that no redelivery can cure. */
+const PERMANENT_ERRORS = new Set(['SESSION_OWNER_GONE', 'SESSION_TOKEN_INVALID', 'BAD_REQUEST', 'BODY_TOO_LARGE']);
+
+export type Outcome =
+  | { kind: 'delivered' }
+  | { kind: 'failed'; error: AttemptError }
+  | { kind: 'retry'; error: AttemptError; retryAfterMs?: number };
+
+export function outcomeOfStatus(status: number, retryAfter: string | undefined): Outcome {
+  if (status >= 200 && status < 400) return { kind: 'delivered' };
+  const error: AttemptError = { code: 'APP_STATUS', message: `the app answered ${status}`, status };
+  if (isFinalAnswer(status)) return { kind: 'failed', error };
+  const seconds = retryAfter !== undefined && /^[0-9]+$/.test(retryAfter.trim()) ? Number(retryAfter) : undefined;
+  return { kind: 'retry', error, ...(seconds !== undefined ? { retryAfterMs: seconds * 1000 } : {}) };
+}
+
+export function outcomeOfError(err: unknown): Outcome {
+  const meshError = err instanceof MeshError ? err : new MeshError('INTERNAL', err instanceof Error ? err.message : String(err));
+  const error: AttemptError = { code: meshError.code, message: meshError.message };
+  return PERMANENT_ERRORS.has(meshError.code) ? { kind: 'failed', error } : { kind: 'retry', error };
+}
+
+/**
+ * After attempt `attempts` failed: dead, or the time of the next attempt (full-jitter exponential
+ * back-off, at least what the app's Retry-After asked for, capped by the back-off max).
+ */
+export function nextAttempt(policy: AsyncPolicy, message: { attempts: number; createdAt: number }, now: number, retryAfterMs = 0, random = Math.random):
+  { dead: true; why: string } | { dead: false; at: number } {
+  if (message.attempts >= policy.attempts) return { dead: true, why: `no delivery in ${message.attempts} attempts` };
+  const ceiling = Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (message.attempts - 1));
+  const wait = Math.max(random() * ceiling, Math.min(retryAfterMs, policy.backoffMaxMs));
+  if (policy.maxAgeMs > 0 && now + wait - message.createdAt >= policy.maxAgeMs) {
+    return { dead: true, why: `not delivered within its maximum age of ${policy.maxAgeMs} ms` };
+  }
+  return { dead: false, at: now + wait };
+}

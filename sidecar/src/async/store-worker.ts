@@ -1,0 +1,481 @@
+// The SQLite side of the message store (store.ts), run in a worker thread: DatabaseSync is
+// synchronous and every commit waits for fsync, which must never hold up the sidecar's event loop.
+// Requests arrive in batches on a MessagePort. Each time the worker wakes it takes every request
+// already queued and runs them all in one transaction, so writes made at the same moment share one
+// fsync (group commit); a savepoint per request keeps one failing request from failing the others.
+import fs from 'node:fs';
+import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { isMainThread, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import type {
+  AttemptError, MessageSummary, NewMessage, PriorityName, SeenRecord, Settlement, StateCounts, StoredMessage, StoredResponse,
+} from './types.ts';
+
+// --- The protocol between store.ts and this worker -------------------------------------------------
+
+export interface WorkerInit {
+  /** Absolute path of the data directory. */
+  dir: string;
+  maxBytes: number;
+  /** Requests come in and replies go out on this port. */
+  port: MessagePort;
+}
+
+/** A value as it crosses the thread boundary: structured clone turns every Buffer into a Uint8Array. */
+export type Wire<T> = T extends Buffer ? Uint8Array
+  : T extends readonly (infer U)[] ? readonly Wire<U>[]
+  : T extends object ? { [K in keyof T]: Wire<T[K]> }
+  : T;
+
+export type Ops = ReturnType<typeof makeOps>;
+export type OpName = keyof Ops;
+
+export interface Request {
+  id: number;
+  op: OpName | 'close';
+  args: unknown[];
+}
+
+export type WireError =
+  | { kind: 'storage'; code: 'STORAGE_FULL' | 'STORAGE_UNAVAILABLE'; message: string }
+  /** Not the disk's fault (a duplicate id, a bug): becomes a plain Error. */
+  | { kind: 'error'; message: string };
+
+export type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: WireError };
+
+export type WorkerMessage =
+  | { type: 'ready' }
+  | { type: 'failed'; error: WireError }
+  /** `commits`: transactions committed since the store opened (for tests and metrics). */
+  | { type: 'replies'; commits: number; replies: Reply[] };
+
+// --- Schema ----------------------------------------------------------------------------------------
+
+const SCHEMA_VERSION = 1;
+
+// seq is the rowid (AUTOINCREMENT: never reused, so it is the order of acceptance); id has its own
+// unique index. Columns a summary needs come first and the bodies last: SQLite reads a row from its
+// start, so summaries stop before a large body's overflow pages.
+const SCHEMA_V1 = `
+  CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'failed', 'dead')),
+    priority TEXT NOT NULL,
+    ordering_key TEXT,
+    service TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    topic TEXT,
+    event_id TEXT,
+    endpoint TEXT,
+    attempts INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    last_error TEXT,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    authority TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    response_status INTEGER,
+    response_headers TEXT,
+    response_body BLOB
+  ) STRICT;
+  CREATE INDEX outbox_state_seq ON outbox (state, seq);
+  CREATE INDEX outbox_state_updated ON outbox (state, updated_at);
+  CREATE TABLE seen (
+    key TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL
+  ) STRICT;
+  CREATE INDEX seen_at ON seen (at);
+`;
+
+const SUMMARY_COLUMNS = `seq, id, state, priority, ordering_key, service, namespace, topic, event_id, endpoint,
+  attempts, next_attempt_at, created_at, updated_at, last_error`;
+const MESSAGE_COLUMNS = `${SUMMARY_COLUMNS}, method, path, authority, headers, body,
+  response_status, response_headers, response_body`;
+
+interface SummaryRow {
+  seq: number;
+  id: string;
+  state: StoredMessage['state'];
+  priority: PriorityName;
+  ordering_key: string | null;
+  service: string;
+  namespace: string;
+  topic: string | null;
+  event_id: string | null;
+  endpoint: string | null;
+  attempts: number;
+  next_attempt_at: number;
+  created_at: number;
+  updated_at: number;
+  last_error: string | null;
+}
+
+interface MessageRow extends SummaryRow {
+  method: string;
+  path: string;
+  authority: string;
+  headers: string;
+  body: Uint8Array;
+  response_status: number | null;
+  response_headers: string | null;
+  response_body: Uint8Array | null;
+}
+
+interface SeenRow {
+  key: string;
+  message_id: string;
+  at: number;
+  status: number;
+  headers: string;
+  body: Uint8Array;
+}
+
+/** Headers are stored as JSON pairs: [["content-type","text/plain"], …]. */
+type HeaderPairs = [string, string][];
+const encodeHeaders = (headers: Wire<StoredResponse['headers']>) => JSON.stringify(headers.map((h) => [h.name, h.value]));
+const decodeHeaders = (json: string) => (JSON.parse(json) as HeaderPairs).map(([name, value]) => ({ name, value }));
+
+function toSummary(row: SummaryRow): MessageSummary {
+  const m: MessageSummary = {
+    id: row.id, seq: row.seq, state: row.state, priority: row.priority, service: row.service, namespace: row.namespace,
+    attempts: row.attempts, nextAttemptAt: row.next_attempt_at, createdAt: row.created_at, updatedAt: row.updated_at,
+  };
+  // Optional fields stay absent rather than undefined, as the caller wrote them.
+  if (row.topic !== null) m.topic = row.topic;
+  if (row.event_id !== null) m.eventId = row.event_id;
+  if (row.endpoint !== null) m.endpoint = row.endpoint;
+  if (row.ordering_key !== null) m.orderingKey = row.ordering_key;
+  if (row.last_error !== null) m.lastError = JSON.parse(row.last_error) as AttemptError;
+  return m;
+}
+
+function toMessage(row: MessageRow): Wire<StoredMessage> {
+  const m: Wire<StoredMessage> = {
+    ...toSummary(row),
+    request: { method: row.method, path: row.path, authority: row.authority, headers: decodeHeaders(row.headers), body: row.body },
+  };
+  if (row.response_status !== null) {
+    m.response = { status: row.response_status, headers: decodeHeaders(row.response_headers ?? '[]'), body: row.response_body ?? new Uint8Array() };
+  }
+  return m;
+}
+
+const SQLITE_CONSTRAINT_UNIQUE = 2067;
+
+/** The store's operations, on prepared statements (parsed once). Names match MessageStore's methods. */
+function makeOps(db: DatabaseSync) {
+  const insert = db.prepare(`INSERT INTO outbox (id, state, priority, ordering_key, service, namespace, topic, event_id,
+      endpoint, attempts, next_attempt_at, created_at, updated_at, method, path, authority, headers, body)
+    VALUES ($id, 'queued', $priority, $orderingKey, $service, $namespace, $topic, $eventId,
+      $endpoint, 0, $createdAt, $createdAt, $createdAt, $method, $path, $authority, $headers, $body)`);
+  const byId = db.prepare(`SELECT ${MESSAGE_COLUMNS} FROM outbox WHERE id = ?`);
+  const queued = db.prepare(`SELECT ${SUMMARY_COLUMNS} FROM outbox WHERE state = 'queued' ORDER BY seq`);
+  const deadFirst = db.prepare(`SELECT ${MESSAGE_COLUMNS} FROM outbox WHERE state = 'dead' ORDER BY seq LIMIT ?`);
+  const deadAfter = db.prepare(`SELECT ${MESSAGE_COLUMNS} FROM outbox
+    WHERE state = 'dead' AND seq > (SELECT seq FROM outbox WHERE id = ?) ORDER BY seq LIMIT ?`);
+  const settle = db.prepare(`UPDATE outbox SET state = $state, attempts = $attempts, next_attempt_at = $nextAttemptAt,
+      updated_at = $now, last_error = $lastError, response_status = $status, response_headers = $headers, response_body = $body
+    WHERE id = $id`);
+  const replay = db.prepare(`UPDATE outbox SET state = 'queued', attempts = 0, next_attempt_at = $now, updated_at = $now
+    WHERE id = $id AND state = 'dead' RETURNING ${SUMMARY_COLUMNS}`);
+  const replayAll = db.prepare(`UPDATE outbox SET state = 'queued', attempts = 0, next_attempt_at = $now, updated_at = $now
+    WHERE state = 'dead' RETURNING ${SUMMARY_COLUMNS}`);
+  const deleteDead = db.prepare(`DELETE FROM outbox WHERE id = ? AND state = 'dead'`);
+  const deleteAllDead = db.prepare(`DELETE FROM outbox WHERE state = 'dead'`);
+  const counts = db.prepare(`SELECT state, count(*) AS n FROM outbox GROUP BY state`);
+  const purge = db.prepare(`DELETE FROM outbox WHERE state IN ('delivered', 'failed') AND updated_at < ?`);
+  const seen = db.prepare(`SELECT key, message_id, at, status, headers, body FROM seen WHERE key = ?`);
+  const remember = db.prepare(`INSERT INTO seen (key, message_id, at, status, headers, body)
+    VALUES ($key, $messageId, $at, $status, $headers, $body)
+    ON CONFLICT (key) DO UPDATE SET message_id = excluded.message_id, at = excluded.at, status = excluded.status,
+      headers = excluded.headers, body = excluded.body`);
+  const forgetSeen = db.prepare(`DELETE FROM seen WHERE at < ?`);
+
+  const message = (id: string) => {
+    const row = byId.get(id) as MessageRow | undefined;
+    return row && toMessage(row);
+  };
+
+  return {
+    accept(messages: Wire<readonly NewMessage[]>): void {
+      for (const m of messages) {
+        try {
+          insert.run({
+            id: m.id, priority: m.priority, orderingKey: m.orderingKey ?? null, service: m.service, namespace: m.namespace,
+            topic: m.topic ?? null, eventId: m.eventId ?? null, endpoint: m.endpoint ?? null, createdAt: m.createdAt,
+            method: m.request.method, path: m.request.path, authority: m.request.authority,
+            headers: encodeHeaders(m.request.headers), body: m.request.body,
+          });
+        } catch (err) {
+          if ((err as { errcode?: unknown }).errcode !== SQLITE_CONSTRAINT_UNIQUE) throw err;
+          throw new Error(`message ${m.id} is already in the store`, { cause: err });
+        }
+      }
+    },
+    get: message,
+    getMany(ids: readonly string[]): Wire<StoredMessage>[] {
+      return ids.map(message).filter((m) => m !== undefined);
+    },
+    unfinished(): MessageSummary[] {
+      return (queued.all() as unknown as SummaryRow[]).map(toSummary);
+    },
+    /** `now` becomes updatedAt. Response and lastError are replaced: they describe the latest attempt. */
+    settle(id: string, s: Wire<Settlement>, now: number): void {
+      settle.run({
+        id, state: s.state, attempts: s.attempts, nextAttemptAt: s.nextAttemptAt, now,
+        lastError: s.lastError === undefined ? null : JSON.stringify(s.lastError),
+        status: s.response?.status ?? null,
+        headers: s.response === undefined ? null : encodeHeaders(s.response.headers),
+        body: s.response?.body ?? null,
+      });
+    },
+    /** An `after` id that is no longer stored ends the paging (its place in the order is lost). */
+    deadLetters(limit: number, after: string | undefined): Wire<StoredMessage>[] {
+      const n = Math.max(0, Math.floor(limit));
+      const rows = after === undefined ? deadFirst.all(n) : deadAfter.all(after, n);
+      return (rows as unknown as MessageRow[]).map(toMessage);
+    },
+    replay(id: string, now: number): MessageSummary | undefined {
+      const row = replay.get({ id, now }) as SummaryRow | undefined;
+      return row && toSummary(row);
+    },
+    replayAll(now: number): MessageSummary[] {
+      // RETURNING yields rows in no promised order.
+      return (replayAll.all({ now }) as unknown as SummaryRow[]).map(toSummary).sort((a, b) => a.seq - b.seq);
+    },
+    deleteDead(id: string): boolean {
+      return Number(deleteDead.run(id).changes) > 0;
+    },
+    deleteAllDead(): number {
+      return Number(deleteAllDead.run().changes);
+    },
+    counts(): StateCounts {
+      const result: StateCounts = { queued: 0, delivered: 0, failed: 0, dead: 0 };
+      for (const row of counts.all() as unknown as { state: StoredMessage['state']; n: number }[]) result[row.state] = row.n;
+      return result;
+    },
+    purgeFinished(before: number): number {
+      return Number(purge.run(before).changes);
+    },
+    seen(key: string): Wire<SeenRecord> | undefined {
+      const row = seen.get(key) as SeenRow | undefined;
+      return row && {
+        key: row.key, messageId: row.message_id, at: row.at,
+        response: { status: row.status, headers: decodeHeaders(row.headers), body: row.body },
+      };
+    },
+    remember(r: Wire<SeenRecord>): void {
+      remember.run({
+        key: r.key, messageId: r.messageId, at: r.at,
+        status: r.response.status, headers: encodeHeaders(r.response.headers), body: r.response.body,
+      });
+    },
+    forgetSeen(before: number): number {
+      return Number(forgetSeen.run(before).changes);
+    },
+  };
+}
+
+const WRITES: ReadonlySet<Request['op']> = new Set<OpName>([
+  'accept', 'settle', 'replay', 'replayAll', 'deleteDead', 'deleteAllDead', 'purgeFinished', 'remember', 'forgetSeen',
+]);
+
+// --- Errors ----------------------------------------------------------------------------------------
+
+// Primary result codes (node:sqlite reports extended ones in err.errcode; the low byte is the primary).
+const SQLITE_ERROR = 1;
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+const SQLITE_FULL = 13;
+const SQLITE_CONSTRAINT = 19;
+const SQLITE_MISMATCH = 20;
+const SQLITE_MISUSE = 21;
+const SQLITE_RANGE = 25;
+
+interface ErrorLike { message?: unknown; code?: unknown; errcode?: unknown; errstr?: unknown; syscall?: unknown }
+
+/** Sorts an error into disk full / storage unavailable / not the storage's fault. */
+function classify(err: unknown): { code: 'STORAGE_FULL' | 'STORAGE_UNAVAILABLE' | undefined; reason: string } {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as ErrorLike;
+  const reason = typeof e.message === 'string' ? e.message : String(err);
+  if (e.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number') {
+    switch (e.errcode & 0xff) {
+      case SQLITE_FULL: return { code: 'STORAGE_FULL', reason };
+      case SQLITE_BUSY: case SQLITE_LOCKED:
+        return { code: 'STORAGE_UNAVAILABLE', reason: `it is in use by another sidecar (${reason})` };
+      // Our SQL or our caller's data is wrong; the disk is fine.
+      case SQLITE_ERROR: case SQLITE_CONSTRAINT: case SQLITE_MISMATCH: case SQLITE_MISUSE: case SQLITE_RANGE:
+        return { code: undefined, reason };
+      // I/O, read-only, cannot open, corrupt, not a database, out of memory…
+      default: return { code: 'STORAGE_UNAVAILABLE', reason };
+    }
+  }
+  if (e.code === 'ENOSPC') return { code: 'STORAGE_FULL', reason };
+  if (typeof e.syscall === 'string') return { code: 'STORAGE_UNAVAILABLE', reason }; // from node:fs
+  return { code: undefined, reason };
+}
+
+function toWireError(err: unknown, dir: string): WireError {
+  const { code, reason } = classify(err);
+  return code === undefined ? { kind: 'error', message: reason } : { kind: 'storage', code, message: `message store in ${dir}: ${reason}` };
+}
+
+function toOpenError(err: unknown, dir: string): WireError {
+  const { code, reason } = classify(err);
+  return { kind: 'storage', code: code ?? 'STORAGE_UNAVAILABLE', message: `cannot open the message store in ${dir}: ${reason}` };
+}
+
+// --- Opening ---------------------------------------------------------------------------------------
+
+function openDatabase(dir: string, maxBytes: number): DatabaseSync {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    if ((err as ErrorLike).code === 'EEXIST') throw Object.assign(new Error(`it is not a directory`), { syscall: 'mkdir' });
+    throw err;
+  }
+  // SQLite only says "unable to open database file"; ask the OS first so the error says why.
+  fs.accessSync(dir, fs.constants.R_OK | fs.constants.W_OK);
+  const file = path.join(dir, 'messages.db');
+  if (fs.existsSync(file)) fs.accessSync(file, fs.constants.R_OK | fs.constants.W_OK);
+
+  const db = new DatabaseSync(file);
+  try {
+    // Exclusive locking before WAL: the WAL index then lives in this process's memory (no -shm
+    // file), and the lock taken by the first transaction is held until close, so a second sidecar on
+    // this directory fails with SQLITE_BUSY instead of sharing it. FULL: a commit returns once on disk.
+    db.exec('PRAGMA busy_timeout = 50; PRAGMA locking_mode = EXCLUSIVE');
+    const { journal_mode: mode } = db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode: string };
+    if (mode !== 'wal') throw Object.assign(new Error(`cannot use a write-ahead log (journal mode stays ${mode})`), { syscall: 'open' });
+    db.exec('PRAGMA synchronous = FULL');
+    migrate(db);
+    if (maxBytes > 0) {
+      // After migrating, so the schema always fits. A larger existing database keeps its size (SQLite
+      // will not set the limit below it) but cannot grow.
+      const { page_size: pageSize } = db.prepare('PRAGMA page_size').get() as { page_size: number };
+      db.exec(`PRAGMA max_page_count = ${Math.max(1, Math.floor(maxBytes / pageSize))}`);
+    }
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** Creates the schema, or (later) upgrades an older one; user_version holds the version. */
+function migrate(db: DatabaseSync): void {
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const { user_version: version } = db.prepare('PRAGMA user_version').get() as { user_version: number };
+    if (version > SCHEMA_VERSION) {
+      throw Object.assign(new Error(`its schema (version ${version}) is newer than this sidecar's (${SCHEMA_VERSION})`), { syscall: 'open' });
+    }
+    if (version < 1) db.exec(`${SCHEMA_V1} PRAGMA user_version = 1`);
+    db.exec('COMMIT');
+  } catch (err) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw err;
+  }
+}
+
+// --- The loop --------------------------------------------------------------------------------------
+
+function serve(db: DatabaseSync, port: MessagePort, dir: string): void {
+  const ops = makeOps(db);
+  const begin = db.prepare('BEGIN IMMEDIATE');
+  const commit = db.prepare('COMMIT');
+  const rollback = db.prepare('ROLLBACK');
+  const savepoint = db.prepare('SAVEPOINT op');
+  const release = db.prepare('RELEASE op');
+  const rollbackOp = db.prepare('ROLLBACK TO op');
+  let commits = 0;
+
+  const ok = (id: number, value: unknown): Reply => ({ id, ok: true, value });
+  const fail = (id: number, err: unknown): Reply => ({ id, ok: false, error: toWireError(err, dir) });
+  const run = (request: Request): unknown => (ops[request.op as OpName] as (...args: unknown[]) => unknown)(...request.args);
+
+  /** Runs a group of requests; writes share one transaction and so one fsync. */
+  function runGroup(requests: Request[]): Reply[] {
+    if (!requests.some((r) => WRITES.has(r.op))) {
+      return requests.map((r) => { try { return ok(r.id, run(r)); } catch (err) { return fail(r.id, err); } });
+    }
+    const replies: Reply[] = [];
+    let first = 0; // replies[first…] belong to the open transaction
+    const failFrom = (from: number, err: unknown) => {
+      for (let i = from; i < replies.length; i++) replies[i] = fail(replies[i]!.id, err);
+    };
+    try {
+      begin.run();
+      for (const request of requests) {
+        savepoint.run();
+        try {
+          replies.push(ok(request.id, run(request)));
+          release.run();
+        } catch (err) {
+          replies.push(fail(request.id, err));
+          if (db.isTransaction) {
+            rollbackOp.run();
+            release.run();
+          } else {
+            // SQLite rolled the whole transaction back (it may, on SQLITE_FULL or an I/O error): what
+            // this group did so far is lost. Start again for the rest.
+            failFrom(first, err);
+            begin.run();
+            first = replies.length;
+          }
+        }
+      }
+      commit.run();
+      commits++;
+    } catch (err) {
+      // BEGIN or COMMIT failed (the disk): nothing since BEGIN is on disk, reads included (they may
+      // have seen those writes); requests not reached fail too.
+      if (db.isTransaction) rollback.run();
+      for (const r of requests.slice(replies.length)) replies.push(fail(r.id, err));
+      failFrom(first, err);
+    }
+    return replies;
+  }
+
+  port.on('message', (batch: Request[]) => {
+    // Everything already queued joins this group.
+    for (let next = receiveMessageOnPort(port); next !== undefined; next = receiveMessageOnPort(port)) {
+      batch.push(...(next.message as Request[]));
+    }
+    const close = batch.find((r) => r.op === 'close'); // store.ts sends nothing after it
+    const replies = runGroup(close ? batch.filter((r) => r !== close) : batch);
+    if (close) {
+      try {
+        db.close(); // checkpoints the WAL into the database and removes it
+        replies.push(ok(close.id, undefined));
+      } catch (err) {
+        replies.push(fail(close.id, err));
+      }
+    }
+    port.postMessage({ type: 'replies', commits, replies } satisfies WorkerMessage);
+    if (close) port.close(); // nothing left to keep the thread alive: it ends
+  });
+}
+
+if (!isMainThread) {
+  const { dir, maxBytes, port } = workerData as WorkerInit;
+  let db: DatabaseSync | undefined;
+  try {
+    db = openDatabase(dir, maxBytes);
+  } catch (err) {
+    port.postMessage({ type: 'failed', error: toOpenError(err, dir) } satisfies WorkerMessage);
+    port.close();
+  }
+  if (db) {
+    serve(db, port, dir);
+    port.postMessage({ type: 'ready' } satisfies WorkerMessage);
+  }
+}
