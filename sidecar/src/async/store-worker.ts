@@ -407,48 +407,51 @@ function serve(db: DatabaseSync, port: MessagePort, dir: string): void {
     if (!requests.some((r) => WRITES.has(r.op))) {
       return requests.map((r) => { try { return ok(r.id, run(r)); } catch (err) { return fail(r.id, err); } });
     }
-    const replies: Reply[] = [];
-    let first = 0; // replies[first…] belong to the open transaction
-    const failFrom = (from: number, err: unknown) => {
-      for (let i = from; i < replies.length; i++) replies[i] = fail(replies[i]!.id, err);
-    };
-    try {
-      begin.run();
-      for (const request of requests) {
-        savepoint.run();
-        try {
-          replies.push(ok(request.id, run(request)));
-          release.run();
-        } catch (err) {
-          replies.push(fail(request.id, err));
-          if (db.isTransaction) {
+    // Requests that failed in a way that cost the whole transaction: they are not run again.
+    const lost = new Map<Request, Reply>();
+    attempt: for (;;) {
+      const replies: Reply[] = [];
+      try {
+        begin.run();
+        for (const request of requests) {
+          const reply = lost.get(request);
+          if (reply) {
+            replies.push(reply);
+            continue;
+          }
+          savepoint.run();
+          try {
+            replies.push(ok(request.id, run(request)));
+            release.run();
+          } catch (err) {
+            if (!db.isTransaction) {
+              // SQLite rolled the whole transaction back (it does on SQLITE_FULL, even inside a
+              // savepoint): run the group again without this request, so that the others (a purge
+              // that frees space, a settle) are not lost with it.
+              lost.set(request, fail(request.id, err));
+              continue attempt;
+            }
             rollbackOp.run();
             release.run();
-          } else {
-            // SQLite rolled the whole transaction back (it may, on SQLITE_FULL or an I/O error): what
-            // this group did so far is lost. Start again for the rest.
-            failFrom(first, err);
-            begin.run();
-            first = replies.length;
+            replies.push(fail(request.id, err));
           }
         }
+        commit.run();
+        commits++;
+        return replies;
+      } catch (err) {
+        // BEGIN, COMMIT or a savepoint failed (the disk): nothing of the group is on disk. Reads
+        // fail too, as they may have seen the group's writes.
+        if (db.isTransaction) rollback.run();
+        return requests.map((r) => lost.get(r) ?? fail(r.id, err));
       }
-      commit.run();
-      commits++;
-    } catch (err) {
-      // BEGIN or COMMIT failed (the disk): nothing since BEGIN is on disk, reads included (they may
-      // have seen those writes); requests not reached fail too.
-      if (db.isTransaction) rollback.run();
-      for (const r of requests.slice(replies.length)) replies.push(fail(r.id, err));
-      failFrom(first, err);
     }
-    return replies;
   }
 
   port.on('message', (batch: Request[]) => {
     // Everything already queued joins this group.
     for (let next = receiveMessageOnPort(port); next !== undefined; next = receiveMessageOnPort(port)) {
-      batch.push(...(next.message as Request[]));
+      for (const request of next.message as Request[]) batch.push(request);
     }
     const close = batch.find((r) => r.op === 'close'); // store.ts sends nothing after it
     const replies = runGroup(close ? batch.filter((r) => r !== close) : batch);

@@ -21,6 +21,7 @@ export async function openMessageStore(dir: string, options: { maxBytes: number 
   try {
     await started(worker, port1, absolute);
   } catch (err) {
+    worker.on('error', () => {}); // already reported by the rejection
     port1.close();
     await worker.terminate();
     throw err;
