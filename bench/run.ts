@@ -9,7 +9,7 @@
 // every slice, so each target is charged only for its own slices.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
 import { request } from 'undici';
 import { SidecarProcess } from '../sidecar/src/demo/sidecar-process.ts';
+import { runAsyncBench, SECTION_BEGIN, SECTION_END, type AsyncOptions } from './async.ts';
 import type { RunResult, RunSpec } from './generator.ts';
 import { cpuSeconds, machine, machineBusySeconds, memoryMiB } from './proc.ts';
 
@@ -33,7 +34,17 @@ const USAGE = `usage: npm run bench -- [options]   (or node bench/run.ts [option
   --slice S             length of one interleaved slice                   (BENCH_SLICE, default 2)
   --out FILE            where the Markdown results go                     (default bench/results/latest.md; "-" for none)
   --sidecar-node-args A Node options for both sidecars, e.g. --sidecar-node-args="--trace-gc" (note the =);
-                        their non-log output goes to bench/results/raw/sidecar-{a,b}.log`;
+                        their non-log output goes to bench/results/raw/sidecar-{a,b}.log
+Durable async calls (Prefer: respond-async), run after the rest unless --no-async:
+  --async-only          only the async scenario; its section of the --out file is replaced, the rest kept
+  --no-async            skip it
+  --async-messages N    closed loop: at most N messages                   (BENCH_ASYNC_MESSAGES, default 20000)
+  --async-connections N closed loop: connections                          (BENCH_ASYNC_CONNECTIONS, default 64)
+  --async-max-duration S closed loop: at most S seconds of sending         (BENCH_ASYNC_MAX_DURATION, default 15)
+  --async-rate R        open loop: messages/s                             (BENCH_ASYNC_RATE, default 1000)
+  --async-duration S    open loop: seconds; 0 skips it                    (BENCH_ASYNC_DURATION, default 10)
+  --async-warm-up N     unrecorded messages first                         (BENCH_ASYNC_WARM_UP, default 2000)
+  --async-data-dir DIR  where the sidecars' temporary data dirs go        (BENCH_ASYNC_DATA_DIR, default the OS temp dir)`;
 
 interface Options {
   rates: number[];
@@ -45,6 +56,9 @@ interface Options {
   sliceS: number;
   out: string | undefined;
   sidecarNodeArgs: string[];
+  /** The durable async scenario: undefined with --no-async. */
+  async: AsyncOptions | undefined;
+  asyncOnly: boolean;
 }
 
 type TargetName = 'direct' | 'mesh';

@@ -2,12 +2,14 @@
 // (HELLO first, version negotiation, malformed input closes one stream only, CANCEL, DRAIN).
 import { describe, it, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { gzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { MeshError } from '../../../sidecar/src/errors/mesh-error.ts';
-import { MessageType, Priority } from '../../../sidecar/src/mcp/codec.ts';
+import { Compression, decodeFrame, encodeFrame, MessageType, Priority, type Envelope, type Frame } from '../../../sidecar/src/mcp/codec.ts';
+import { compressPayload, decompressPayload } from '../../../sidecar/src/mcp/compression.ts';
 import { newMessageId } from '../../../sidecar/src/mcp/ids.ts';
 import type { MeshServer } from '../../../sidecar/src/mcp/server.ts';
-import { LINK_METHOD, PROTOCOL_MAJOR } from '../../../sidecar/src/mcp/version.ts';
+import { LINK_METHOD, PROTOCOL_MAJOR, STREAM_METHOD } from '../../../sidecar/src/mcp/version.ts';
 import {
   FakeInboundHandler, helloEnvelope, openLink, RawLink, requestEnvelope, startServer, watchStates, withTimeout,
 } from './fixtures.ts';
@@ -240,5 +242,114 @@ describe('MeshServer.drain', () => {
       link.close();
       await server.close();
     }
+  });
+});
+
+describe('MeshServer compression (raw Link client)', () => {
+  let handler: FakeInboundHandler;
+  let server: MeshServer;
+  let address: string;
+  const cleanups: (() => void)[] = [];
+  const json = Buffer.from(JSON.stringify(Array.from({ length: 400 }, (_, i) => ({ id: i, name: `item ${i}`, price: i % 97, tags: ['a', 'b'] }))));
+
+  before(async () => {
+    handler = new FakeInboundHandler();
+    ({ server, address } = await startServer(handler));
+  });
+  after(() => server.close());
+  afterEach(() => { for (const cleanup of cleanups.splice(0)) cleanup(); });
+
+  /** A raw link past HELLO, announcing `capabilities`. */
+  async function ready(capabilities: string[]): Promise<RawLink> {
+    const link = new RawLink(address);
+    cleanups.push(() => link.close());
+    link.send({ ...helloEnvelope(PROTOCOL_MAJOR, 0), hello: { major: PROTOCOL_MAJOR, minor: 0, capabilities, node: 'raw-client' } });
+    const hello = await link.envelope(0);
+    assert.ok(hello.hello?.capabilities?.includes('gzip') && hello.hello.capabilities.includes('lz4'), 'the server announces gzip and lz4');
+    return link;
+  }
+
+  /** The envelope answering `request`, whenever it comes (a HEARTBEAT may come first on a slow machine). */
+  async function answerTo(link: RawLink, request: Envelope): Promise<Envelope> {
+    for (let i = 1; ; i++) {
+      const envelope = await link.envelope(i);
+      if (envelope.correlationId === request.id) return envelope;
+    }
+  }
+
+  for (const [name, code] of [['gzip', Compression.GZIP], ['lz4', Compression.LZ4]] as const) {
+    it(`${name}: a compressed REQUEST reaches the app decompressed; the answer comes back compressed`, async () => {
+      const link = await ready(['batch', name]);
+      const compressed = compressPayload(json, code, 0);
+      assert.equal(compressed.compression, code);
+      const request = { ...requestEnvelope('/compressed'), ...compressed, acceptCompression: code, compressMinBytes: 1024 };
+      const seen = handler.nextRequest();
+      link.send(request);
+      const app = (await seen).request;
+      assert.deepEqual(Buffer.from(app.payload!), json, 'the app gets the original bytes');
+      assert.equal(app.compression, Compression.IDENTITY);
+
+      const response = await answerTo(link, request);
+      assert.equal(response.type, MessageType.RESPONSE);
+      assert.equal(response.compression, code, 'the echoed answer is compressed on the wire');
+      assert.ok(response.payload!.byteLength < json.byteLength / 2);
+      assert.deepEqual(Buffer.from(decompressPayload(response.payload!, response.compression)), json);
+    });
+  }
+
+  it('answers uncompressed below compress_min_bytes, and when the caller did not announce the algorithm', async () => {
+    const link = await ready(['batch', 'gzip']);
+    const smallRequest = { ...requestEnvelope('/small', 'x'.repeat(2000)), acceptCompression: Compression.GZIP, compressMinBytes: 4096 };
+    link.send(smallRequest);
+    const small = await answerTo(link, smallRequest);
+    assert.equal(small.compression, Compression.IDENTITY);
+    assert.equal(Buffer.from(small.payload!).toString(), 'x'.repeat(2000));
+    // lz4 accepted, but this client announced only gzip: the server does not use it.
+    const lz4Request = { ...requestEnvelope('/lz4', json.toString()), acceptCompression: Compression.LZ4, compressMinBytes: 0 };
+    link.send(lz4Request);
+    const plain = await answerTo(link, lz4Request);
+    assert.equal(plain.compression, Compression.IDENTITY);
+    assert.deepEqual(Buffer.from(plain.payload!), json);
+  });
+
+  it('answers a corrupt compressed REQUEST with ERROR PROTOCOL_ERROR, without calling the app, and the link goes on', async () => {
+    const link = await ready(['batch', 'gzip', 'lz4']);
+    const before = handler.seen.length;
+    const corrupt = { ...requestEnvelope('/corrupt'), payload: Buffer.from('not gzip'), compression: Compression.GZIP };
+    const unknown = { ...requestEnvelope('/unknown'), payload: Buffer.from('zz'), compression: 9 as Compression };
+    link.send(corrupt, unknown);
+    const errors = [await answerTo(link, corrupt), await answerTo(link, unknown)];
+    for (const error of errors) {
+      assert.equal(error.type, MessageType.ERROR);
+      assert.equal(error.error?.code, 'PROTOCOL_ERROR');
+    }
+    assert.match(errors[1]!.error?.message ?? '', /unknown payload compression 9/);
+    assert.equal(handler.seen.length, before, 'the app never saw them');
+    const next = requestEnvelope('/next', 'fine');
+    link.send(next);
+    const response = await answerTo(link, next);
+    assert.equal(response.type, MessageType.RESPONSE);
+  });
+
+  it('refuses a gzip bomb (100 MiB of zeros) with PROTOCOL_ERROR', async () => {
+    const bomb = { ...requestEnvelope('/bomb'), payload: gzipSync(Buffer.alloc(100 * 1024 * 1024)), compression: Compression.GZIP };
+    const link = await ready(['batch', 'gzip']);
+    const before = handler.seen.length;
+    link.send(bomb);
+    const error = await answerTo(link, bomb);
+    assert.equal(error.error?.code, 'PROTOCOL_ERROR');
+    assert.match(error.error?.message ?? '', /inflates past/);
+    assert.equal(handler.seen.length, before);
+  });
+
+  it('fails a Stream call whose head claims a compressed payload (streams are never compressed)', async () => {
+    const client = new grpc.Client(address, grpc.credentials.createInsecure());
+    cleanups.push(() => client.close());
+    const stream = client.makeBidiStreamRequest(STREAM_METHOD, encodeFrame, decodeFrame, new grpc.Metadata());
+    stream.on('error', () => {});
+    const frame = new Promise<Frame>((resolve) => stream.once('data', resolve));
+    stream.write({ head: { ...requestEnvelope('/stream'), ...compressPayload(json, Compression.GZIP, 0) } });
+    const answer = await withTimeout(frame, 'the Stream answer');
+    assert.equal(answer.error?.code, 'PROTOCOL_ERROR');
   });
 });
