@@ -9,6 +9,7 @@
 // Messages sharing an ordering key go one at a time in acceptance order: the next leaves only when
 // the one before is delivered, failed or dead, so order holds through retries.
 // The in-memory index holds summaries only; a message's body is read from the store when it leaves.
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import type { CallPipeline, CallResult } from '../call/pipeline.ts';
 import { MeshError } from '../errors/mesh-error.ts';
@@ -60,6 +61,8 @@ export class Dispatcher {
 
   constructor(deps: DispatcherDeps) {
     this.#deps = deps;
+    // Every running delivery listens on this one signal: that many listeners is by design, not a leak.
+    setMaxListeners(0, this.#stopping.signal);
   }
 
   /** Load what the outbox still holds (after a restart: everything not finished) and start. */
