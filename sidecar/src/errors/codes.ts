@@ -27,7 +27,7 @@ export const ERROR_CODES = {
   SHUTTING_DOWN: { status: 503, summary: 'The sidecar (local or remote) is draining and takes no new calls.' },
   PEER_UNAVAILABLE: { status: 502, summary: "The peer sidecar could not be reached; the request was not sent." },
   LINK_BROKEN: { status: 502, summary: 'The link to the peer sidecar broke while the call was in flight.' },
-  PROTOCOL_ERROR: { status: 502, summary: 'The peer sidecar sent a malformed or unexpected message; that stream was closed.' },
+  PROTOCOL_ERROR: { status: 502, summary: 'The peer sidecar sent a malformed or unexpected message (that stream was closed), or a payload that does not decompress (that call failed).' },
   VERSION_UNSUPPORTED: { status: 502, summary: 'The peer sidecar speaks an MCP major version this sidecar does not.' },
   APP_UNAVAILABLE: { status: 502, summary: "The called service's app refused or dropped the connection." },
   APP_RESET: { status: 502, summary: "The called service's app broke off its response midway, or answered with something that is not valid HTTP." },
