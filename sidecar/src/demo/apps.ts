@@ -15,6 +15,8 @@ export interface DemoApp {
   port: number;
   /** Requests this replica's app answered, by route ("GET /orders/:id", …). */
   served: Map<string, number>;
+  /** Async messages and events its sidecar delivered to it, by route (kept apart: no caller waits on them). */
+  delivered: Map<string, number>;
   /** Where this replica's sidecar takes outbound calls; set once the sidecar is up. */
   sidecarOutbound: number;
   close(): Promise<void>;
@@ -26,11 +28,13 @@ export const DECLINED_AMOUNT = 666;
 const agent = new Agent({ connections: 32, keepAliveTimeout: 10_000 });
 
 export async function startApp(service: ServiceName, replica: string): Promise<DemoApp> {
-  const app: DemoApp = { service, replica, port: 0, served: new Map(), sidecarOutbound: 0, close: async () => {} };
+  const app: DemoApp = { service, replica, port: 0, served: new Map(), delivered: new Map(), sidecarOutbound: 0, close: async () => {} };
   const handler = HANDLERS[service];
   const server = http.createServer((req, res) => {
     res.setHeader('x-replica', replica);
-    const count = (route: string) => app.served.set(route, (app.served.get(route) ?? 0) + 1);
+    // A delivery of an async message or event carries its message id; callers never see its answer.
+    const tally = req.headers['mcp-mesh-message-id'] ? app.delivered : app.served;
+    const count = (route: string) => tally.set(route, (tally.get(route) ?? 0) + 1);
     handler(app, req, res, count).catch((err: unknown) => {
       if (!res.headersSent) json(res, 500, { error: String(err) });
       else res.destroy();
@@ -107,6 +111,11 @@ const HANDLERS: Record<ServiceName, Handler> = {
       json(res, 200, { account: url.searchParams.get('account'), balance: 1234.5 });
       return;
     }
+    if (req.method === 'POST' && url.pathname === '/events/orders-seen') {
+      count('POST /events/orders-seen');
+      json(res, 200, { seen: true });
+      return;
+    }
     if (req.method === 'POST' && url.pathname === '/charge') {
       count('POST /charge');
       const charge = JSON.parse(body.toString('utf8') || '{}') as { orderId?: string; amount?: number };
@@ -134,6 +143,12 @@ const HANDLERS: Record<ServiceName, Handler> = {
         if (i < n) await new Promise((resolve) => setTimeout(resolve, interval));
       }
       res.end();
+      return;
+    }
+    if (req.method === 'POST' && url.pathname === '/events/order-created') {
+      await drain(req);
+      count('POST /events/order-created');
+      json(res, 200, { recorded: true });
       return;
     }
     if (req.method === 'POST' && url.pathname === '/events') {

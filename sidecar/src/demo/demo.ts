@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { closeAgent, startApp, type DemoApp, type ServiceName } from './apps.ts';
+import { runAsyncDemo, writeAsyncPolicy, type AsyncReport } from './async-demo.ts';
 import { runLoad, type LoadOptions, type Outcome } from './load.ts';
 import type { McpDemo, McpRunOptions } from './mcp-demo.ts';
 import { SidecarProcess, waitForLinks } from './sidecar-process.ts';
@@ -22,11 +23,13 @@ const TOPOLOGY: { service: ServiceName; replicas: number; calls: ServiceName[] }
   { service: 'frontend', replicas: 1, calls: ['orders', 'payments', 'events'] },
 ];
 
-const USAGE = `usage: mcp-mesh demo [--requests N] [--concurrency N] [--burst N] [--upload-mib N] [--mcp-clients N] [--mcp-calls N] [--keep]
+const USAGE = `usage: mcp-mesh demo [--requests N] [--concurrency N] [--burst N] [--upload-mib N] [--async-calls N] [--async-events N] [--mcp-clients N] [--mcp-calls N] [--keep]
   --requests N     plain calls in the mixed phase (default 600)
   --concurrency N  calls in flight in the mixed phase (default 8)
   --burst N        calls fired at once in the burst phase (default 200)
   --upload-mib N   size of each large upload (default 20)
+  --async-calls N  async charges (Prefer: respond-async) in the async section (default 200)
+  --async-events N events published to a topic in the async section (default 50)
   --mcp-clients N  MCP SDK clients per transport and client sidecar (default 10; 0 skips the MCP section)
   --mcp-calls N    tool calls per MCP client (default 5)
   --keep           keep the generated sidecar config files (their folder is printed)`;
@@ -41,6 +44,7 @@ interface Replica {
 export async function runDemo(args: string[]): Promise<number> {
   let options: LoadOptions;
   let mcpOptions: McpRunOptions;
+  let asyncOptions: { calls: number; events: number };
   let keep = false;
   try {
     const { values } = parseArgs({
@@ -48,6 +52,7 @@ export async function runDemo(args: string[]): Promise<number> {
       options: {
         requests: { type: 'string', default: '600' }, concurrency: { type: 'string', default: '8' },
         burst: { type: 'string', default: '200' }, 'upload-mib': { type: 'string', default: '20' },
+        'async-calls': { type: 'string', default: '200' }, 'async-events': { type: 'string', default: '50' },
         'mcp-clients': { type: 'string', default: '10' }, 'mcp-calls': { type: 'string', default: '5' },
         keep: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
       },
@@ -62,6 +67,7 @@ export async function runDemo(args: string[]): Promise<number> {
       burst: count(values.burst, 'burst'), uploadBytes: count(values['upload-mib'], 'upload-mib') * (1 << 20),
       streams: 2, uploads: 2, deadlineMs: 30_000,
     };
+    asyncOptions = { calls: count(values['async-calls'], 'async-calls'), events: count(values['async-events'], 'async-events') };
     mcpOptions = { clients: count(values['mcp-clients'], 'mcp-clients'), calls: count(values['mcp-calls'], 'mcp-calls'), deadlineMs: 15_000 };
   } catch (err) {
     process.stderr.write(`mcp-mesh demo: ${(err as Error).message}\n${USAGE}\n`);
@@ -77,7 +83,8 @@ export async function runDemo(args: string[]): Promise<number> {
   let links: LinkReport[] = [];
   const exits: SidecarExit[] = [];
   let shutdownAt = Number.POSITIVE_INFINITY;
-  const timings = { startMs: 0, loadMs: 0, mcpMs: 0, stopMs: 0, totalMs: 0 };
+  const timings = { startMs: 0, loadMs: 0, asyncMs: 0, mcpMs: 0, stopMs: 0, totalMs: 0 };
+  let asyncReport: AsyncReport | undefined;
   let mcp: McpDemo | undefined;
   let mcpReport: McpReport | undefined;
   let mcpSkipped: string | undefined = mcpOptions.clients === 0 ? 'skipped (--mcp-clients 0)' : undefined;
@@ -93,7 +100,7 @@ export async function runDemo(args: string[]): Promise<number> {
     for (const { service, replicas: n } of TOPOLOGY) {
       for (let i = 1; i <= n; i++) replicas.push({ service, replica: `${service}-${i}`, app: await startApp(service, `${service}-${i}`) });
     }
-    await startSidecars(replicas, dir, log, interrupted.signal);
+    await startSidecars(replicas, dir, writeAsyncPolicy(dir), log, interrupted.signal);
     await waitForLinks(replicas.map((r) => r.sidecar!), 10_000);
     timings.startMs = performance.now() - t0;
     log(`mesh ready: ${replicas.length} sidecars, every link up`);
@@ -104,6 +111,14 @@ export async function runDemo(args: string[]): Promise<number> {
       await runLoad(frontend.sidecar!.ports!.outbound, options, outcomes, log, interrupted.signal);
     } finally {
       timings.loadMs = performance.now() - loadStart;
+    }
+    if (asyncOptions.calls + asyncOptions.events > 0) {
+      const asyncStart = performance.now();
+      try {
+        asyncReport = await runAsyncDemo(frontend.sidecar!.ports!.outbound, asyncOptions, log, interrupted.signal);
+      } finally {
+        timings.asyncMs = performance.now() - asyncStart;
+      }
     }
     links = await readLinks(replicas);
 
@@ -151,15 +166,15 @@ export async function runDemo(args: string[]): Promise<number> {
     duringShutdown: typeof line['time'] === 'number' && line['time'] >= shutdownAt,
   })));
   const { text, problems } = render({
-    replicas: replicas.map((r) => ({ service: r.service, replica: r.replica, pid: r.sidecar?.pid ?? 0, inbound: r.sidecar?.ports?.inbound ?? 0, served: r.app.served })),
-    outcomes, links, warnings, exits, timings, failures, mcp: mcpReport, mcpSkipped,
+    replicas: replicas.map((r) => ({ service: r.service, replica: r.replica, pid: r.sidecar?.pid ?? 0, inbound: r.sidecar?.ports?.inbound ?? 0, served: r.app.served, delivered: r.app.delivered })),
+    outcomes, links, warnings, exits, timings, failures, async: asyncReport, mcp: mcpReport, mcpSkipped,
   });
   process.stdout.write(text);
   return problems.length === 0 ? 0 : 1;
 }
 
 /** Start sidecars in waves: a service starts once every service it calls is up (static discovery). */
-async function startSidecars(replicas: Replica[], dir: string, log: (line: string) => void, signal: AbortSignal): Promise<void> {
+async function startSidecars(replicas: Replica[], dir: string, asyncPolicy: string, log: (line: string) => void, signal: AbortSignal): Promise<void> {
   const started = new Set<ServiceName>();
   while (started.size < TOPOLOGY.length) {
     signal.throwIfAborted();
@@ -169,7 +184,9 @@ async function startSidecars(replicas: Replica[], dir: string, log: (line: strin
       const calls = TOPOLOGY.find((t) => t.service === r.service)!.calls;
       const peers = Object.fromEntries(calls.map((callee) => [callee,
         replicas.filter((p) => p.service === callee).map((p) => `127.0.0.1:${p.sidecar!.ports!.inbound}`)]));
-      r.sidecar = await SidecarProcess.start({ service: r.service, replica: r.replica, appPort: r.app.port, peers }, dir);
+      // The frontend publishes: it loads the policies that hold the topic's subscriptions.
+      const extraYaml = r.service === 'frontend' ? `policies: [${JSON.stringify(asyncPolicy)}]` : undefined;
+      r.sidecar = await SidecarProcess.start({ service: r.service, replica: r.replica, appPort: r.app.port, peers, ...(extraYaml ? { extraYaml } : {}) }, dir);
       r.app.sidecarOutbound = r.sidecar.ports!.outbound;
       const p = r.sidecar.ports!;
       log(`  ${r.replica.padEnd(11)} app :${r.app.port}  sidecar pid ${r.sidecar.pid}: outbound :${p.outbound}, inbound :${p.inbound}, admin :${p.admin}${calls.length ? `  → ${calls.join(', ')}` : ''}`);

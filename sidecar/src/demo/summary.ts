@@ -1,6 +1,7 @@
 // Turns what the demo saw into the printed summary (the MCP section included), and decides whether
 // anything unexpected happened.
 // Pure functions over plain data, so the report reads top to bottom like the printed text.
+import type { AsyncReport } from './async-demo.ts';
 import type { Outcome } from './load.ts';
 
 export interface ReplicaReport {
@@ -10,6 +11,8 @@ export interface ReplicaReport {
   inbound: number;
   /** Requests the replica's app answered, by route. */
   served: Map<string, number>;
+  /** Async messages and events delivered to the replica's app, by route. */
+  delivered?: Map<string, number>;
 }
 
 export interface LinkReport {
@@ -86,9 +89,11 @@ export interface DemoReport {
   links: LinkReport[];
   warnings: SidecarWarning[];
   exits: SidecarExit[];
-  timings: { startMs: number; loadMs: number; mcpMs: number; stopMs: number; totalMs: number };
+  timings: { startMs: number; loadMs: number; asyncMs: number; mcpMs: number; stopMs: number; totalMs: number };
   /** Failures outside the calls themselves (start-up, time limit…). */
   failures: string[];
+  /** The async section, when it ran. */
+  async?: AsyncReport;
   /** The MCP section, when it ran; else why not. */
   mcp?: McpReport;
   mcpSkipped?: string;
@@ -175,6 +180,12 @@ export function render(report: DemoReport): { text: string; problems: string[] }
   for (const o of bad.slice(0, 10)) problems.push(`${o.kind}: ${o.problem}`);
   if (bad.length > 10) problems.push(`… and ${bad.length - 10} more failed calls`);
 
+  if (report.async) {
+    const section = renderAsync(report.async, report.replicas);
+    out.push(...section.lines);
+    problems.push(...section.problems);
+  }
+
   const mcp = renderMcp(report.mcp, report.mcpSkipped);
   out.push(...mcp.lines);
   problems.push(...mcp.problems);
@@ -198,7 +209,7 @@ export function render(report: DemoReport): { text: string; problems: string[] }
   }
 
   const t = report.timings;
-  out.push('', `Time: start ${secs(t.startMs)}, load ${secs(t.loadMs)}, MCP section ${secs(t.mcpMs)}, stop ${secs(t.stopMs)}, total ${secs(t.totalMs)}`);
+  out.push('', `Time: start ${secs(t.startMs)}, load ${secs(t.loadMs)}, async ${secs(t.asyncMs)}, MCP section ${secs(t.mcpMs)}, stop ${secs(t.stopMs)}, total ${secs(t.totalMs)}`);
   out.push(`Calls: ${report.outcomes.length}; unexpected errors: ${bad.length}`);
   if (problems.length) {
     out.push('', `FAILED: ${problems.length} unexpected problem(s):`);
@@ -207,6 +218,34 @@ export function render(report: DemoReport): { text: string; problems: string[] }
     out.push('', 'OK: every call got the answer it should have; every sidecar stopped cleanly.');
   }
   return { text: `${out.join('\n')}\n`, problems };
+}
+
+/** Async calls and events: every 202 delivered, and every app received exactly what it should. */
+function renderAsync(report: AsyncReport, replicas: readonly ReplicaReport[]): { lines: string[]; problems: string[] } {
+  const problems = [...report.failures];
+  const delivered = (service: string, route: string) => replicas.filter((r) => r.service === service).map((r) => ({ replica: r.replica, n: r.delivered?.get(route) ?? 0 }));
+  const paymentsReplicas = replicas.filter((r) => r.service === 'payments').length;
+  const lines = ['', `Async (Prefer: respond-async, and pub/sub on one topic): ${report.accepted} messages accepted on disk, 202 after p50 ${report.acceptP50Ms.toFixed(1)} ms (max ${report.acceptMaxMs.toFixed(1)} ms); all settled after ${secs(report.allDeliveredMs)}`];
+  lines.push(`  final states: ${Object.entries(report.states).map(([state, n]) => `${state} ${n}`).join(', ') || '-'}`);
+  const charges = delivered('payments', 'POST /charge');
+  const competing = delivered('events', 'POST /events/order-created');
+  const broadcast = delivered('payments', 'POST /events/orders-seen');
+  lines.push(`  ${report.calls} charges → payments: ${charges.map((c) => `${c.replica} ${c.n}`).join(', ')}`);
+  lines.push(`  ${report.events} events → events (one replica each): ${competing.map((c) => `${c.replica} ${c.n}`).join(', ')}`);
+  lines.push(`  ${report.events} events → payments (broadcast, every replica): ${broadcast.map((c) => `${c.replica} ${c.n}`).join(', ')}`);
+  const expected = report.calls + report.events * (1 + paymentsReplicas);
+  if (report.failures.length === 0) {
+    if (report.accepted !== expected) problems.push(`async: ${report.accepted} messages accepted, expected ${expected}`);
+    if ((report.states.delivered ?? 0) !== report.accepted) problems.push(`async: ${report.states.delivered ?? 0} of ${report.accepted} messages delivered`);
+    if (sum(charges) !== report.calls) problems.push(`async: payments received ${sum(charges)} of ${report.calls} charges`);
+    if (sum(competing) !== report.events) problems.push(`async: events received ${sum(competing)} of ${report.events} events (each exactly once)`);
+    for (const b of broadcast) if (b.n !== report.events) problems.push(`async: ${b.replica} received ${b.n} of ${report.events} broadcast events`);
+  }
+  return { lines, problems };
+}
+
+function sum(counts: { n: number }[]): number {
+  return counts.reduce((total, c) => total + c.n, 0);
 }
 
 const TRANSPORT_NAMES = { streamable: 'Streamable HTTP', sse: 'HTTP+SSE' } as const;
