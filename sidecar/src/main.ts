@@ -126,9 +126,8 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
       watcher?.close();
       policies.close();
       outbound.stopAccepting();
-      await Promise.all([inbound.drain(config.shutdown.graceMs), outbound.drain(config.shutdown.graceMs)]);
-      // Deliveries still running are cut; their messages stay queued on disk for the next start.
-      await messaging.close();
+      // Async deliveries running get the same grace; those cut after it stay queued on disk for the next start.
+      await Promise.all([inbound.drain(config.shutdown.graceMs), outbound.drain(config.shutdown.graceMs), messaging.close(config.shutdown.graceMs)]);
       // The calls in flight are done (or out of grace): cut what is left, keep-alive connections
       // included, or close() would wait for the apps to hang up.
       outbound.app.server.closeAllConnections();

@@ -1,12 +1,16 @@
 // A test double of the durable MessageStore (async/types.ts): the same contract, in memory, with no
 // disk. For unit tests of the parts built on a store (dispatcher, dedup); the real store has its own
 // tests against SQLite (test/unit/async/store.test.ts).
-import type { MessageStore, MessageSummary, NewMessage, SeenRecord, Settlement, StateCounts, StoredMessage } from '../../sidecar/src/async/types.ts';
+import type {
+  MessageStore, MessageSummary, NewMessage, SeenRecord, Settlement, StateCounts, StorageError, StoredMessage,
+} from '../../sidecar/src/async/types.ts';
 
 export class MemoryStoreDouble implements MessageStore {
   readonly messages = new Map<string, StoredMessage>();
   readonly seenRecords = new Map<string, SeenRecord>();
   readonly settlements: { id: string; settlement: Settlement }[] = [];
+  /** What onFailure registered; never called by the double itself (call them to simulate a failure). */
+  readonly failureListeners: ((err: StorageError) => void)[] = [];
   #seq = 0;
 
   async accept(messages: readonly NewMessage[]): Promise<void> {
@@ -87,6 +91,10 @@ export class MemoryStoreDouble implements MessageStore {
     let n = 0;
     for (const [key, r] of [...this.seenRecords]) if (r.at < before && this.seenRecords.delete(key)) n++;
     return n;
+  }
+
+  onFailure(listener: (err: StorageError) => void): void {
+    this.failureListeners.push(listener);
   }
 
   async close(): Promise<void> {}

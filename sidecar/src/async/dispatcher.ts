@@ -18,10 +18,15 @@ import type { Endpoint } from '../discovery/resolver.ts';
 import type { AsyncPolicy } from '../policy/types.ts';
 import type { Header } from '../mcp/codec.ts';
 import { nextAttempt, outcomeOfError, outcomeOfStatus, type Outcome } from './outcome.ts';
+import { Fifo, MinHeap } from './queues.ts';
 import type { MessageStore, MessageSummary, PriorityName, Settlement, StoredMessage, StoredResponse } from './types.ts';
 
 /** Largest answer kept for GET /mesh/v1/messages/<id>; the rest is dropped (and the answer marked so). */
 export const MAX_STORED_ANSWER_BYTES = 1024 * 1024;
+/** A store that failed a read or write is tried again for that message after this long. */
+const STORAGE_RETRY_MS = 1000;
+/** Node timers fire at once beyond this (about 24.8 days): longer waits are taken in steps. */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
 
 const LANES: readonly PriorityName[] = ['high', 'medium', 'low'];
 
@@ -30,6 +35,7 @@ export interface DispatcherDeps {
   pipeline: CallPipeline;
   /** The async policy for a message (service, route). */
   policy: (message: MessageSummary & { method: string; path: string; headers: readonly Header[] }) => AsyncPolicy;
+  /** The endpoints of a service; undefined when discovery does not know it (now). */
   endpoints: (service: string, namespace: string) => readonly Endpoint[] | undefined;
   /** Deliveries in flight at once, per lane. */
   concurrency: number;
@@ -39,8 +45,16 @@ export interface DispatcherDeps {
 
 interface Entry {
   summary: MessageSummary;
-  /** Where the last attempt went: the next one prefers it, to meet the receiver's record there. */
+  /**
+   * Where a try whose outcome is unknown went (the link broke, time ran out): the app there may have
+   * run it, and its sidecar then holds the record that turns a redelivery into a dropped duplicate.
+   * Cleared when a replica answered with a retryable status (it recorded nothing).
+   */
   lastEndpoint?: string;
+  /** Failed tries, refusals included (in memory): the back-off grows with them. */
+  failures: number;
+  /** Unix ms the age limit counts from: acceptance, or the replay that brought it back. */
+  ageFrom: number;
   running: boolean;
 }
 
@@ -48,14 +62,16 @@ export class Dispatcher {
   readonly #deps: DispatcherDeps;
   readonly #entries = new Map<string, Entry>();
   /** Due and free to go, by lane, in acceptance order. */
-  readonly #ready: Record<PriorityName, Entry[]> = { high: [], medium: [], low: [] };
+  readonly #ready: Record<PriorityName, Fifo<Entry>> = { high: new Fifo(), medium: new Fifo(), low: new Fifo() };
   readonly #inFlight: Record<PriorityName, number> = { high: 0, medium: 0, low: 0 };
   /** Waiting for a back-off to pass, soonest first. */
-  readonly #later: Entry[] = [];
+  readonly #later = new MinHeap<Entry>((entry) => entry.summary.nextAttemptAt);
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Infinity;
   /** Messages of one ordering key, in acceptance order; only the first may be delivered. */
-  readonly #chains = new Map<string, Entry[]>();
+  readonly #chains = new Map<string, Fifo<Entry>>();
+  /** No new deliveries start (shutdown has begun). */
+  #draining = false;
   readonly #stopping = new AbortController();
   readonly #running = new Set<Promise<void>>();
 
@@ -70,16 +86,19 @@ export class Dispatcher {
     for (const summary of await this.#deps.store.unfinished()) this.add(summary);
   }
 
-  /** A message just written to the outbox. */
+  /** A message just written to the outbox, or replayed from the dead letters. */
   add(summary: MessageSummary): void {
-    if (this.#entries.has(summary.id) || this.#stopping.signal.aborted) return;
-    const entry: Entry = { summary, running: false };
+    if (this.#entries.has(summary.id) || this.#draining) return;
+    const replayed = summary.attempts === 0 && summary.updatedAt > summary.createdAt;
+    const entry: Entry = { summary, failures: summary.attempts, ageFrom: replayed ? summary.updatedAt : summary.createdAt, running: false };
     this.#entries.set(summary.id, entry);
     const chainKey = chainOf(summary);
     if (chainKey !== undefined) {
       const chain = this.#chains.get(chainKey);
       if (chain) { chain.push(entry); return; } // waits for the ones before it
-      this.#chains.set(chainKey, [entry]);
+      const fresh = new Fifo<Entry>();
+      fresh.push(entry);
+      this.#chains.set(chainKey, fresh);
     }
     this.#schedule(entry);
     this.#pump();
@@ -90,17 +109,20 @@ export class Dispatcher {
     return this.#entries.get(id)?.running ?? false;
   }
 
-  /** Messages waiting or in flight, per lane. */
-  get depth(): Record<PriorityName, number> {
-    const depth = { high: 0, medium: 0, low: 0 };
-    for (const entry of this.#entries.values()) depth[entry.summary.priority]++;
-    return depth;
-  }
-
-  /** Stop starting deliveries and cut the running ones; what they carried stays queued on disk. */
-  async stop(): Promise<void> {
-    this.#stopping.abort(new MeshError('SHUTTING_DOWN', 'this sidecar is shutting down'));
+  /**
+   * Shutdown: start no more deliveries, give the running ones up to `graceMs` to finish (a delivery
+   * cut short may have reached the app, and would reach it again after the restart), then cut the
+   * rest. What they carried stays queued on disk.
+   */
+  async stop(graceMs = 0): Promise<void> {
+    this.#draining = true;
     clearTimeout(this.#timer);
+    if (graceMs > 0 && this.#running.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled([...this.#running]), new Promise((resolve) => { timer = setTimeout(resolve, graceMs); })]);
+      clearTimeout(timer);
+    }
+    this.#stopping.abort(new MeshError('SHUTTING_DOWN', 'this sidecar is shutting down'));
     await Promise.allSettled([...this.#running]);
   }
 
@@ -111,47 +133,39 @@ export class Dispatcher {
       this.#ready[entry.summary.priority].push(entry);
       return;
     }
-    // Sorted insert: the soonest first.
-    const at = entry.summary.nextAttemptAt;
-    let low = 0;
-    let high = this.#later.length;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if (this.#later[mid]!.summary.nextAttemptAt <= at) low = mid + 1; else high = mid;
-    }
-    this.#later.splice(low, 0, entry);
+    this.#later.push(entry);
     this.#armTimer();
   }
 
   #armTimer(): void {
-    const first = this.#later[0];
-    if (!first || first.summary.nextAttemptAt >= this.#timerAt) return;
+    const first = this.#later.peek();
+    if (!first || first.summary.nextAttemptAt >= this.#timerAt || this.#draining) return;
     clearTimeout(this.#timer);
     this.#timerAt = first.summary.nextAttemptAt;
     this.#timer = setTimeout(() => {
       this.#timerAt = Infinity;
       const now = Date.now();
-      while (this.#later.length > 0 && this.#later[0]!.summary.nextAttemptAt <= now) {
-        const entry = this.#later.shift()!;
+      while (this.#later.length > 0 && this.#later.peek()!.summary.nextAttemptAt <= now) {
+        const entry = this.#later.pop()!;
         this.#ready[entry.summary.priority].push(entry);
       }
       this.#armTimer();
       this.#pump();
-    }, Math.max(0, this.#timerAt - Date.now()));
+    }, Math.min(LONGEST_TIMER_MS, Math.max(0, this.#timerAt - Date.now())));
     this.#timer.unref();
   }
 
   #pump(): void {
-    if (this.#stopping.signal.aborted) return;
+    if (this.#draining) return;
     for (const lane of LANES) {
       const ready = this.#ready[lane];
       while (ready.length > 0 && this.#inFlight[lane] < this.#deps.concurrency) {
         const entry = ready.shift()!;
-        if (!this.#entries.has(entry.summary.id)) continue; // gone meanwhile
+        if (this.#entries.get(entry.summary.id) !== entry) continue; // gone meanwhile
         this.#inFlight[lane]++;
         entry.running = true;
         const run = this.#deliver(entry)
-          .catch((err: unknown) => this.#deps.logger.error({ messageId: entry.summary.id, err: String(err) }, 'delivery bookkeeping failed; the message stays queued'))
+          .catch((err: unknown) => this.#storageTrouble(entry, err))
           .finally(() => {
             this.#running.delete(run);
             entry.running = false;
@@ -163,19 +177,28 @@ export class Dispatcher {
     }
   }
 
+  /** The store failed a read or write for this message: keep it (in memory) and try again shortly. */
+  #storageTrouble(entry: Entry, err: unknown): void {
+    if (this.#stopping.signal.aborted) return;
+    this.#deps.logger.error({ messageId: entry.summary.id, code: (err as { code?: string }).code, err: String(err) }, 'async storage failed during a delivery; the message stays queued and is tried again');
+    entry.summary = { ...entry.summary, nextAttemptAt: Date.now() + STORAGE_RETRY_MS };
+    this.#schedule(entry);
+  }
+
   // ---- one attempt ----
 
   async #deliver(entry: Entry): Promise<void> {
     const summary = entry.summary;
     const message = await this.#deps.store.get(summary.id);
     if (!message) { this.#forget(entry); return; } // deleted meanwhile
-    const attempt = summary.attempts + 1;
     const policy = this.#deps.policy({ ...summary, method: message.request.method, path: message.request.path, headers: message.request.headers });
     let outcome: Outcome;
     let answer: StoredResponse | undefined;
-    if (summary.endpoint !== undefined && !this.#deps.endpoints(summary.service, summary.namespace)?.some((e) => e.address === summary.endpoint)) {
+    const broadcastTo = summary.endpoint;
+    const replicas = this.#deps.endpoints(summary.service, summary.namespace);
+    if (broadcastTo !== undefined && replicas !== undefined && !replicas.some((e) => e.address === broadcastTo)) {
       // A broadcast to a replica that has left: nobody is left to receive this copy.
-      outcome = { kind: 'failed', error: { code: 'NO_HEALTHY_ENDPOINT', message: `replica ${summary.endpoint} left ${summary.service} before the event reached it` } };
+      outcome = { kind: 'failed', error: { code: 'NO_HEALTHY_ENDPOINT', message: `replica ${broadcastTo} left ${summary.service} before the event reached it` } };
     } else {
       try {
         const result = await this.#deps.pipeline({
@@ -190,39 +213,46 @@ export class Dispatcher {
           signal: this.#stopping.signal,
           priority: summary.priority,
           delivery: {
-            messageId: summary.id, attempt, ...(summary.topic ? { topic: summary.topic } : {}),
-            ...(summary.endpoint !== undefined ? { endpoint: summary.endpoint, pinned: true } : { ...(entry.lastEndpoint ? { endpoint: entry.lastEndpoint } : {}), pinned: false }),
+            messageId: summary.id, attempt: summary.attempts + 1, ...(summary.topic ? { topic: summary.topic } : {}),
+            ...(broadcastTo !== undefined ? { endpoint: broadcastTo, pinned: true } : { ...(entry.lastEndpoint ? { endpoint: entry.lastEndpoint } : {}), pinned: false }),
+            onSent: (endpoint) => { entry.lastEndpoint = endpoint; },
           },
         });
-        entry.lastEndpoint = result.endpoint;
-        answer = await keptAnswer(result);
+        answer = await keptAnswer(result, policy.attemptTimeoutMs);
         outcome = outcomeOfStatus(result.status, headerValue(result.headers, 'retry-after'));
+        if (outcome.kind === 'retry') entry.lastEndpoint = undefined; // that replica answered and recorded nothing
       } catch (err) {
         if (this.#stopping.signal.aborted) return; // shutting down: it stays queued on disk
         outcome = outcomeOfError(err);
       }
     }
-    await this.#settle(entry, message, attempt, outcome, answer, policy);
+    await this.#settle(entry, message, outcome, answer, policy);
   }
 
-  async #settle(entry: Entry, message: StoredMessage, attempts: number, outcome: Outcome, answer: StoredResponse | undefined, policy: AsyncPolicy): Promise<void> {
+  async #settle(entry: Entry, message: StoredMessage, outcome: Outcome, answer: StoredResponse | undefined, policy: AsyncPolicy): Promise<void> {
     const now = Date.now();
+    // A refusal never reached an app: it delays the message without using one of its attempts.
+    const attempts = entry.summary.attempts + (outcome.kind === 'refused' ? 0 : 1);
+    const failures = entry.failures + 1;
+    const withAnswer = answer ? { response: answer } : {};
     let settlement: Settlement;
     if (outcome.kind === 'delivered') {
-      settlement = { state: 'delivered', attempts, nextAttemptAt: now, ...(answer ? { response: answer } : {}) };
+      settlement = { state: 'delivered', attempts, nextAttemptAt: now, ...withAnswer };
     } else if (outcome.kind === 'failed') {
-      settlement = { state: 'failed', attempts, nextAttemptAt: now, lastError: outcome.error, ...(answer ? { response: answer } : {}) };
+      settlement = { state: 'failed', attempts, nextAttemptAt: now, lastError: outcome.error, ...withAnswer };
     } else {
-      const next = nextAttempt(policy, { attempts, createdAt: message.createdAt }, now, outcome.retryAfterMs);
+      const retryAfterMs = outcome.kind === 'retry' ? outcome.retryAfterMs : undefined;
+      const next = nextAttempt(policy, { attempts, failures, createdAt: entry.ageFrom }, now, retryAfterMs);
       settlement = next.dead
-        ? { state: 'dead', attempts, nextAttemptAt: now, lastError: { ...outcome.error, message: `${outcome.error.message}; ${next.why}` }, ...(answer ? { response: answer } : {}) }
+        ? { state: 'dead', attempts, nextAttemptAt: now, lastError: { ...outcome.error, message: `${outcome.error.message}; ${next.why}` }, ...withAnswer }
         : { state: 'queued', attempts, nextAttemptAt: next.at, lastError: outcome.error };
     }
     await this.#deps.store.settle(message.id, settlement);
     this.#deps.onSettled?.(entry.summary, settlement.state === 'queued' ? 'retry' : settlement.state, attempts);
     if (settlement.state === 'queued') {
+      entry.failures = failures;
       entry.summary = { ...entry.summary, attempts, nextAttemptAt: settlement.nextAttemptAt, updatedAt: now, ...(settlement.lastError ? { lastError: settlement.lastError } : {}) };
-      this.#deps.logger.debug({ messageId: message.id, attempts, retryInMs: settlement.nextAttemptAt - now, code: outcome.kind === 'retry' ? outcome.error.code : undefined }, 'delivery failed; will retry');
+      this.#deps.logger.debug({ messageId: message.id, attempts, retryInMs: settlement.nextAttemptAt - now, code: settlement.lastError?.code }, 'delivery failed; will retry');
       this.#schedule(entry);
       return;
     }
@@ -238,11 +268,11 @@ export class Dispatcher {
     const chainKey = chainOf(entry.summary);
     if (chainKey === undefined) return;
     const chain = this.#chains.get(chainKey);
-    if (!chain) return;
-    const index = chain.indexOf(entry);
-    if (index >= 0) chain.splice(index, 1);
-    if (chain.length === 0) { this.#chains.delete(chainKey); return; }
-    if (index === 0) this.#schedule(chain[0]!);
+    if (chain?.peek() !== entry) return; // only a chain's first message is ever delivered
+    chain.shift();
+    const next = chain.peek();
+    if (next) this.#schedule(next);
+    else this.#chains.delete(chainKey);
   }
 }
 
@@ -251,17 +281,22 @@ function chainOf(summary: MessageSummary): string | undefined {
   return summary.orderingKey === undefined ? undefined : `${summary.service}.${summary.namespace}|${summary.endpoint ?? ''}|${summary.orderingKey}`;
 }
 
-/** The app's answer as kept for the status API: at most MAX_STORED_ANSWER_BYTES of its body. */
-async function keptAnswer(result: CallResult): Promise<StoredResponse> {
+/**
+ * The app's answer as kept for the status API: at most MAX_STORED_ANSWER_BYTES of its body, read
+ * within `timeoutMs` (a slow stream must not hold the delivery slot and its ordering key).
+ */
+async function keptAnswer(result: CallResult, timeoutMs: number): Promise<StoredResponse> {
   if (Buffer.isBuffer(result.body)) {
     const truncated = result.body.byteLength > MAX_STORED_ANSWER_BYTES;
     return { status: result.status, headers: truncated ? [...result.headers, TRUNCATED] : result.headers, body: truncated ? result.body.subarray(0, MAX_STORED_ANSWER_BYTES) : result.body };
   }
+  const body = result.body;
   const chunks: Buffer[] = [];
   let size = 0;
   let truncated = false;
+  const timer = setTimeout(() => body.destroy(), timeoutMs > 0 ? timeoutMs : 30_000);
   try {
-    for await (const chunk of result.body) {
+    for await (const chunk of body) {
       const room = MAX_STORED_ANSWER_BYTES - size;
       if ((chunk as Buffer).byteLength > room) {
         chunks.push((chunk as Buffer).subarray(0, room));
@@ -274,7 +309,8 @@ async function keptAnswer(result: CallResult): Promise<StoredResponse> {
   } catch {
     truncated = true; // the status arrived: the delivery happened, whatever became of the body
   } finally {
-    result.body.destroy();
+    clearTimeout(timer);
+    body.destroy();
   }
   return { status: result.status, headers: truncated ? [...result.headers, TRUNCATED] : result.headers, body: Buffer.concat(chunks) };
 }

@@ -121,12 +121,13 @@ export class AsyncMessaging {
    * it), or one per replica known now (broadcast). All are written in one commit, or none.
    */
   async publish(topic: string, event: { headers: Header[]; body: Buffer; priority: PriorityName | undefined; orderingKey: string | undefined }):
-    Promise<{ eventId: string; messages: { id: string; service: string; namespace: string; endpoint?: string }[] }> {
+    Promise<{ eventId: string; messages: { id: string; service: string; namespace: string; endpoint?: string }[]; unreached: { service: string; namespace: string; why: string }[] }> {
     const subscribers = this.#options.policies.subscribers(topic);
     if (subscribers.length === 0) throw new MeshError('UNKNOWN_TOPIC', `no policy subscribes a service to topic "${topic}" (spec.subscriptions)`);
     const eventId = newMessageId();
     const now = Date.now();
     const messages: NewMessage[] = [];
+    const unreached: { service: string; namespace: string; why: string }[] = [];
     for (const subscriber of subscribers) {
       const request: StoredRequest = { method: 'POST', path: subscriber.path, authority: subscriber.service, headers: event.headers, body: event.body };
       const policy = this.#options.policies.resolve(subscriber.service, subscriber.namespace, request);
@@ -135,11 +136,16 @@ export class AsyncMessaging {
         priority: event.priority ?? policy.priority, ...(event.orderingKey !== undefined ? { orderingKey: event.orderingKey } : {}),
       };
       const replicas = subscriber.delivery === 'broadcast' ? (this.#options.endpoints(subscriber.service, subscriber.namespace) ?? []) : [undefined];
+      // A broadcast reaches the replicas known now; with none known there is nobody to keep a copy for.
+      if (replicas.length === 0) unreached.push({ service: subscriber.service, namespace: subscriber.namespace, why: 'broadcast subscription, and no replica of the service is known to discovery' });
       for (const replica of replicas) messages.push({ ...base, id: newMessageId(), ...(replica ? { endpoint: replica.address } : {}) });
+    }
+    if (messages.length === 0) {
+      throw new MeshError('NO_HEALTHY_ENDPOINT', `topic "${topic}" has only broadcast subscribers, and none of them has a replica known to discovery: the event was not accepted`);
     }
     await this.#write(messages);
     for (const message of messages) this.#options.metrics?.onAccepted(`${message.service}.${message.namespace}`, 'event');
-    return { eventId, messages: messages.map((m) => ({ id: m.id, service: m.service, namespace: m.namespace, ...(m.endpoint ? { endpoint: m.endpoint } : {}) })) };
+    return { eventId, messages: messages.map((m) => ({ id: m.id, service: m.service, namespace: m.namespace, ...(m.endpoint ? { endpoint: m.endpoint } : {}) })), unreached };
   }
 
   async status(id: string): Promise<MessageView | undefined> {
@@ -174,11 +180,14 @@ export class AsyncMessaging {
     return deleted;
   }
 
-  /** Stop delivering (what is in flight stays queued on disk) and close the store. */
-  async close(): Promise<void> {
+  /**
+   * Stop delivering and close the store: deliveries running get up to `graceMs` to finish; the ones
+   * cut after that stay queued on disk for the next start.
+   */
+  async close(graceMs = 0): Promise<void> {
     this.#closed = true;
     clearInterval(this.#upkeep);
-    await this.#dispatcher?.stop();
+    await this.#dispatcher?.stop(graceMs);
     await this.#store?.close().catch(() => {});
   }
 
@@ -211,8 +220,6 @@ export class AsyncMessaging {
       try {
         const store = await openMessageStore(dir, { maxBytes });
         if (this.#closed) { await store.close(); return; }
-        this.#store = store;
-        this.#problem = undefined;
         const dispatcher = new Dispatcher({
           store,
           pipeline: this.#options.pipeline,
@@ -228,8 +235,17 @@ export class AsyncMessaging {
             }
           },
         });
+        try {
+          await dispatcher.start();
+        } catch (err) {
+          await store.close().catch(() => {});
+          throw err;
+        }
+        // In use only once its backlog is loaded: a failed start leaves nothing half-open, and is tried again.
+        this.#store = store;
         this.#dispatcher = dispatcher;
-        await dispatcher.start();
+        this.#problem = undefined;
+        store.onFailure((err) => void this.#lost(store, dispatcher, err));
         await this.#refreshCounts();
         this.#options.logger.info({ dir, queued: this.#counts?.queued ?? 0, dead: this.#counts?.dead ?? 0 }, 'async storage open');
       } catch (err) {
@@ -240,6 +256,18 @@ export class AsyncMessaging {
       }
     })();
     return this.#opening;
+  }
+
+  /** The store died under us (its worker crashed): stop using it, and open it anew. */
+  async #lost(store: MessageStore, dispatcher: Dispatcher, err: StorageError): Promise<void> {
+    if (this.#store !== store) return;
+    this.#store = undefined;
+    this.#dispatcher = undefined;
+    this.#problem = toStorageProblem(err);
+    this.#options.logger.error({ code: this.#problem.code }, `async storage failed; reopening it: ${err.message}`);
+    await dispatcher.stop();
+    this.#lastOpenAttempt = 0;
+    await this.#retryOpen();
   }
 
   async #refreshCounts(): Promise<void> {

@@ -16,10 +16,24 @@ export function isFinalAnswer(status: number): boolean {
 /** Mesh errors that no redelivery can cure. */
 const PERMANENT_ERRORS = new Set(['SESSION_OWNER_GONE', 'SESSION_TOKEN_INVALID', 'BAD_REQUEST', 'BODY_TOO_LARGE']);
 
+/**
+ * Mesh errors that say the message never reached an app: nothing to send it to (no endpoint, circuit
+ * open, overloaded, peer down or draining, the receiver's disk unusable). They delay the message but
+ * do not use up its attempts — a breaker opened by other calls must not turn messages into dead
+ * letters within milliseconds; `async.maxAge` still bounds how long it waits.
+ */
+const REFUSALS = new Set([
+  'UNKNOWN_SERVICE', 'NO_HEALTHY_ENDPOINT', 'CIRCUIT_OPEN', 'OVERLOADED', 'PEER_UNAVAILABLE', 'SHUTTING_DOWN',
+  'STORAGE_UNAVAILABLE', 'STORAGE_FULL',
+]);
+
 export type Outcome =
   | { kind: 'delivered' }
   | { kind: 'failed'; error: AttemptError }
-  | { kind: 'retry'; error: AttemptError; retryAfterMs?: number };
+  /** The app answered with a retryable status, or the outcome is unknown (the link broke, time ran out). */
+  | { kind: 'retry'; error: AttemptError; retryAfterMs?: number }
+  /** It never reached an app: try again later without counting an attempt. */
+  | { kind: 'refused'; error: AttemptError };
 
 export function outcomeOfStatus(status: number, retryAfter: string | undefined): Outcome {
   if (status >= 200 && status < 400) return { kind: 'delivered' };
@@ -32,20 +46,24 @@ export function outcomeOfStatus(status: number, retryAfter: string | undefined):
 export function outcomeOfError(err: unknown): Outcome {
   const meshError = err instanceof MeshError ? err : new MeshError('INTERNAL', err instanceof Error ? err.message : String(err));
   const error: AttemptError = { code: meshError.code, message: meshError.message };
-  return PERMANENT_ERRORS.has(meshError.code) ? { kind: 'failed', error } : { kind: 'retry', error };
+  if (PERMANENT_ERRORS.has(meshError.code)) return { kind: 'failed', error };
+  return REFUSALS.has(meshError.code) ? { kind: 'refused', error } : { kind: 'retry', error };
 }
 
 /**
- * After attempt `attempts` failed: dead, or the time of the next attempt (full-jitter exponential
- * back-off, at least what the app's Retry-After asked for, capped by the back-off max).
+ * After a failed try: dead, or the time (whole ms) of the next one. `attempts` counts the tries that
+ * reached (or may have reached) the app; `failures` every failed try, refusals included, and sets the
+ * back-off: full jitter up to base × 2^(failures−1), capped by the back-off max, and never less than
+ * what the app's Retry-After asked for (itself capped by the max, so an app cannot park a message for
+ * a year).
  */
-export function nextAttempt(policy: AsyncPolicy, message: { attempts: number; createdAt: number }, now: number, retryAfterMs = 0, random = Math.random):
+export function nextAttempt(policy: AsyncPolicy, message: { attempts: number; failures: number; createdAt: number }, now: number, retryAfterMs = 0, random = Math.random):
   { dead: true; why: string } | { dead: false; at: number } {
   if (message.attempts >= policy.attempts) return { dead: true, why: `no delivery in ${message.attempts} attempts` };
-  const ceiling = Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (message.attempts - 1));
+  const ceiling = Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** Math.min(Math.max(0, message.failures - 1), 52));
   const wait = Math.max(random() * ceiling, Math.min(retryAfterMs, policy.backoffMaxMs));
   if (policy.maxAgeMs > 0 && now + wait - message.createdAt >= policy.maxAgeMs) {
     return { dead: true, why: `not delivered within its maximum age of ${policy.maxAgeMs} ms` };
   }
-  return { dead: false, at: now + wait };
+  return { dead: false, at: Math.ceil(now + wait) };
 }

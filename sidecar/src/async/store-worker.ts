@@ -32,7 +32,8 @@ export type OpName = keyof Ops;
 
 export interface Request {
   id: number;
-  op: OpName | 'close';
+  /** 'crash': for tests only (SqliteMessageStore.failForTesting), the worker dies of an uncaught error. */
+  op: OpName | 'close' | 'crash';
   args: unknown[];
 }
 
@@ -98,6 +99,9 @@ const SCHEMA_V1 = `
 const SUMMARY_COLUMNS = `seq, id, state, priority, ordering_key, service, namespace, topic, event_id, endpoint,
   attempts, next_attempt_at, created_at, updated_at, last_error`;
 const MESSAGE_COLUMNS = `${SUMMARY_COLUMNS}, method, path, authority, headers, body,
+  response_status, response_headers, response_body`;
+/** A message with an empty request body in place of the stored one, which is never read. */
+const MESSAGE_COLUMNS_NO_BODY = `${SUMMARY_COLUMNS}, method, path, authority, headers, x'' AS body,
   response_status, response_headers, response_body`;
 
 interface SummaryRow {
@@ -170,19 +174,45 @@ function toMessage(row: MessageRow): Wire<StoredMessage> {
 
 const SQLITE_CONSTRAINT_UNIQUE = 2067;
 
+/**
+ * A number for an INTEGER column, rounded: the tables are STRICT, and a fractional timestamp (a
+ * back-off with jitter) must not fail the write. Not a finite number: the caller's bug, said plainly.
+ */
+function integer(name: string, value: number): number {
+  const n = Math.round(value);
+  if (!Number.isSafeInteger(n)) throw new TypeError(`${name} must be a finite number, got ${String(value)}`);
+  return n;
+}
+
+/** The quota's headroom: accept stops at this share of maxBytes, so settles and dedup records still fit. */
+const ACCEPT_SHARE = 0.9;
+
+/** Thrown by accept when the database is at its headroom: a STORAGE_FULL (see classify). */
+class AcceptRefused extends Error {}
+
+/** A database size limit, in pages: the hard one (SQLite's max_page_count), and accept's (its headroom). */
+interface Quota {
+  maxPages: number;
+  acceptPages: number;
+}
+
 /** The store's operations, on prepared statements (parsed once). Names match MessageStore's methods. */
-function makeOps(db: DatabaseSync) {
+function makeOps(db: DatabaseSync, quota: Quota | undefined) {
   const insert = db.prepare(`INSERT INTO outbox (id, state, priority, ordering_key, service, namespace, topic, event_id,
       endpoint, attempts, next_attempt_at, created_at, updated_at, method, path, authority, headers, body)
     VALUES ($id, 'queued', $priority, $orderingKey, $service, $namespace, $topic, $eventId,
       $endpoint, 0, $createdAt, $createdAt, $createdAt, $method, $path, $authority, $headers, $body)`);
   const byId = db.prepare(`SELECT ${MESSAGE_COLUMNS} FROM outbox WHERE id = ?`);
   const queued = db.prepare(`SELECT ${SUMMARY_COLUMNS} FROM outbox WHERE state = 'queued' ORDER BY seq`);
-  const deadFirst = db.prepare(`SELECT ${MESSAGE_COLUMNS} FROM outbox WHERE state = 'dead' ORDER BY seq LIMIT ?`);
-  const deadAfter = db.prepare(`SELECT ${MESSAGE_COLUMNS} FROM outbox
+  // Dead letters are listed without their request bodies (the API never shows them, and they can be large).
+  const deadFirst = db.prepare(`SELECT ${MESSAGE_COLUMNS_NO_BODY} FROM outbox WHERE state = 'dead' ORDER BY seq LIMIT ?`);
+  const deadAfter = db.prepare(`SELECT ${MESSAGE_COLUMNS_NO_BODY} FROM outbox
     WHERE state = 'dead' AND seq > (SELECT seq FROM outbox WHERE id = ?) ORDER BY seq LIMIT ?`);
+  // A final state drops the request body (only queued and dead messages are sent again): that makes
+  // room for the response.
   const settle = db.prepare(`UPDATE outbox SET state = $state, attempts = $attempts, next_attempt_at = $nextAttemptAt,
-      updated_at = $now, last_error = $lastError, response_status = $status, response_headers = $headers, response_body = $body
+      updated_at = $now, last_error = $lastError, response_status = $status, response_headers = $headers, response_body = $body,
+      body = CASE WHEN $state IN ('delivered', 'failed') THEN x'' ELSE body END
     WHERE id = $id`);
   const replay = db.prepare(`UPDATE outbox SET state = 'queued', attempts = 0, next_attempt_at = $now, updated_at = $now
     WHERE id = $id AND state = 'dead' RETURNING ${SUMMARY_COLUMNS}`);
@@ -198,6 +228,31 @@ function makeOps(db: DatabaseSync) {
     ON CONFLICT (key) DO UPDATE SET message_id = excluded.message_id, at = excluded.at, status = excluded.status,
       headers = excluded.headers, body = excluded.body`);
   const forgetSeen = db.prepare(`DELETE FROM seen WHERE at < ?`);
+  // Pages in use, this transaction's writes included.
+  const usedPages = db.prepare(`SELECT (SELECT page_count FROM pragma_page_count())
+    - (SELECT freelist_count FROM pragma_freelist_count()) AS used`);
+  const { page_size: pageSize } = db.prepare('PRAGMA page_size').get() as { page_size: number };
+
+  /**
+   * Refuses messages that would take the database past accept's share of the quota, so that the
+   * settles and dedup records of the messages already in it still fit. The size is a rough estimate
+   * that errs high (a message takes at least a page).
+   */
+  const checkHeadroom = (messages: Wire<readonly NewMessage[]>): void => {
+    if (quota === undefined) return;
+    let bytes = 0;
+    for (const m of messages) {
+      bytes += 256 + m.id.length + m.service.length + m.namespace.length + (m.orderingKey?.length ?? 0)
+        + m.request.path.length + m.request.authority.length + m.request.body.byteLength;
+      for (const h of m.request.headers) bytes += 8 + h.name.length + h.value.length;
+    }
+    const { used } = usedPages.get() as { used: number };
+    if (used + Math.ceil(bytes / pageSize) > quota.acceptPages) {
+      const percent = Math.floor((used / quota.maxPages) * 100);
+      throw new AcceptRefused(`it is ${percent}% full (${used * pageSize} of ${quota.maxPages * pageSize} bytes): it takes no new `
+        + `messages past ${ACCEPT_SHARE * 100}%, the rest is kept for the deliveries of those it has`);
+    }
+  };
 
   const message = (id: string) => {
     const row = byId.get(id) as MessageRow | undefined;
@@ -206,11 +261,12 @@ function makeOps(db: DatabaseSync) {
 
   return {
     accept(messages: Wire<readonly NewMessage[]>): void {
+      checkHeadroom(messages);
       for (const m of messages) {
         try {
           insert.run({
             id: m.id, priority: m.priority, orderingKey: m.orderingKey ?? null, service: m.service, namespace: m.namespace,
-            topic: m.topic ?? null, eventId: m.eventId ?? null, endpoint: m.endpoint ?? null, createdAt: m.createdAt,
+            topic: m.topic ?? null, eventId: m.eventId ?? null, endpoint: m.endpoint ?? null, createdAt: integer('createdAt', m.createdAt),
             method: m.request.method, path: m.request.path, authority: m.request.authority,
             headers: encodeHeaders(m.request.headers), body: m.request.body,
           });
@@ -227,29 +283,36 @@ function makeOps(db: DatabaseSync) {
     unfinished(): MessageSummary[] {
       return (queued.all() as unknown as SummaryRow[]).map(toSummary);
     },
-    /** `now` becomes updatedAt. Response and lastError are replaced: they describe the latest attempt. */
+    /**
+     * `now` becomes updatedAt. Response and lastError are replaced: they describe the latest attempt.
+     * delivered and failed drop the request body.
+     */
     settle(id: string, s: Wire<Settlement>, now: number): void {
       settle.run({
-        id, state: s.state, attempts: s.attempts, nextAttemptAt: s.nextAttemptAt, now,
+        id, state: s.state, attempts: integer('attempts', s.attempts), nextAttemptAt: integer('nextAttemptAt', s.nextAttemptAt),
+        now: integer('now', now),
         lastError: s.lastError === undefined ? null : JSON.stringify(s.lastError),
-        status: s.response?.status ?? null,
+        status: s.response === undefined ? null : integer('response.status', s.response.status),
         headers: s.response === undefined ? null : encodeHeaders(s.response.headers),
         body: s.response?.body ?? null,
       });
     },
-    /** An `after` id that is no longer stored ends the paging (its place in the order is lost). */
+    /**
+     * Request bodies are left out (returned empty). An `after` id that is no longer stored ends the
+     * paging (its place in the order is lost).
+     */
     deadLetters(limit: number, after: string | undefined): Wire<StoredMessage>[] {
       const n = Math.max(0, Math.floor(limit));
       const rows = after === undefined ? deadFirst.all(n) : deadAfter.all(after, n);
       return (rows as unknown as MessageRow[]).map(toMessage);
     },
     replay(id: string, now: number): MessageSummary | undefined {
-      const row = replay.get({ id, now }) as SummaryRow | undefined;
+      const row = replay.get({ id, now: integer('now', now) }) as SummaryRow | undefined;
       return row && toSummary(row);
     },
     replayAll(now: number): MessageSummary[] {
       // RETURNING yields rows in no promised order.
-      return (replayAll.all({ now }) as unknown as SummaryRow[]).map(toSummary).sort((a, b) => a.seq - b.seq);
+      return (replayAll.all({ now: integer('now', now) }) as unknown as SummaryRow[]).map(toSummary).sort((a, b) => a.seq - b.seq);
     },
     deleteDead(id: string): boolean {
       return Number(deleteDead.run(id).changes) > 0;
@@ -274,8 +337,8 @@ function makeOps(db: DatabaseSync) {
     },
     remember(r: Wire<SeenRecord>): void {
       remember.run({
-        key: r.key, messageId: r.messageId, at: r.at,
-        status: r.response.status, headers: encodeHeaders(r.response.headers), body: r.response.body,
+        key: r.key, messageId: r.messageId, at: integer('at', r.at),
+        status: integer('response.status', r.response.status), headers: encodeHeaders(r.response.headers), body: r.response.body,
       });
     },
     forgetSeen(before: number): number {
@@ -318,7 +381,7 @@ function classify(err: unknown): { code: 'STORAGE_FULL' | 'STORAGE_UNAVAILABLE' 
       default: return { code: 'STORAGE_UNAVAILABLE', reason };
     }
   }
-  if (e.code === 'ENOSPC') return { code: 'STORAGE_FULL', reason };
+  if (e.code === 'ENOSPC' || err instanceof AcceptRefused) return { code: 'STORAGE_FULL', reason };
   if (typeof e.syscall === 'string') return { code: 'STORAGE_UNAVAILABLE', reason }; // from node:fs
   return { code: undefined, reason };
 }
@@ -335,7 +398,8 @@ function toOpenError(err: unknown, dir: string): WireError {
 
 // --- Opening ---------------------------------------------------------------------------------------
 
-function openDatabase(dir: string, maxBytes: number): DatabaseSync {
+/** The open database, and its quota for makeOps. */
+function openDatabase(dir: string, maxBytes: number): { db: DatabaseSync; quota: Quota | undefined } {
   try {
     fs.mkdirSync(dir, { recursive: true });
   } catch (err) {
@@ -357,13 +421,16 @@ function openDatabase(dir: string, maxBytes: number): DatabaseSync {
     if (mode !== 'wal') throw Object.assign(new Error(`cannot use a write-ahead log (journal mode stays ${mode})`), { syscall: 'open' });
     db.exec('PRAGMA synchronous = FULL');
     migrate(db);
+    let quota: Quota | undefined;
     if (maxBytes > 0) {
       // After migrating, so the schema always fits. A larger existing database keeps its size (SQLite
       // will not set the limit below it) but cannot grow.
       const { page_size: pageSize } = db.prepare('PRAGMA page_size').get() as { page_size: number };
-      db.exec(`PRAGMA max_page_count = ${Math.max(1, Math.floor(maxBytes / pageSize))}`);
+      const { max_page_count: maxPages } = db.prepare(`PRAGMA max_page_count = ${Math.max(1, Math.floor(maxBytes / pageSize))}`)
+        .get() as { max_page_count: number };
+      quota = { maxPages, acceptPages: Math.floor(maxPages * ACCEPT_SHARE) };
     }
-    return db;
+    return { db, quota };
   } catch (err) {
     db.close();
     throw err;
@@ -388,8 +455,8 @@ function migrate(db: DatabaseSync): void {
 
 // --- The loop --------------------------------------------------------------------------------------
 
-function serve(db: DatabaseSync, port: MessagePort, dir: string): void {
-  const ops = makeOps(db);
+function serve(db: DatabaseSync, quota: Quota | undefined, port: MessagePort, dir: string): void {
+  const ops = makeOps(db, quota);
   const begin = db.prepare('BEGIN IMMEDIATE');
   const commit = db.prepare('COMMIT');
   const rollback = db.prepare('ROLLBACK');
@@ -453,6 +520,10 @@ function serve(db: DatabaseSync, port: MessagePort, dir: string): void {
     for (let next = receiveMessageOnPort(port); next !== undefined; next = receiveMessageOnPort(port)) {
       for (const request of next.message as Request[]) batch.push(request);
     }
+    if (batch.some((r) => r.op === 'crash')) {
+      // Tests only: die the way a bug in this worker would, with nothing answered.
+      throw new Error('the message store worker crashed on request (SqliteMessageStore.failForTesting)');
+    }
     const close = batch.find((r) => r.op === 'close'); // store.ts sends nothing after it
     const replies = runGroup(close ? batch.filter((r) => r !== close) : batch);
     if (close) {
@@ -470,15 +541,15 @@ function serve(db: DatabaseSync, port: MessagePort, dir: string): void {
 
 if (!isMainThread) {
   const { dir, maxBytes, port } = workerData as WorkerInit;
-  let db: DatabaseSync | undefined;
+  let opened: ReturnType<typeof openDatabase> | undefined;
   try {
-    db = openDatabase(dir, maxBytes);
+    opened = openDatabase(dir, maxBytes);
   } catch (err) {
     port.postMessage({ type: 'failed', error: toOpenError(err, dir) } satisfies WorkerMessage);
     port.close();
   }
-  if (db) {
-    serve(db, port, dir);
+  if (opened) {
+    serve(opened.db, opened.quota, port, dir);
     port.postMessage({ type: 'ready' } satisfies WorkerMessage);
   }
 }

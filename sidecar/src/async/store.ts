@@ -91,6 +91,9 @@ export class SqliteMessageStore implements MessageStore {
   /** Set once the store is closed or its worker died: every later call rejects with it. */
   #refusal: StorageError | undefined;
   #closing: Promise<void> | undefined;
+  /** Set if the worker died while the store was open (not closed). */
+  #failure: StorageError | undefined;
+  readonly #failureListeners: ((err: StorageError) => void)[] = [];
 
   /** Use openMessageStore. */
   constructor(worker: Worker, port: MessagePort, dir: string) {
@@ -101,7 +104,7 @@ export class SqliteMessageStore implements MessageStore {
     worker.on('error', (err) => this.#died(new StorageError('STORAGE_UNAVAILABLE',
       `the message store in ${dir} failed: ${err.message}`, { cause: err })));
     worker.on('exit', (code) => this.#died(new StorageError('STORAGE_UNAVAILABLE',
-      `the message store in ${dir} stopped (worker exit code ${code})`)));
+      `the message store in ${dir} stopped: its worker exited (code ${code})`)));
     this.#keepAlive(false);
   }
 
@@ -173,6 +176,36 @@ export class SqliteMessageStore implements MessageStore {
     return this.#call('forgetSeen', before);
   }
 
+  /**
+   * `listener` is called once if the store becomes unusable for good (its worker crashed or exited)
+   * while open, never because of close(). Added after that happened: called soon (not from here).
+   */
+  onFailure(listener: (err: StorageError) => void): void {
+    if (this.#failure) {
+      const failure = this.#failure;
+      queueMicrotask(() => listener(failure));
+    } else if (this.#closing === undefined) {
+      this.#failureListeners.push(listener);
+    }
+  }
+
+  /**
+   * For tests only: makes the worker die as if it failed, 'terminate' (it is stopped from outside) or
+   * 'crash' (an uncaught error in it). Resolves once it has died and the store has taken note.
+   */
+  async failForTesting(how: 'terminate' | 'crash'): Promise<void> {
+    if (this.#refusal) throw new Error('the store is already closed or failed');
+    const exited = new Promise((resolve) => this.#worker.once('exit', resolve));
+    const keepAlive = setInterval(() => {}, 60_000); // the store lets go of the worker as soon as it fails
+    try {
+      if (how === 'terminate') void this.#worker.terminate();
+      else this.#send('crash', []).catch(() => {}); // rejected by the death it causes
+      await exited;
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
   /** Finishes the calls already made, closes the database (checkpointing its log) and ends the worker. */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -237,11 +270,23 @@ export class SqliteMessageStore implements MessageStore {
       const message = m.message as WorkerMessage;
       if (message.type === 'replies') this.#settle(message.commits, message.replies);
     }
+    const failed = this.#refusal === undefined; // else closed, or already dead (an 'error' is followed by an 'exit')
     this.#refusal ??= err;
     this.#outgoing = [];
     for (const pending of this.#pending.values()) pending.reject(err);
     this.#pending.clear();
     this.#keepAlive(false);
+    if (failed) {
+      this.#failure = err;
+      const listeners = this.#failureListeners.splice(0);
+      for (const listener of listeners) {
+        try {
+          listener(err);
+        } catch (thrown) {
+          queueMicrotask(() => { throw thrown; }); // a listener's bug: reported as uncaught, after the others ran
+        }
+      }
+    }
   }
 
   /** An idle store must not keep the process alive; one with calls pending must. */

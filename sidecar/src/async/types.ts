@@ -108,16 +108,26 @@ export type StateCounts = Record<StoredMessage['state'], number>;
 /**
  * The sidecar's durable store: its outbox (messages it accepted) and its record of messages it
  * received (dedup). Every write resolves once it is on disk (fsync); writes made at the same moment
- * share one commit. Every method rejects with StorageError when the disk fails.
+ * share one commit. Every method rejects with StorageError when the disk fails. Timestamps, attempts
+ * and statuses are stored as integers: fractional ones are rounded (one that is not finite is an Error).
  */
 export interface MessageStore {
+  /**
+   * With a size limit, accept is refused (STORAGE_FULL) once the store is at about 90% of it: the
+   * rest is kept for settle and remember, which only the limit itself stops, so that what was
+   * accepted can still be delivered.
+   */
   accept(messages: readonly NewMessage[]): Promise<void>;
   get(id: string): Promise<StoredMessage | undefined>;
   getMany(ids: readonly string[]): Promise<StoredMessage[]>;
   /** Every `queued` message, in acceptance order (seq): the dispatcher's load at start-up. */
   unfinished(): Promise<MessageSummary[]>;
+  /** A final state (delivered, failed) drops the request body: get() then returns it empty. */
   settle(id: string, settlement: Settlement): Promise<void>;
-  /** Dead letters, oldest first; `after`: a message id, for paging. */
+  /**
+   * Dead letters, oldest first; `after`: a message id, for paging. Their request bodies are not read:
+   * request.body is always empty here (get() returns it).
+   */
   deadLetters(options: { limit: number; after?: string }): Promise<StoredMessage[]>;
   /** dead → queued with attempts 0 and no back-off; undefined if no such dead letter. */
   replay(id: string, now: number): Promise<MessageSummary | undefined>;
@@ -132,5 +142,10 @@ export interface MessageStore {
   remember(record: SeenRecord): Promise<void>;
   /** Drop seen records older than `before` (Unix ms); returns how many. */
   forgetSeen(before: number): Promise<number>;
+  /**
+   * `listener` is called once if the store becomes unusable for good while open (its worker crashed
+   * or exited): every call rejects with STORAGE_UNAVAILABLE from then on. Never because of close().
+   */
+  onFailure(listener: (err: StorageError) => void): void;
   close(): Promise<void>;
 }

@@ -70,6 +70,8 @@ export interface Delivery {
    */
   endpoint?: string;
   pinned: boolean;
+  /** Told which replica the try is sent to, before it leaves (if it then fails, the app there may have run it). */
+  onSent?: (endpoint: string) => void;
 }
 
 export interface CallResult {
@@ -128,7 +130,7 @@ export function createCallPipeline(deps: PipelineDeps): CallPipeline {
       const deadline = call.delivery ? Math.min(call.deadlineMs ?? 0, LONGEST_TIMER_MS) : deadlineOf(call, policy);
       const result = await withDeadline(call, service, deadline, async (signal, deadlineAt) => {
         // The wait for a concurrency slot counts against the deadline; the slot is held across retries.
-        const release = await state.limiter.acquire(signal);
+        const release = await state.limiter.acquire(signal, call.priority ?? policy.priority);
         try {
           return await withRetries({ deps, call: routed, service, policy, state, endpoints, signal, deadlineAt, owner: session?.owner.address });
         } finally {
@@ -310,6 +312,7 @@ async function tryOnce(ctx: CallContext, tried: Set<string>, splitDraw: number):
   const link = await balance(ctx, tried, splitDraw);
   const address = link.address;
   tried.add(address);
+  ctx.call.delivery?.onSent?.(address);
   const endpointBreaker = deps.breakers.endpoint(service, address, policy.circuitBreaker);
   const isFailure = failureStatuses(policy.circuitBreaker);
   state.balancer.onStart(address);
@@ -343,7 +346,8 @@ async function balance(ctx: CallContext, tried: ReadonlySet<string>, splitDraw: 
   if (preferred !== undefined) {
     if (call.delivery!.pinned) return pinnedLink(ctx, preferred);
     const link = deps.links.find(preferred);
-    if (link?.state === 'ready' && endpoints.some((e) => e.address === preferred)) return link;
+    const healthy = !state.outlier.isEjected(preferred) && !deps.breakers.isOpen(service, preferred, policy.circuitBreaker);
+    if (link?.state === 'ready' && healthy && endpoints.some((e) => e.address === preferred)) return link;
   }
   if (endpoints.length === 0) throw new MeshError('NO_HEALTHY_ENDPOINT', `service ${service} has no endpoints`, { service });
   const ready = endpoints.filter((e) => deps.links.find(e.address)?.state === 'ready');

@@ -84,7 +84,7 @@ export const MeshConfigSchema = Type.Object({
       description: 'data directory of the async outbox and of the record of received messages, one per sidecar; default mcp-mesh-data/<service>.<namespace>',
     })),
     maxBytes: Type.Integer({ minimum: 0, default: 0, description: 'quota of the data directory\'s database; beyond it async requests get 507 STORAGE_FULL; 0 means no quota' }),
-    maxMessageBytes: Type.Integer({ minimum: 1, maximum: 16777216, default: 4194304, description: 'largest body of an async message or event (413 beyond)' }),
+    maxMessageBytes: Type.Integer({ minimum: 1, maximum: 15728640, default: 4194304, description: "largest body of an async message or event (413 beyond); at most 15 MiB, so a message with its headers fits one link message (16 MiB)" }),
     retention: Type.Union([...Duration.anyOf], { description: `how long a delivered or failed message (and the answer it got) is kept for GET /mesh/v1/messages/<id>; ${Duration.description}`, default: '1h' }),
     dedupWindow: Type.Union([...Duration.anyOf], { description: `how long a received message id is remembered to drop redeliveries; keep it longer than any policy's async.maxAge; ${Duration.description}`, default: '48h' }),
     deliveryConcurrency: Type.Integer({ minimum: 1, maximum: 10000, default: 64, description: 'deliveries in flight at once per priority lane' }),

@@ -54,7 +54,7 @@ export class DedupingHandler implements InboundHandler {
     return this.#app.pull(bodyStreamId);
   }
 
-  async #deliver(request: Envelope, signal: AbortSignal): Promise<Envelope> {
+  async #deliver(request: Envelope, _callerSignal: AbortSignal): Promise<Envelope> {
     const store = this.#options.store();
     // Without the record a redelivery could reach the app twice: refuse, and the message waits safely
     // in the sender's outbox until this sidecar can keep its promise again.
@@ -65,7 +65,10 @@ export class DedupingHandler implements InboundHandler {
       this.#options.onDuplicate(request.source ?? '');
       return answerTo(request, await running);
     }
-    const work = this.#firstDelivery(store, key, request, signal);
+    // Once handed to the app, a durable message is carried through even if the sender gives up (its
+    // attempt timed out, its link broke, it is shutting down): the answer is recorded, and the
+    // redelivery that follows is answered from the record instead of running the work twice.
+    const work = this.#firstDelivery(store, key, carriedThrough(request), NEVER);
     this.#running.set(key, work);
     try {
       return await work;
@@ -86,7 +89,8 @@ export class DedupingHandler implements InboundHandler {
     if (isFinalAnswer(status)) {
       const record: SeenRecord = { key, messageId: request.messageId!, at: Date.now(), response: storedAnswer(response) };
       await store.remember(record).catch((err: unknown) => {
-        // The app has run it: answer anyway, so the sender does not send it again either.
+        // The app has run it: acknowledge anyway, so the sender does not send it again (a refusal
+        // here would make the sender redeliver, and the app run it a second time for certain).
         this.#options.logger.error({ code: 'STORAGE_UNAVAILABLE', messageId: request.messageId, err: String(err) }, 'could not record a delivered message; a redelivery would reach the app again');
       });
     }
@@ -94,10 +98,25 @@ export class DedupingHandler implements InboundHandler {
   }
 }
 
-/** One record per calling service and message (or the caller's own Idempotency-Key). */
+/** A signal that never aborts: see #deliver. */
+const NEVER = new AbortController().signal;
+
+/** Time a durable message's app call gets beyond the sender's deadline, to finish and be recorded. */
+export const CARRY_THROUGH_MS = 60_000;
+
+function carriedThrough(request: Envelope): Envelope {
+  return request.deadlineMs ? { ...request, deadlineMs: request.deadlineMs + CARRY_THROUGH_MS } : request;
+}
+
+/**
+ * One record per calling service and message id; or, when the caller set its own Idempotency-Key,
+ * per calling service, key, method, path and topic (the same key on another route or topic is
+ * another request, not a duplicate).
+ */
 function dedupKey(request: Envelope): string {
-  const idempotencyKey = request.headers ? headerValue(request.headers, 'idempotency-key') : undefined;
-  return `${request.source ?? ''}|${idempotencyKey ?? request.messageId}`;
+  const idempotencyKey = request.headers ? headerValue(request.headers, 'idempotency-key')?.trim() : undefined;
+  if (!idempotencyKey) return `${request.source ?? ''}|id|${request.messageId}`;
+  return `${request.source ?? ''}|key|${idempotencyKey}|${request.http?.method ?? ''} ${request.http?.path ?? ''}|${request.topic ?? ''}`;
 }
 
 function storedAnswer(response: Envelope): StoredResponse {

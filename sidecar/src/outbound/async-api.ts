@@ -150,7 +150,10 @@ export function registerAsyncRoutes(app: FastifyInstance, messaging: AsyncMessag
       const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
       const headers = endToEndRequestHeaders(request.raw.rawHeaders).filter((h) => h.name !== 'content-length' && h.name !== 'prefer');
       const published = await messaging.publish(topic, { headers, body, priority: callPriority(request.raw), orderingKey: orderingKey(request.raw) });
-      return reply.code(202).send({ id: published.eventId, topic, messages: published.messages.map((m) => ({ ...m, location: `${MESSAGES_PATH}/${m.id}` })) });
+      return reply.code(202).send({
+        id: published.eventId, topic, messages: published.messages.map((m) => ({ ...m, location: `${MESSAGES_PATH}/${m.id}` })),
+        ...(published.unreached.length > 0 ? { unreached: published.unreached } : {}),
+      });
     });
   });
 }

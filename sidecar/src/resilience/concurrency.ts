@@ -1,9 +1,10 @@
 // Concurrency limit for calls from this sidecar to one service: at most maxInFlight calls at once,
-// up to maxQueue more waiting in FIFO order, and anything beyond refused at once with OVERLOADED
+// up to maxQueue more waiting — high priority first, then medium, then low, each lane in FIFO order,
+// so a flood of low-priority calls never holds a high one back — and anything beyond refused at once with OVERLOADED
 // (shedding early beats queueing into the deadline). A call holds its slot across its retries: the
 // limit is on calls, the retry budget is what bounds the extra tries.
 import { MeshError } from '../errors/mesh-error.ts';
-import type { ConcurrencyPolicy } from '../policy/types.ts';
+import type { ConcurrencyPolicy, PriorityName } from '../policy/types.ts';
 
 /** 503 OVERLOADED with the Retry-After (seconds) the answer should carry. */
 export class OverloadedError extends MeshError {
@@ -26,8 +27,9 @@ export class ConcurrencyLimiter {
   readonly #service: string | undefined;
   #policy: ConcurrencyPolicy;
   #inFlight = 0;
-  // A Set keeps insertion order (FIFO) and removes an aborted waiter in O(1).
-  readonly #queue = new Set<Waiter>();
+  // One lane per priority, highest first. A Set keeps insertion order (FIFO) and removes an aborted
+  // waiter in O(1).
+  readonly #lanes: Record<PriorityName, Set<Waiter>> = { high: new Set(), medium: new Set(), low: new Set() };
 
   constructor(policy: ConcurrencyPolicy, service?: string) {
     this.#policy = policy;
@@ -39,7 +41,7 @@ export class ConcurrencyLimiter {
   }
 
   get queued(): number {
-    return this.#queue.size;
+    return this.#lanes.high.size + this.#lanes.medium.size + this.#lanes.low.size;
   }
 
   /** Swap the policy; a higher limit lets waiters in at once. */
@@ -52,17 +54,18 @@ export class ConcurrencyLimiter {
    * Wait for a slot. Resolves with its release function; rejects with OverloadedError when the queue
    * is full, or with the signal's reason when the signal aborts first (the waiter leaves the queue).
    */
-  acquire(signal?: AbortSignal): Promise<Release> {
+  acquire(signal?: AbortSignal, priority: PriorityName = 'medium'): Promise<Release> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#hasRoom()) return Promise.resolve(this.#take());
-    if (this.#queue.size >= this.#policy.maxQueue) {
+    if (this.queued >= this.#policy.maxQueue) {
       return Promise.reject(new OverloadedError(this.#service,
-        `${this.#inFlight} calls in flight and ${this.#queue.size} waiting${this.#service ? ` for ${this.#service}` : ''}: limit reached`,
+        `${this.#inFlight} calls in flight and ${this.queued} waiting${this.#service ? ` for ${this.#service}` : ''}: limit reached`,
         this.#policy.retryAfterSeconds));
     }
+    const lane = this.#lanes[priority];
     return new Promise<Release>((resolve, reject) => {
       const onAbort = () => {
-        this.#queue.delete(waiter);
+        lane.delete(waiter);
         reject(signal!.reason);
       };
       const waiter: Waiter = {
@@ -71,7 +74,7 @@ export class ConcurrencyLimiter {
           resolve(release);
         },
       };
-      this.#queue.add(waiter);
+      lane.add(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -92,10 +95,12 @@ export class ConcurrencyLimiter {
   }
 
   #drain(): void {
-    for (const waiter of this.#queue) {
-      if (!this.#hasRoom()) return;
-      this.#queue.delete(waiter);
-      waiter.grant(this.#take());
+    for (const lane of [this.#lanes.high, this.#lanes.medium, this.#lanes.low]) {
+      for (const waiter of lane) {
+        if (!this.#hasRoom()) return;
+        lane.delete(waiter);
+        waiter.grant(this.#take());
+      }
     }
   }
 }

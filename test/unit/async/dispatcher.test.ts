@@ -116,13 +116,64 @@ describe('Dispatcher', () => {
     await waitForCalls(2);
     calls[1]!.answer(429);
     await waitForCalls(3);
-    calls[2]!.fail(new MeshError('NO_HEALTHY_ENDPOINT', 'none'));
+    calls[2]!.fail(new MeshError('LINK_BROKEN', 'the link broke with it in flight'));
     await settle();
     const stored = await store.get(m.id);
     assert.equal(stored?.state, 'dead');
     assert.equal(stored?.attempts, 3);
-    assert.equal(stored?.lastError?.code, 'NO_HEALTHY_ENDPOINT');
+    assert.equal(stored?.lastError?.code, 'LINK_BROKEN');
     assert.equal(calls.length, 3);
+  });
+
+  it('refusals (circuit open, no endpoint) delay a message without using up its attempts', async () => {
+    const { store, send, calls, waitForCalls } = await setup();
+    const m = await send(message());
+    for (let i = 0; i < 5; i++) {
+      await waitForCalls(i + 1);
+      calls[i]!.fail(new MeshError(i % 2 ? 'CIRCUIT_OPEN' : 'NO_HEALTHY_ENDPOINT', 'nothing to send it to'));
+    }
+    await waitForCalls(6);
+    assert.equal((await store.get(m.id))?.attempts, 0, 'five refusals, no attempt used');
+    assert.equal((await store.get(m.id))?.state, 'queued');
+    calls[5]!.answer(200);
+    await settle();
+    assert.equal((await store.get(m.id))?.state, 'delivered');
+  });
+
+  it('a redelivery after an unknown outcome prefers the replica that may have run it; after a 5xx it does not', async () => {
+    const { send, calls, waitForCalls } = await setup();
+    await send(message());
+    await waitForCalls(1);
+    calls[0]!.call.delivery!.onSent!('10.0.0.1:15002');
+    calls[0]!.fail(new MeshError('LINK_BROKEN', 'cut'));
+    await waitForCalls(2);
+    assert.equal(calls[1]!.call.delivery?.endpoint, '10.0.0.1:15002');
+    assert.equal(calls[1]!.call.delivery?.pinned, false);
+    calls[1]!.call.delivery!.onSent!('10.0.0.1:15002');
+    calls[1]!.answer(503);
+    await waitForCalls(3);
+    assert.equal(calls[2]!.call.delivery?.endpoint, undefined, 'that replica answered and kept no record');
+  });
+
+  it('a store that fails a write keeps the message and tries again', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 5_000_000 });
+    const { store, send, calls, waitForCalls } = await setup();
+    const m = await send(message());
+    await waitForCalls(1);
+    const realSettle = store.settle.bind(store);
+    let failNext = true;
+    store.settle = async (id, settlement) => {
+      if (failNext) { failNext = false; throw Object.assign(new Error('disk I/O error'), { code: 'STORAGE_UNAVAILABLE' }); }
+      return realSettle(id, settlement);
+    };
+    calls[0]!.answer(200);
+    await settle();
+    assert.equal((await store.get(m.id))?.state, 'queued');
+    t.mock.timers.tick(1000);
+    await waitForCalls(2);
+    calls[1]!.answer(200);
+    await settle();
+    assert.equal((await store.get(m.id))?.state, 'delivered');
   });
 
   it('a final 4xx fails the message without retrying', async () => {
@@ -175,6 +226,19 @@ describe('Dispatcher', () => {
     for (let i = 0; i < 5 && (await store.get(m.id))?.state === 'queued'; i++) await settle();
     assert.equal((await store.get(m.id))?.state, 'failed');
     assert.equal(pipeline.mock.callCount(), 0);
+  });
+
+  it('stop(grace) lets a running delivery finish and starts no new one', async () => {
+    const { store, dispatcher, send, waitForCalls, calls } = await setup({ concurrency: 1 });
+    const first = await send(message());
+    const second = await send(message());
+    await waitForCalls(1);
+    const stopped = dispatcher.stop(10_000);
+    calls[0]!.answer(200);
+    await stopped;
+    assert.equal((await store.get(first.id))?.state, 'delivered');
+    assert.equal((await store.get(second.id))?.state, 'queued');
+    assert.equal(calls.length, 1);
   });
 
   it('stop() leaves the running delivery queued', async () => {

@@ -166,7 +166,6 @@ describe('openMessageStore', () => {
     await seed(store, { d1: 'dead', q: 'queued', d2: 'dead', d3: 'dead', ok: 'delivered', d4: 'dead', d5: 'dead' });
     const page1 = await store.deadLetters({ limit: 2 });
     assert.deepEqual(ids(page1), ['d1', 'd2']);
-    assert.ok(Buffer.isBuffer(page1[0]!.request.body), 'dead letters are full messages');
     const page2 = await store.deadLetters({ limit: 2, after: 'd2' });
     assert.deepEqual(ids(page2), ['d3', 'd4']);
     assert.deepEqual(ids(await store.deadLetters({ limit: 2, after: 'd4' })), ['d5']);
@@ -305,20 +304,183 @@ describe('openMessageStore', () => {
     const all = await store.getMany(Array.from({ length: stored }, (_, i) => `m${i}`));
     assert.deepEqual(all.map((m) => m.request.body), Array.from({ length: stored }, (_, i) => body(i)));
 
-    // One group: the accept that does not fit must not take the settle and the read down with it.
+    // One group: a write that does not fit in the limit itself (SQLite then rolls the whole
+    // transaction back) must not take the settle, the accept refused and the read down with it.
     const big = message('big', { request: { method: 'POST', path: '/', authority: 'a', headers: [], body: body(0) } });
-    const [settled, accept, counts] = await Promise.allSettled([
-      store.settle('m0', { state: 'delivered', attempts: 1, nextAttemptAt: 0 }), store.accept([big]), store.counts(),
+    const huge = { key: 'huge', messageId: 'x', at: 1, response: { status: 200, headers: [], body: Buffer.alloc(64 * 1024) } };
+    const [settled, remembered, accept, counts] = await Promise.allSettled([
+      store.settle('m0', { state: 'delivered', attempts: 1, nextAttemptAt: 0 }), store.remember(huge), store.accept([big]), store.counts(),
     ]);
     assert.equal(settled.status, 'fulfilled');
+    assert.equal(remembered.status, 'rejected');
+    assert.equal((remembered.reason as StorageError).code, 'STORAGE_FULL');
     assert.equal(accept.status, 'rejected');
     assert.equal((accept.reason as StorageError).code, 'STORAGE_FULL');
     assert.deepEqual(counts.status === 'fulfilled' && counts.value, { queued: stored - 1, delivered: 1, failed: 0, dead: 0 });
+    assert.equal(await store.seen('huge'), undefined);
 
     // Space freed by a purge is used again.
     for (let i = 1; i < 10; i++) await store.settle(`m${i}`, { state: 'delivered', attempts: 1, nextAttemptAt: 0 });
     assert.equal(await store.purgeFinished(Date.now() + 1), 10);
     await store.accept([big]);
+  });
+
+  it('keeps the last tenth of maxBytes for settles and dedup records, so what was accepted still drains', async (t) => {
+    const store = await open(t, tempDir(t), 256 * 1024);
+    const stored: string[] = [];
+    let error: unknown;
+    while (stored.length < 1_000) {
+      const id = `m${stored.length}`;
+      try {
+        await store.accept([message(id, { request: { method: 'POST', path: '/', authority: 'a', headers: [], body: Buffer.alloc(1024, 1) } })]);
+      } catch (err) {
+        error = err;
+        break;
+      }
+      stored.push(id);
+    }
+    assert.ok(error instanceof StorageError, `expected STORAGE_FULL, stored ${stored.length} messages`);
+    assert.equal(error.code, 'STORAGE_FULL');
+    assert.match(error.message, /\d+% full/);
+    assert.ok(stored.length > 100, `${stored.length} messages of 1 KiB in 256 KiB`);
+
+    // Every message accepted is delivered with a response, and its receiver remembers what it answered.
+    const response = (i: number) => ({ status: 200, headers: [{ name: 'content-type', value: 'application/json' }], body: Buffer.alloc(400, i) });
+    const outcomes = await Promise.allSettled(stored.map((id, i) =>
+      store.settle(id, { state: 'delivered', attempts: 1, nextAttemptAt: 0, response: response(i) })));
+    assert.deepEqual(outcomes.filter((o) => o.status === 'rejected'), []);
+    for (let i = 0; i < 40; i++) await store.remember({ key: `billing|k${i}`, messageId: `r${i}`, at: i, response: response(i) });
+    assert.deepEqual(await store.counts(), { queued: 0, delivered: stored.length, failed: 0, dead: 0 });
+    assert.deepEqual((await store.get(stored.at(-1)!))?.response, response(stored.length - 1));
+    assert.deepEqual((await store.seen('billing|k39'))?.response, response(39));
+
+    // Still full for new messages until the delivered ones are purged.
+    await rejectsWith(store.accept([message('late')]), 'STORAGE_FULL');
+    assert.equal(await store.purgeFinished(Date.now() + 1), stored.length);
+    await store.accept([message('late')]);
+  });
+
+  it('rounds fractional numbers for its integer columns instead of failing the write', async (t) => {
+    const store = await open(t);
+    t.mock.timers.enable({ apis: ['Date'], now: 10_000.7 }); // settle stamps updatedAt with Date.now()
+    await store.accept([message('m', { createdAt: 1_000.4 })]);
+    assert.deepEqual(await store.get('m'), { ...accepted(message('m'), 1), createdAt: 1_000, nextAttemptAt: 1_000, updatedAt: 1_000 });
+
+    await store.settle('m', { state: 'queued', attempts: 1, nextAttemptAt: 1234.56 }); // a back-off with jitter
+    let m = await store.get('m');
+    assert.deepEqual([m?.nextAttemptAt, m?.updatedAt, m?.attempts], [1235, 10_001, 1]);
+    assert.deepEqual((await store.unfinished()).map((u) => u.nextAttemptAt), [1235]);
+
+    await store.settle('m', { state: 'dead', attempts: 2.5, nextAttemptAt: 0.2, response: { status: 503.4, headers: [], body: Buffer.from('x') } });
+    m = await store.get('m');
+    assert.deepEqual([m?.state, m?.attempts, m?.nextAttemptAt, m?.response?.status], ['dead', 3, 0, 503]);
+    const replayed = await store.replay('m', 2_000.5);
+    assert.deepEqual([replayed?.nextAttemptAt, replayed?.updatedAt], [2_001, 2_001]);
+    await store.settle('m', { state: 'dead', attempts: 1, nextAttemptAt: 0 });
+    assert.deepEqual((await store.replayAll(3_000.5)).map((r) => r.nextAttemptAt), [3_001]);
+
+    await store.remember({ key: 'k', messageId: 'm', at: 5.5, response: { status: 200.2, headers: [], body: Buffer.from('ok') } });
+    const seen = await store.seen('k');
+    assert.deepEqual([seen?.at, seen?.response.status], [6, 200]);
+
+    // Not a number at all: the caller's bug, a plain error for that write only.
+    await assert.rejects(store.settle('m', { state: 'queued', attempts: 1, nextAttemptAt: Number.NaN }), (err: unknown) =>
+      err instanceof Error && !(err instanceof StorageError) && /nextAttemptAt must be a finite number, got NaN/.test(err.message));
+    await assert.rejects(store.accept([message('inf', { createdAt: Infinity })]), /createdAt must be a finite number/);
+    assert.equal((await store.get('m'))?.nextAttemptAt, 3_001);
+    assert.equal(await store.get('inf'), undefined);
+  });
+
+  it('drops the request body of a delivered or failed message, and keeps it while it may be sent again', async (t) => {
+    const store = await open(t);
+    await seed(store, { ok: 'queued', bad: 'queued', retry: 'queued', dead: 'queued' });
+    const response = { status: 201, headers: [{ name: 'location', value: '/orders/1' }], body: Buffer.from('created') };
+    await store.settle('ok', { state: 'delivered', attempts: 1, nextAttemptAt: 0, response });
+    await store.settle('bad', { state: 'failed', attempts: 1, nextAttemptAt: 0, response: { status: 400, headers: [], body: Buffer.from('no') } });
+    await store.settle('retry', { state: 'queued', attempts: 1, nextAttemptAt: 5_000, lastError: { code: 'APP_ERROR', message: 'busy', status: 503 } });
+    await store.settle('dead', { state: 'dead', attempts: 5, nextAttemptAt: 0 });
+
+    const ok = await store.get('ok');
+    assert.ok(Buffer.isBuffer(ok?.request.body));
+    assert.equal(ok.request.body.length, 0);
+    assert.deepEqual({ ...ok.request, body: undefined }, { ...message('ok').request, body: undefined }, 'the request head stays');
+    assert.deepEqual(ok.response, response);
+    assert.equal((await store.get('bad'))?.request.body.length, 0);
+    assert.deepEqual((await store.get('retry'))?.request.body, message('retry').request.body);
+    assert.deepEqual((await store.get('dead'))?.request.body, message('dead').request.body, 'a dead letter may be replayed');
+    await store.replay('dead', 6_000);
+    assert.deepEqual((await store.get('dead'))?.request.body, message('dead').request.body);
+  });
+
+  it('lists dead letters without reading their request bodies', async (t) => {
+    const store = await open(t);
+    await seed(store, { d1: 'dead', d2: 'dead' });
+    const response = { status: 503, headers: [], body: Buffer.from('try later') };
+    await store.settle('d2', { state: 'dead', attempts: 3, nextAttemptAt: 0, response });
+    const dead = await store.deadLetters({ limit: 10 });
+    assert.deepEqual(ids(dead), ['d1', 'd2']);
+    for (const m of dead) {
+      assert.ok(Buffer.isBuffer(m.request.body));
+      assert.equal(m.request.body.length, 0, m.id);
+      assert.deepEqual({ ...m.request, body: undefined }, { ...message(m.id).request, body: undefined });
+    }
+    assert.deepEqual(dead[1]!.response, response);
+    assert.deepEqual((await store.get('d1'))?.request.body, message('d1').request.body, 'get() still reads it');
+    assert.deepEqual(dead, await Promise.all(['d1', 'd2'].map(async (id) => {
+      const m = (await store.get(id))!;
+      return { ...m, request: { ...m.request, body: Buffer.alloc(0) } };
+    })));
+  });
+
+  for (const how of ['terminate', 'crash'] as const) {
+    it(`tells its failure listeners once, and refuses every later call, when its worker dies (${how})`, async (t) => {
+      const store = await open(t);
+      assert.ok(store instanceof SqliteMessageStore);
+      await store.accept([message('m')]);
+      const calls: StorageError[][] = [[], []];
+      store.onFailure((err) => calls[0]!.push(err));
+      store.onFailure((err) => calls[1]!.push(err));
+
+      await store.failForTesting(how);
+      assert.equal(calls[0]!.length, 1);
+      assert.deepEqual(calls[1], calls[0]);
+      const failure = calls[0]![0]!;
+      assert.ok(failure instanceof StorageError);
+      assert.equal(failure.code, 'STORAGE_UNAVAILABLE');
+      assert.match(failure.message, how === 'crash' ? /failed: .*crashed/ : /stopped: its worker exited/);
+
+      await rejectsWith(store.counts(), 'STORAGE_UNAVAILABLE');
+      await rejectsWith(store.accept([message('n')]), 'STORAGE_UNAVAILABLE');
+      const late = new Promise<StorageError>((resolve) => store.onFailure(resolve));
+      assert.equal(await late, failure, 'a listener added after the failure hears of it too');
+      await store.close();
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(calls[0]!.length, 1, 'once');
+    });
+  }
+
+  it('rejects the calls in flight when its worker dies', async (t) => {
+    const store = await open(t);
+    assert.ok(store instanceof SqliteMessageStore);
+    const failures: StorageError[] = [];
+    store.onFailure((err) => failures.push(err));
+    const inFlight = store.accept([message('m')]).then(() => 'accepted', (err: unknown) => err);
+    await store.failForTesting('crash'); // the crash travels in the same batch
+    const result = await inFlight;
+    assert.ok(result instanceof StorageError);
+    assert.equal(result, failures[0]);
+  });
+
+  it('does not call its failure listeners on close', async (t) => {
+    const store = await openMessageStore(tempDir(t), { maxBytes: 0 });
+    const failures: StorageError[] = [];
+    store.onFailure((err) => failures.push(err));
+    await store.accept([message('m')]);
+    await store.close();
+    store.onFailure((err) => failures.push(err));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(failures, []);
+    await rejectsWith(store.counts(), 'STORAGE_UNAVAILABLE', /closed/);
   });
 
   it('commits writes made at the same moment together (group commit)', async (t) => {

@@ -93,3 +93,35 @@ describe('DedupingHandler', () => {
     assert.equal(seen.length, 2, 'the refused message never reached the app');
   });
 });
+
+describe('DedupingHandler: keys and carrying through', () => {
+  it('an empty Idempotency-Key counts as none; the caller\'s key is scoped by route and topic', async () => {
+    const store = new MemoryStoreDouble();
+    const { app, seen } = countingApp(() => 200);
+    const handler = new DedupingHandler(app, { store: () => store, logger, onDuplicate: () => {} });
+    const empty = [{ name: 'idempotency-key', value: '' }];
+    await handler.unary(delivery('a', 'M7', empty), new AbortController().signal);
+    await handler.unary(delivery('b', 'M8', empty), new AbortController().signal);
+    const keyed = [{ name: 'idempotency-key', value: 'k1' }];
+    await handler.unary({ ...delivery('c', 'M9', keyed), topic: 'orders' }, new AbortController().signal);
+    await handler.unary({ ...delivery('d', 'M10', keyed), topic: 'prices' }, new AbortController().signal);
+    assert.equal(seen.length, 4, 'no two of these are the same request');
+  });
+
+  it('a sender that gives up does not cut the app: the answer is recorded for the redelivery', async () => {
+    const store = new MemoryStoreDouble();
+    const { app, seen, holdNext, release } = countingApp(() => 200);
+    const handler = new DedupingHandler(app, { store: () => store, logger, onDuplicate: () => {} });
+    holdNext();
+    const sender = new AbortController();
+    const first = handler.unary({ ...delivery('a', 'M11'), deadlineMs: 100 }, sender.signal);
+    while (seen.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    sender.abort(new MeshError('CLIENT_CLOSED', 'the sender gave up'));
+    assert.equal(seen[0]!.deadlineMs, 60_100, 'the app call gets time beyond the sender\'s deadline');
+    release();
+    await first;
+    assert.equal(store.seenRecords.size, 1);
+    await handler.unary(delivery('b', 'M11'), new AbortController().signal);
+    assert.equal(seen.length, 1);
+  });
+});

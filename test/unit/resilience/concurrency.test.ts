@@ -39,6 +39,22 @@ describe('ConcurrencyLimiter', () => {
     assert.equal(limiter.inFlight, 1, 'only b holds a slot now');
   });
 
+  it('lets a high-priority waiter in before low ones queued earlier, FIFO within a lane', async () => {
+    const limiter = new ConcurrencyLimiter({ maxInFlight: 1, maxQueue: 10, retryAfterSeconds: 1 });
+    const holder = await limiter.acquire();
+    const order: string[] = [];
+    // Each waiter gives its slot back as soon as it gets it, letting the next one in.
+    const waiters = [
+      track(order, 'low-1', limiter.acquire(undefined, 'low')),
+      track(order, 'low-2', limiter.acquire(undefined, 'low')),
+      track(order, 'medium', limiter.acquire()),
+      track(order, 'high', limiter.acquire(undefined, 'high')),
+    ].map((granted) => granted.then((release) => release()));
+    holder();
+    await Promise.all(waiters);
+    assert.deepEqual(order, ['high', 'medium', 'low-1', 'low-2']);
+  });
+
   it('refuses at once with OVERLOADED and Retry-After when the queue is full', async () => {
     const limiter = new ConcurrencyLimiter(limits, 'pay.shop');
     for (let i = 0; i < 2; i++) await limiter.acquire();
