@@ -9,6 +9,7 @@
 // Latencies go into an HDR histogram (microseconds, 3 significant digits), sent back compressed.
 import * as hdr from 'hdr-histogram-js';
 import { Pool } from 'undici';
+import { PoolCache, serveSpecs } from './child-ipc.ts';
 
 export interface RunSpec {
   id: number;
@@ -43,17 +44,8 @@ export interface RunResult {
 }
 
 const newHistogram = () => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
-const pools = new Map<string, Pool>();
-
-function poolFor(spec: RunSpec): Pool {
-  const key = `${spec.origin}|${spec.connections}`;
-  let pool = pools.get(key);
-  if (!pool) {
-    pool = new Pool(spec.origin, { connections: spec.connections, pipelining: 1, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 60_000, headersTimeout: 30_000, bodyTimeout: 30_000 });
-    pools.set(key, pool);
-  }
-  return pool;
-}
+const pools = new PoolCache();
+const poolFor = (spec: RunSpec): Pool => pools.get(spec.origin, spec.connections);
 
 async function run(spec: RunSpec): Promise<RunResult> {
   const pool = poolFor(spec);
@@ -128,14 +120,4 @@ async function run(spec: RunSpec): Promise<RunResult> {
   return result;
 }
 
-process.on('message', (spec: RunSpec | { id: number; stop: true }) => {
-  if ('stop' in spec) {
-    Promise.all([...pools.values()].map((p) => p.close())).finally(() => process.exit(0));
-    return;
-  }
-  run(spec).then(
-    (result) => process.send!({ result }),
-    (err: unknown) => process.send!({ id: spec.id, error: String((err as Error)?.stack ?? err) }),
-  );
-});
-process.send!({ ready: true });
+serveSpecs(run, () => pools.closeAll(), (_spec, result) => ({ result }));

@@ -7,6 +7,9 @@
 // kernel. The same load goes to both targets, interleaved in short slices (direct, mesh, mesh, direct…)
 // so drift in the machine (other load, CPU frequency, GC) hits both alike. CPU is read from /proc around
 // every slice, so each target is charged only for its own slices.
+//
+// Then (unless --no-async; alone with --async-only) the durable async scenario of async.ts: the same
+// two sidecars, fresh, with data dirs on disk, `Prefer: respond-async` calls, accept and end-to-end latency.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -102,7 +105,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`bench: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
   }
-  if (options.durationS === 0 && options.maxDurationS === 0) {
+  const sync = !options.asyncOnly && (options.durationS > 0 || options.maxDurationS > 0);
+  if (!sync && !options.async) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
@@ -110,19 +114,62 @@ export async function main(argv: string[]): Promise<number> {
   const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
   const loadBefore = os.loadavg()[0]!;
   if (loadBefore > 0.5) log(`note: the machine is already busy (1-minute load average ${loadBefore.toFixed(2)}); figures will be noisier`);
+  let syncPart: string | undefined;
+  let asyncPart: string | undefined;
+  let ok = true;
+  if (sync) {
+    const result = await runSync(options, log);
+    syncPart = result.markdown;
+    ok = result.errors === 0;
+  }
+  if (options.async) {
+    const result = await runAsyncBench(options.async, log);
+    asyncPart = result.markdown;
+    if (!result.ok) {
+      ok = false;
+      log('ASYNC: MESSAGES WERE REFUSED, LOST OR DELIVERED TWICE (see the "Delivered exactly once?" table)');
+    }
+  }
+  process.stdout.write([syncPart, asyncPart].filter(Boolean).join('\n'));
+  if (options.out) {
+    // The part that did not run this time (sync with --async-only, async with --no-async) is kept from the file.
+    const previous = existsSync(options.out) ? splitReport(readFileSync(options.out, 'utf8')) : { sync: undefined, async: undefined };
+    const text = [syncPart ?? previous.sync, asyncPart ?? previous.async].filter(Boolean).join('\n');
+    mkdirSync(path.dirname(options.out), { recursive: true });
+    writeFileSync(options.out, text);
+    log(`written to ${path.relative(process.cwd(), options.out) || options.out}`);
+  }
+  return ok ? 0 : 1;
+}
+
+/** With --sidecar-node-args: where a sidecar's non-log output (GC traces…) goes, bench/results/raw/<name>.log. */
+function rawLog(sidecarNodeArgs: string[], name: string): ((line: string) => void) | undefined {
+  if (sidecarNodeArgs.length === 0) return undefined;
+  const file = path.join(HERE, 'results', 'raw', `${name}.log`);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, '');
+  return (line: string) => appendFileSync(file, `${line}\n`);
+}
+
+/** A report file cut into its sync part and its async section (between the markers). */
+function splitReport(text: string): { sync: string | undefined; async: string | undefined } {
+  const begin = text.indexOf(SECTION_BEGIN);
+  const end = text.indexOf(SECTION_END);
+  if (begin < 0 || end < begin) return { sync: text.trim() ? text : undefined, async: undefined };
+  const sync = `${text.slice(0, begin).trimEnd()}\n${text.slice(end + SECTION_END.length).replace(/^\n+/, '')}`;
+  return { sync: sync.trim() ? sync : undefined, async: `${text.slice(begin, end + SECTION_END.length)}\n` };
+}
+
+/** The direct-vs-mesh scenarios (open loop, closed loop): their Markdown report and the error count. */
+async function runSync(options: Options, log: (line: string) => void): Promise<{ markdown: string; errors: number }> {
+  const loadBefore = os.loadavg()[0]!;
   const dir = mkdtempSync(path.join(tmpdir(), 'mcp-mesh-bench-'));
   const children: { stop(): Promise<unknown> }[] = [];
   try {
     // The processes: app, sidecar B next to it, sidecar A next to the generator, the generator.
     const app = await startApp(options.body);
     children.push(app);
-    const raw = (name: string) => {
-      if (options.sidecarNodeArgs.length === 0) return undefined;
-      const file = path.join(HERE, 'results', 'raw', `${name}.log`);
-      mkdirSync(path.dirname(file), { recursive: true });
-      writeFileSync(file, '');
-      return (line: string) => appendFileSync(file, `${line}\n`);
-    };
+    const raw = (name: string) => rawLog(options.sidecarNodeArgs, name);
     const nodeArgs = options.sidecarNodeArgs;
     const sidecarB = await SidecarProcess.start({ service: 'target', replica: 'sidecar-b', appPort: app.port, peers: {}, nodeArgs, onOtherLine: raw('sidecar-b') }, dir);
     children.unshift(sidecarB);
@@ -212,14 +259,8 @@ export async function main(argv: string[]): Promise<number> {
     const final = { sidecarA: memoryMiB(sidecarA.pid), sidecarB: memoryMiB(sidecarB.pid) };
 
     const markdown = report(options, scenarios, final, { before: loadBefore, after: os.loadavg()[0]! });
-    process.stdout.write(markdown);
-    if (options.out) {
-      mkdirSync(path.dirname(options.out), { recursive: true });
-      writeFileSync(options.out, markdown);
-      log(`written to ${path.relative(process.cwd(), options.out) || options.out}`);
-    }
     const errors = scenarios.reduce((n, s) => n + s.tallies.direct.errors + s.tallies.mesh.errors, 0);
-    return errors === 0 ? 0 : 1;
+    return { markdown, errors };
   } finally {
     for (const child of children) await child.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -435,9 +476,13 @@ function parseOptions(argv: string[]): Options {
       rate: { type: 'string' }, duration: { type: 'string' }, 'max-duration': { type: 'string' },
       'max-connections': { type: 'string' }, connections: { type: 'string' }, body: { type: 'string' },
       slice: { type: 'string' }, out: { type: 'string' }, 'sidecar-node-args': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'async-only': { type: 'boolean' }, 'no-async': { type: 'boolean' }, 'async-messages': { type: 'string' },
+      'async-connections': { type: 'string' }, 'async-max-duration': { type: 'string' }, 'async-rate': { type: 'string' },
+      'async-duration': { type: 'string' }, 'async-warm-up': { type: 'string' }, 'async-data-dir': { type: 'string' },
     },
   });
-  if (values.help) return { rates: [], durationS: 0, maxDurationS: 0, maxConnections: 0, connections: 0, body: 0, sliceS: 1, out: undefined, sidecarNodeArgs: [] };
+  if (values.help) return { rates: [], durationS: 0, maxDurationS: 0, maxConnections: 0, connections: 0, body: 0, sliceS: 1, out: undefined, sidecarNodeArgs: [], async: undefined, asyncOnly: false };
+  if (values['async-only'] && values['no-async']) throw new Error('--async-only and --no-async exclude each other');
   const env = process.env;
   const num = (flag: string, value: string | undefined, fallback: number, min: number) => {
     const n = Number(value ?? fallback);
@@ -446,16 +491,35 @@ function parseOptions(argv: string[]): Options {
   };
   const rates = (values.rate ?? env['BENCH_RATE'] ?? '1000').split(',').map((r) => num('rate', r.trim(), 1000, 1));
   const out = values.out ?? path.join(HERE, 'results', 'latest.md');
+  const connections = Math.round(num('connections', values.connections ?? env['BENCH_CONNECTIONS'], 16, 1));
+  const body = Math.round(num('body', values.body ?? env['BENCH_BODY'], 1024, 0));
+  const sidecarNodeArgs = (values['sidecar-node-args'] ?? '').split(/\s+/).filter(Boolean);
+  const asyncOptions: AsyncOptions | undefined = values['no-async'] ? undefined : {
+    messages: Math.round(num('async-messages', values['async-messages'] ?? env['BENCH_ASYNC_MESSAGES'], 20_000, 0)),
+    connections: Math.round(num('async-connections', values['async-connections'] ?? env['BENCH_ASYNC_CONNECTIONS'], 64, 1)),
+    maxDurationS: num('async-max-duration', values['async-max-duration'] ?? env['BENCH_ASYNC_MAX_DURATION'], 15, 0),
+    rate: num('async-rate', values['async-rate'] ?? env['BENCH_ASYNC_RATE'], 1000, 1),
+    durationS: num('async-duration', values['async-duration'] ?? env['BENCH_ASYNC_DURATION'], 10, 0),
+    warmUpMessages: Math.round(num('async-warm-up', values['async-warm-up'] ?? env['BENCH_ASYNC_WARM_UP'], 2000, 0)),
+    openConnections: connections,
+    // A message carries its sequence number at the start of its body.
+    body: Math.max(32, body),
+    dataParent: path.resolve(values['async-data-dir'] ?? env['BENCH_ASYNC_DATA_DIR'] ?? tmpdir()),
+    sidecarNodeArgs,
+    rawLog: (name) => rawLog(sidecarNodeArgs, `async-${name}`),
+  };
   return {
     rates,
     durationS: num('duration', values.duration ?? env['BENCH_DURATION'], 10, 0),
     maxDurationS: num('max-duration', values['max-duration'] ?? env['BENCH_MAX_DURATION'], 5, 0),
     maxConnections: Math.round(num('max-connections', values['max-connections'] ?? env['BENCH_MAX_CONNECTIONS'], 32, 1)),
-    connections: Math.round(num('connections', values.connections ?? env['BENCH_CONNECTIONS'], 16, 1)),
-    body: Math.round(num('body', values.body ?? env['BENCH_BODY'], 1024, 0)),
+    connections,
+    body,
     sliceS: num('slice', values.slice ?? env['BENCH_SLICE'], 2, 0.1),
     out: out === '-' ? undefined : path.resolve(out),
-    sidecarNodeArgs: (values['sidecar-node-args'] ?? '').split(/\s+/).filter(Boolean),
+    sidecarNodeArgs,
+    async: asyncOptions,
+    asyncOnly: values['async-only'] ?? false,
   };
 }
 
