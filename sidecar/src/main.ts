@@ -22,6 +22,7 @@ import { createSessionAffinity } from './affinity/session-stats.ts';
 import { OwnerTokens } from './affinity/token.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { MeshMetrics } from './telemetry/metrics.ts';
+import { NO_OBSERVER } from './telemetry/observer.ts';
 
 export interface RunningSidecar {
   config: MeshConfig;
@@ -64,7 +65,8 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   links.onReady = (address) => breakers.peerRecovered(address, resolver.servicesOf(address));
 
   const sessions = createSessionAffinity(new OwnerTokens(config.mcp.tokenKey ?? ephemeralTokenKey(logger)), metrics);
-  const pipeline = createCallPipeline({ source, instance: config.instance, resolver, links, policies, services, breakers, sessions, logger });
+  const observer = NO_OBSERVER;
+  const pipeline = createCallPipeline({ source, instance: config.instance, resolver, links, policies, services, breakers, sessions, logger, observer });
 
   // Async calls and pub/sub: an outbox on disk, delivered through the same pipeline. A data directory
   // that cannot be used makes only async requests fail; the sidecar starts anyway.
@@ -88,7 +90,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   const forwarder = new AppForwarder({
     host: config.app.host, port: config.app.port, connections: config.app.connections,
     inlineBodyBytes: config.limits.inlineBodyBytes, connectTimeoutMs: config.timeouts.connectMs,
-    parkTimeoutMs: Math.max(10_000, config.timeouts.connectMs * 2), logger,
+    parkTimeoutMs: Math.max(10_000, config.timeouts.connectMs * 2), logger, service: source, observer,
   });
   // Durable messages from peers pass the dedup record before they reach the app.
   const inboundHandler = new DedupingHandler(forwarder, {

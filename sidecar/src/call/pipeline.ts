@@ -13,7 +13,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Endpoint, Resolver } from '../discovery/resolver.ts';
 import { MeshError } from '../errors/mesh-error.ts';
-import { asBuffer, MessageType, Priority, type Envelope, type Header } from '../mcp/codec.ts';
+import { asBuffer, MessageType, Priority, type Envelope, type Header, type TraceContext } from '../mcp/codec.ts';
 import { newMessageId } from '../mcp/ids.ts';
 import type { PeerLink } from '../mcp/link.ts';
 import type { LinkPool } from '../mcp/link-pool.ts';
@@ -26,6 +26,7 @@ import { hashKey } from '../affinity/hash-key.ts';
 import { selectSubset } from '../balancer/subsets.ts';
 import { CircuitOpenError, failureStatuses, isBreakerFailure, type BreakerRegistry } from '../resilience/breaker.ts';
 import { retryDelay, shouldRetry, type AttemptOutcome } from '../resilience/retry.ts';
+import type { AttemptObservation, CallObserver, OutboundObservation } from '../telemetry/observer.ts';
 import type { ServiceState, ServiceStates } from './service-state.ts';
 
 export type RequestBody =
@@ -52,6 +53,8 @@ export interface OutboundCall {
   priority?: PriorityName;
   /** Set when the call delivers a durable message (async/dispatcher.ts). */
   delivery?: Delivery;
+  /** The call is an entry of a batch (POST /mesh/v1/batch), for telemetry. */
+  batched?: boolean;
 }
 
 /**
@@ -110,6 +113,8 @@ export interface PipelineDeps {
   services: ServiceStates;
   breakers: BreakerRegistry;
   logger: Logger;
+  /** Tracing, metrics and request logs (telemetry/observer.ts). */
+  observer: CallObserver;
 }
 
 export type CallPipeline = (call: OutboundCall) => Promise<CallResult>;
@@ -120,11 +125,17 @@ export const ATTEMPTS_HEADER = 'mcp-mesh-attempts';
 export function createCallPipeline(deps: PipelineDeps): CallPipeline {
   return async function callService(call) {
     const service = `${call.target.service}.${call.target.namespace}`;
+    const observed = deps.observer.outbound({
+      service, method: call.method, path: call.path, headers: call.headers, kind: call.delivery ? 'delivery' : call.batched ? 'batch' : 'call',
+    });
+    const tries = { count: 0 };
     try {
       const endpoints = resolve(deps.resolver, call.target, service);
       const policy = deps.policies.resolve(call.target.service, call.target.namespace, call);
+      observed.route(policy.route);
       const affinity = affinityOn(policy);
       const session = affinity ? pinSession(deps, service, call) : undefined;
+      if (session) observed.affinity('pinned');
       const routed = session ? { ...call, headers: session.headers, path: session.path } : call;
       const state = deps.services.get(service, policy);
       const deadline = call.delivery ? Math.min(call.deadlineMs ?? 0, LONGEST_TIMER_MS) : deadlineOf(call, policy);
@@ -132,14 +143,18 @@ export function createCallPipeline(deps: PipelineDeps): CallPipeline {
         // The wait for a concurrency slot counts against the deadline; the slot is held across retries.
         const release = await state.limiter.acquire(signal, call.priority ?? policy.priority);
         try {
-          return await withRetries({ deps, call: routed, service, policy, state, endpoints, signal, deadlineAt, owner: session?.owner.address });
+          return await withRetries({ deps, call: routed, service, policy, state, endpoints, signal, deadlineAt, owner: session?.owner.address, observed, tries });
         } finally {
           release();
         }
       });
-      return affinity ? bindSession(deps, service, result, hasSession(call)) : result;
+      const answer = affinity ? bindSession(deps, service, result, hasSession(call), observed) : result;
+      observed.end({ status: answer.status }, tries.count);
+      return answer;
     } catch (err) {
-      throw naming(err, service);
+      const named = naming(err, service);
+      observed.end(outcomeOf(named), tries.count);
+      throw named;
     }
   };
 }
@@ -158,6 +173,9 @@ interface CallContext {
   deadlineAt: number;
   /** The endpoint that owns the call's MCP session: every try goes there and nowhere else. */
   owner: string | undefined;
+  observed: OutboundObservation;
+  /** Tries made so far. */
+  tries: { count: number };
 }
 
 // ---- resolve ----
@@ -169,6 +187,11 @@ function resolve(resolver: Resolver, target: ServiceTarget, service: string): re
 }
 
 /** Errors from the peer or the link do not know which service was called; the answer must say. */
+/** What telemetry records of a failed call or try. */
+function outcomeOf(err: unknown): { status: number; code?: string } {
+  return err instanceof MeshError ? { status: err.status, code: err.code } : { status: 500, code: 'INTERNAL' };
+}
+
 function naming(err: unknown, service: string): unknown {
   if (!(err instanceof MeshError) || err.service) return err;
   const named = new MeshError(err.code, err.message, { service, cause: err });
@@ -193,9 +216,12 @@ function pinSession(deps: PipelineDeps, service: string, call: OutboundCall): Ex
 }
 
 /** A response that hands out a session id binds that session to the replica that answered. */
-function bindSession(deps: PipelineDeps, service: string, result: CallResult, requestHadSession: boolean): CallResult {
+function bindSession(deps: PipelineDeps, service: string, result: CallResult, requestHadSession: boolean, observed: OutboundObservation): CallResult {
   const bound = bindResponse(deps.sessions.tokens, result.endpoint, result, requestHadSession);
-  if (bound.bound) deps.sessions.onBound(service);
+  if (bound.bound) {
+    deps.sessions.onBound(service);
+    observed.affinity('bound');
+  }
   if (!Buffer.isBuffer(bound.body) && bound.body !== result.body) {
     // An SSE stream whose first event may bind the session (HTTP+SSE): counted when it does.
     (bound.body as EndpointEventRewriter).once('bound', () => deps.sessions.onBound(service));
@@ -256,6 +282,7 @@ async function withRetries(ctx: CallContext): Promise<CallResult> {
   const splitDraw = Math.random(); // one draw per call: every try lands in the same subset
   state.budget.recordCall();
   for (let attempt = 1; ; attempt++) {
+    ctx.tries.count = attempt;
     let outcome: AttemptOutcome;
     let result: CallResult | undefined;
     try {
@@ -315,17 +342,20 @@ async function tryOnce(ctx: CallContext, tried: Set<string>, splitDraw: number):
   ctx.call.delivery?.onSent?.(address);
   const endpointBreaker = deps.breakers.endpoint(service, address, policy.circuitBreaker);
   const isFailure = failureStatuses(policy.circuitBreaker);
+  const observed = ctx.observed.attempt(ctx.tries.count, address, endpointBreaker.state);
   state.balancer.onStart(address);
   const started = performance.now();
   let ok = false;
   let counted = true;
   try {
-    const result = await endpointBreaker.run(() => sendWithPerTryTimeout(ctx, link), isFailure);
+    const result = await endpointBreaker.run(() => sendWithPerTryTimeout(ctx, link, observed), isFailure);
     ok = !isFailure(result);
+    observed.end({ status: result.status });
     return result;
   } catch (err) {
     // A refusal by this endpoint's own breaker, or the caller leaving, says nothing about its health.
     counted = !(err instanceof CircuitOpenError) && isBreakerFailure(err);
+    observed.end(outcomeOf(err));
     throw err;
   } finally {
     state.balancer.onEnd(address, performance.now() - started, ok);
@@ -420,11 +450,11 @@ async function waitForAnyLink(ctx: CallContext): Promise<PeerLink> {
 // ---- link ----
 
 /** Send on `link` under the per-try timeout (if any), which also caps the deadline the peer is told. */
-async function sendWithPerTryTimeout(ctx: CallContext, link: PeerLink): Promise<CallResult> {
+async function sendWithPerTryTimeout(ctx: CallContext, link: PeerLink, observed: AttemptObservation): Promise<CallResult> {
   const perTryMs = ctx.policy.timeouts.perTryMs;
   const remaining = ctx.deadlineAt - performance.now();
   const budgetMs = Math.max(1, Math.ceil(Math.min(perTryMs > 0 ? perTryMs : Infinity, remaining)));
-  const request = requestEnvelope(ctx.deps.source, ctx.service, ctx.call, ctx.policy, Number.isFinite(budgetMs) ? budgetMs : 0);
+  const request = requestEnvelope(ctx.deps.source, ctx.service, ctx.call, ctx.policy, Number.isFinite(budgetMs) ? budgetMs : 0, observed.trace);
   if (!(perTryMs > 0 && perTryMs < remaining)) return send(ctx, link, request, ctx.signal).catch((err: unknown) => { throw endedByCaller(ctx, err); });
   const tryController = new AbortController();
   const onAbort = () => tryController.abort(ctx.signal.reason);
@@ -455,9 +485,21 @@ function send(ctx: CallContext, link: PeerLink, request: Envelope, signal: Abort
   return streamed ? sendOnStream(ctx, link, request, signal) : sendOnLink(ctx, link, request, signal);
 }
 
+/**
+ * A traced try continues the trace in its own span: the called side sees this try as the parent, in
+ * the envelope and in the forwarded W3C headers alike (so an untraced called sidecar still hands the
+ * app a parent that exists).
+ */
+function withTraceHeaders(headers: readonly Header[], trace: TraceContext): Header[] {
+  const out = headers.filter((h) => h.name !== 'traceparent' && h.name !== 'tracestate');
+  if (trace.traceparent) out.push({ name: 'traceparent', value: trace.traceparent });
+  if (trace.tracestate) out.push({ name: 'tracestate', value: trace.tracestate });
+  return out;
+}
+
 const LANES: Readonly<Record<PriorityName, Priority>> = { high: Priority.HIGH, medium: Priority.MEDIUM, low: Priority.LOW };
 
-function requestEnvelope(source: string, destination: string, call: OutboundCall, policy: EffectivePolicy, deadlineMs: number): Envelope {
+function requestEnvelope(source: string, destination: string, call: OutboundCall, policy: EffectivePolicy, deadlineMs: number, trace: TraceContext | undefined): Envelope {
   const envelope: Envelope = {
     id: newMessageId(),
     type: MessageType.REQUEST,
@@ -466,10 +508,11 @@ function requestEnvelope(source: string, destination: string, call: OutboundCall
     destination,
     priority: LANES[call.priority ?? policy.priority],
     deadlineMs,
-    headers: call.headers,
+    headers: trace ? withTraceHeaders(call.headers, trace) : call.headers,
     payload: call.body.kind === 'inline' ? call.body.bytes : undefined,
     http: { method: call.method, path: call.path, authority: call.authority },
   };
+  if (trace) envelope.trace = trace;
   if (call.delivery) {
     envelope.messageId = call.delivery.messageId;
     envelope.attempt = call.delivery.attempt;

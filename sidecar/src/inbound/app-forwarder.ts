@@ -5,9 +5,10 @@ import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import { MeshError } from '../errors/mesh-error.ts';
 import { endToEndResponseHeaders, headerValue, peerHeadersForApp, SOURCE_HEADER } from '../http/headers.ts';
-import { asBuffer, MessageType, type Envelope } from '../mcp/codec.ts';
+import { asBuffer, MessageType, type Envelope, type Header } from '../mcp/codec.ts';
 import { newMessageId } from '../mcp/ids.ts';
 import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
+import type { CallObserver } from '../telemetry/observer.ts';
 
 export interface AppForwarderOptions {
   host: string;
@@ -19,6 +20,9 @@ export interface AppForwarderOptions {
   /** How long a parked response body waits for the caller to pull it. */
   parkTimeoutMs: number;
   logger: Logger;
+  /** This sidecar's service, "name.namespace" (the called one), for telemetry. */
+  service: string;
+  observer: CallObserver;
 }
 
 interface ParkedBody {
@@ -36,6 +40,14 @@ function deliveryHeaders(request: Envelope): { name: string; value: string }[] {
   if (request.topic) headers.push({ name: 'mcp-mesh-topic', value: request.topic });
   if (!request.headers?.some((h) => h.name === 'idempotency-key')) headers.push({ name: 'idempotency-key', value: request.messageId! });
   return headers;
+}
+
+function statusOfEnvelope(response: Envelope): number {
+  return response.http?.status ?? 0;
+}
+
+function withoutTraceHeaders(headers: Envelope['headers']): Header[] {
+  return (headers ?? []).filter((h) => h.name !== 'traceparent' && h.name !== 'tracestate');
 }
 
 export class AppForwarder implements InboundHandler {
@@ -57,8 +69,8 @@ export class AppForwarder implements InboundHandler {
 
   async unary(request: Envelope, signal: AbortSignal): Promise<Envelope> {
     const payload = request.payload && request.payload.byteLength > 0 ? asBuffer(request.payload) : null;
-    return this.#withDeadline(request, signal, async (callSignal) => {
-      const res = await this.#requestApp(request, payload, callSignal);
+    return this.#withDeadline(request, signal, statusOfEnvelope, async (callSignal, traceHeaders) => {
+      const res = await this.#requestApp(request, payload, callSignal, traceHeaders);
       const headers = endToEndResponseHeaders(res.headers);
       const length = headerValue(headers, 'content-length');
       const bodiless = request.http?.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
@@ -77,8 +89,8 @@ export class AppForwarder implements InboundHandler {
   }
 
   async stream(head: Envelope, body: Readable | Buffer | null, signal: AbortSignal): Promise<InboundResponse> {
-    return this.#withDeadline(head, signal, async (callSignal) => {
-      const res = await this.#requestApp(head, body, callSignal);
+    return this.#withDeadline(head, signal, (response) => statusOfEnvelope(response.head), async (callSignal, traceHeaders) => {
+      const res = await this.#requestApp(head, body, callSignal, traceHeaders);
       return { head: responseEnvelope(head, res.statusCode, endToEndResponseHeaders(res.headers), undefined, undefined), body: res.body };
     });
   }
@@ -112,10 +124,32 @@ export class AppForwarder implements InboundHandler {
 
   /**
    * Run `work` under the caller's deadline (carried in the envelope as time left) and the caller's
-   * cancel signal. The deadline covers the wait for the app's answer; once a streamed body has
-   * started, idle timeouts on the calling side take over.
+   * cancel signal, observed (traced, counted) as one inbound call with one call to the app. The
+   * deadline covers the wait for the app's answer; once a streamed body has started, idle timeouts
+   * on the calling side take over.
    */
-  async #withDeadline<T>(request: Envelope, signal: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  async #withDeadline<T>(request: Envelope, signal: AbortSignal, statusOf: (answer: T) => number,
+    work: (signal: AbortSignal, traceHeaders: readonly Header[]) => Promise<T>): Promise<T> {
+    const inbound = this.#options.observer.inbound({
+      service: this.#options.service, source: request.source ?? '', method: request.http?.method ?? '', path: request.http?.path ?? '',
+      headers: request.headers ?? [], trace: request.trace ?? undefined, messageId: request.messageId || undefined,
+    });
+    const appCall = inbound.appCall();
+    try {
+      const answer = await this.#underDeadline(request, signal, (callSignal) => work(callSignal, appCall.headers));
+      const outcome = { status: statusOf(answer) };
+      appCall.end(outcome);
+      inbound.end(outcome);
+      return answer;
+    } catch (err) {
+      const outcome = err instanceof MeshError ? { status: err.status, code: err.code } : { status: 500, code: 'INTERNAL' };
+      appCall.end(outcome);
+      inbound.end(outcome);
+      throw err;
+    }
+  }
+
+  async #underDeadline<T>(request: Envelope, signal: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const controller = new AbortController();
     const onAbort = () => controller.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
@@ -133,13 +167,14 @@ export class AppForwarder implements InboundHandler {
     }
   }
 
-  #requestApp(request: Envelope, body: Buffer | Readable | null, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  #requestApp(request: Envelope, body: Buffer | Readable | null, signal: AbortSignal, traceHeaders: readonly Header[]): Promise<Dispatcher.ResponseData> {
     const http = request.http;
     if (!http?.method || !http.path) throw new MeshError('PROTOCOL_ERROR', 'REQUEST without method or path');
     const extra = [{ name: SOURCE_HEADER, value: serviceName(request.source) }];
     if (http.authority) extra.unshift({ name: 'host', value: http.authority });
     if (request.messageId) extra.push(...deliveryHeaders(request));
-    const headers = peerHeadersForApp(request.headers, extra);
+    // A traced call hands the app this sidecar's span as its parent, in place of the caller's.
+    const headers = peerHeadersForApp(traceHeaders.length > 0 ? withoutTraceHeaders(request.headers) : request.headers, [...extra, ...traceHeaders]);
     return this.#pool.request({ method: http.method as Dispatcher.HttpMethod, path: http.path, headers, body, signal });
   }
 

@@ -65,6 +65,7 @@ async function runOne(entry: BatchCall, namespace: string, pipeline: CallPipelin
       expectStream: false,
       deadlineMs: entry.timeoutMs,
       signal,
+      batched: true,
     };
     return await toResult(await pipeline(call), entry.service, room);
   } catch (err) {

@@ -1,0 +1,150 @@
+// The one seam between the data path and telemetry. The call pipeline, the inbound handler and the
+// app forwarder report what happens to each call through these handles; tracing (tracing.ts),
+// metrics (call-metrics.ts) and request logs (request-log.ts) each implement them, and `combine`
+// fans a call out to all three. The data path never imports OpenTelemetry or Prometheus itself.
+//
+//   calling sidecar:  outbound(call) ─┬─ attempt(1, endpoint) ─ end   (one per try: retries show)
+//                                     ├─ attempt(2, endpoint) ─ end
+//                                     └─ end(outcome)
+//   called sidecar:   inbound(request) ── appCall() ── end  (the local app)
+//                                     └─ end(outcome)
+import type { Header, TraceContext } from '../mcp/codec.ts';
+
+/** How a call, a try or an app call ended: the HTTP status it produced, or the mesh error code. */
+export interface Outcome {
+  status: number;
+  /** A mesh error code (mcp-mesh-error) when the mesh, not the app, made the answer. */
+  code?: string;
+}
+
+/** The ids of the span that covers a call on this sidecar, for logs. */
+export interface TraceIds {
+  traceId: string;
+  spanId: string;
+}
+
+export interface OutboundStart {
+  /** The called service, "name.namespace". */
+  service: string;
+  method: string;
+  path: string;
+  /** The request headers as the app sent them (traceparent, tracestate). */
+  headers: readonly Header[];
+  /** How the call came in: an app's call, an entry of a batch, or a delivery of a durable message. */
+  kind: 'call' | 'batch' | 'delivery';
+  /** Set by `combine` for the observers after the tracer: the call's trace and span ids. */
+  ids?: TraceIds;
+}
+
+export interface OutboundObservation {
+  /** The call's trace and span ids, when this observer traces it. */
+  readonly ids?: TraceIds;
+  /** The route the policy matched (bounded label set: route names come from policies). */
+  route(route: string): void;
+  /** MCP session affinity: the call was pinned to its session's owner, or bound a new session. */
+  affinity(decision: 'pinned' | 'bound'): void;
+  /** A try begins on `endpoint`; `breaker` is the endpoint breaker's state. */
+  attempt(attempt: number, endpoint: string, breaker: string): AttemptObservation;
+  /** The call's answer (head) is back, or it failed; `attempts` tries were made. */
+  end(outcome: Outcome, attempts: number): void;
+}
+
+export interface AttemptObservation {
+  /**
+   * The trace context the peer should continue (carried in the envelope), or undefined when this
+   * try is not traced. Also what replaces `traceparent`/`tracestate` in the forwarded headers.
+   */
+  readonly trace: TraceContext | undefined;
+  end(outcome: Outcome): void;
+}
+
+export interface InboundStart {
+  /** This sidecar's service, "name.namespace" (the called one). */
+  service: string;
+  /** The calling service, "name.namespace". */
+  source: string;
+  method: string;
+  path: string;
+  headers: readonly Header[];
+  /** The trace context the caller put in the envelope. */
+  trace: TraceContext | undefined;
+  /** Set when the request delivers a durable message. */
+  messageId: string | undefined;
+  /** Set by `combine` for the observers after the tracer. */
+  ids?: TraceIds;
+}
+
+export interface InboundObservation {
+  readonly ids?: TraceIds;
+  /** The call to the local app begins; `headers` to add to it (traceparent, tracestate), if any. */
+  appCall(): AppCallObservation;
+  end(outcome: Outcome): void;
+}
+
+export interface AppCallObservation {
+  readonly headers: readonly Header[];
+  end(outcome: Outcome): void;
+}
+
+export interface CallObserver {
+  outbound(start: OutboundStart): OutboundObservation;
+  inbound(start: InboundStart): InboundObservation;
+}
+
+// ---- nothing observed ----
+
+const NO_HEADERS: readonly Header[] = [];
+const quietAttempt: AttemptObservation = { trace: undefined, end() {} };
+const quietAppCall: AppCallObservation = { headers: NO_HEADERS, end() {} };
+const quietOutbound: OutboundObservation = { route() {}, affinity() {}, attempt: () => quietAttempt, end() {} };
+const quietInbound: InboundObservation = { appCall: () => quietAppCall, end() {} };
+
+/** Observes nothing and allocates nothing: the default, and what tests use. */
+export const NO_OBSERVER: CallObserver = { outbound: () => quietOutbound, inbound: () => quietInbound };
+
+// ---- several at once ----
+
+/**
+ * One observer that reports to all of `observers` (tracing first, then metrics, then logs). The
+ * trace and span ids the first of them gives a call are handed to the ones after it (`ids`), so a
+ * request log line carries the ids of the call's span.
+ */
+export function combine(observers: readonly CallObserver[]): CallObserver {
+  const active = observers.filter((o) => o !== NO_OBSERVER);
+  if (active.length === 0) return NO_OBSERVER;
+  if (active.length === 1) return active[0]!;
+  const each = <S extends { ids?: TraceIds }, O extends { readonly ids?: TraceIds }>(start: S, open: (observer: CallObserver, start: S) => O): O[] => {
+    let current = start;
+    return active.map((observer) => {
+      const observation = open(observer, current);
+      if (observation.ids && !current.ids) current = { ...current, ids: observation.ids };
+      return observation;
+    });
+  };
+  return {
+    outbound(start) {
+      const all = each(start, (o, s) => o.outbound(s));
+      return {
+        ids: all.find((o) => o.ids)?.ids,
+        route: (route) => { for (const o of all) o.route(route); },
+        affinity: (decision) => { for (const o of all) o.affinity(decision); },
+        attempt(attempt, endpoint, breaker) {
+          const tries = all.map((o) => o.attempt(attempt, endpoint, breaker));
+          return { trace: tries.find((t) => t.trace)?.trace, end: (outcome) => { for (const t of tries) t.end(outcome); } };
+        },
+        end: (outcome, attempts) => { for (const o of all) o.end(outcome, attempts); },
+      };
+    },
+    inbound(start) {
+      const all = each(start, (o, s) => o.inbound(s));
+      return {
+        ids: all.find((o) => o.ids)?.ids,
+        appCall() {
+          const calls = all.map((o) => o.appCall());
+          return { headers: calls.flatMap((c) => c.headers), end: (outcome) => { for (const c of calls) c.end(outcome); } };
+        },
+        end: (outcome) => { for (const o of all) o.end(outcome); },
+      };
+    },
+  };
+}
