@@ -22,7 +22,13 @@ import { createSessionAffinity } from './affinity/session-stats.ts';
 import { OwnerTokens } from './affinity/token.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { MeshMetrics } from './telemetry/metrics.ts';
-import { NO_OBSERVER } from './telemetry/observer.ts';
+import { combine } from './telemetry/observer.ts';
+import { createTracing } from './telemetry/tracing.ts';
+import { createCallMetrics } from './telemetry/call-metrics.ts';
+import { createRequestLog } from './telemetry/request-log.ts';
+import { registerRuntimeMetrics } from './telemetry/runtime-metrics.ts';
+import { createLiveStats } from './admin/live-stats.ts';
+import { endpointsView } from './admin/endpoints-view.ts';
 
 export interface RunningSidecar {
   config: MeshConfig;
@@ -65,7 +71,10 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   links.onReady = (address) => breakers.peerRecovered(address, resolver.servicesOf(address));
 
   const sessions = createSessionAffinity(new OwnerTokens(config.mcp.tokenKey ?? ephemeralTokenKey(logger)), metrics);
-  const observer = NO_OBSERVER;
+  // Telemetry of every call, in one place: spans, request metrics, the status page's live numbers, request logs.
+  const tracing = createTracing({ service: config.service, namespace: config.namespace, instance: config.instance, env: process.env, logger });
+  const liveStats = createLiveStats();
+  const observer = combine([tracing.observer, createCallMetrics(metrics), liveStats.observer, createRequestLog(logger)]);
   const pipeline = createCallPipeline({ source, instance: config.instance, resolver, links, policies, services, breakers, sessions, logger, observer });
 
   // Async calls and pub/sub: an outbox on disk, delivered through the same pipeline. A data directory
@@ -79,6 +88,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     },
   });
   metrics.observeOutbox(() => messaging.counts);
+  registerRuntimeMetrics(metrics, { links, services, breakers });
 
   const outbound = createOutbound({
     namespace: config.namespace,
@@ -105,6 +115,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     endpoints: () => endpointsView(links, services, breakers),
     metrics: (request, response) => metrics.serve(request, response),
     sessions: () => sessions.snapshot(),
+    status: () => liveStats.snapshot(),
     configDump: () => ({ config: { ...config, mcp: { tokenKey: config.mcp.tokenKey ? '[redacted]' : '[random per sidecar]' } }, policies: policies.dump() }),
   }, logger);
 
@@ -139,6 +150,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
       await forwarder.close();
       breakers.close();
       await metrics.shutdown();
+      await tracing.shutdown();
       await admin.close();
       logger.info('shut down');
     })();
@@ -154,19 +166,6 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
 function ephemeralTokenKey(logger: Logger): Buffer {
   logger.warn({ code: 'MCP_TOKEN_KEY_EPHEMERAL' }, 'mcp.tokenKey is not set: MCP session tokens are signed with a random key of this sidecar, so a session works only through it; set the same mcp.tokenKey (MESH_MCP_TOKEN_KEY) in every sidecar');
   return randomBytes(32);
-}
-
-/** Per peer link and per called service: link state, breakers, ejections, limiter (admin /endpoints). */
-function endpointsView(links: LinkPool, services: ServiceStates, breakers: BreakerRegistry): unknown {
-  return {
-    links: [...links.all()].map((link) => ({ address: link.address, state: link.state, inFlight: link.inFlight, ...link.stats })),
-    services: Object.fromEntries([...services.entries()].map(([service, state]) => [service, {
-      outlier: state.outliers.map((outlier) => outlier.snapshot()),
-      concurrency: state.limiters.map((limiter) => ({ inFlight: limiter.inFlight, queued: limiter.queued })),
-      retryBudgets: state.budgets.map((budget) => budget.snapshot()),
-    }])),
-    breakers: breakers.snapshot(),
-  };
 }
 
 function portOf(app: { server: { address(): unknown } }): number {

@@ -14,6 +14,8 @@ export interface AdminState {
   metrics(request: IncomingMessage, response: ServerResponse): void;
   /** The running configuration and policies, defaults included, with where each value came from. */
   configDump(): unknown;
+  /** Live request rates and latency percentiles per service (admin/live-stats.ts), for the status page. */
+  status(): unknown;
 }
 
 export function createAdmin(state: AdminState, logger: Logger): FastifyInstance {
