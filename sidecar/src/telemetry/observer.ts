@@ -107,44 +107,91 @@ export const NO_OBSERVER: CallObserver = { outbound: () => quietOutbound, inboun
 /**
  * One observer that reports to all of `observers` (tracing first, then metrics, then logs). The
  * trace and span ids the first of them gives a call are handed to the ones after it (`ids`), so a
- * request log line carries the ids of the call's span.
+ * request log line carries the ids of the call's span. Per call it allocates one array and one
+ * object per observation (classes, not closures: this runs on every call).
  */
 export function combine(observers: readonly CallObserver[]): CallObserver {
   const active = observers.filter((o) => o !== NO_OBSERVER);
   if (active.length === 0) return NO_OBSERVER;
   if (active.length === 1) return active[0]!;
-  const each = <S extends { ids?: TraceIds }, O extends { readonly ids?: TraceIds }>(start: S, open: (observer: CallObserver, start: S) => O): O[] => {
-    let current = start;
-    return active.map((observer) => {
-      const observation = open(observer, current);
-      if (observation.ids && !current.ids) current = { ...current, ids: observation.ids };
-      return observation;
-    });
-  };
   return {
     outbound(start) {
-      const all = each(start, (o, s) => o.outbound(s));
-      return {
-        ids: all.find((o) => o.ids)?.ids,
-        route: (route) => { for (const o of all) o.route(route); },
-        affinity: (decision) => { for (const o of all) o.affinity(decision); },
-        attempt(attempt, endpoint, breaker) {
-          const tries = all.map((o) => o.attempt(attempt, endpoint, breaker));
-          return { trace: tries.find((t) => t.trace)?.trace, end: (outcome) => { for (const t of tries) t.end(outcome); } };
-        },
-        end: (outcome, attempts) => { for (const o of all) o.end(outcome, attempts); },
-      };
+      const all = new Array<OutboundObservation>(active.length);
+      let current = start;
+      for (let i = 0; i < active.length; i++) {
+        const observation = all[i] = active[i]!.outbound(current);
+        if (observation.ids && !current.ids) current = { ...current, ids: observation.ids };
+      }
+      return new CombinedOutbound(all, current.ids);
     },
     inbound(start) {
-      const all = each(start, (o, s) => o.inbound(s));
-      return {
-        ids: all.find((o) => o.ids)?.ids,
-        appCall() {
-          const calls = all.map((o) => o.appCall());
-          return { headers: calls.flatMap((c) => c.headers), end: (outcome) => { for (const c of calls) c.end(outcome); } };
-        },
-        end: (outcome) => { for (const o of all) o.end(outcome); },
-      };
+      const all = new Array<InboundObservation>(active.length);
+      let current = start;
+      for (let i = 0; i < active.length; i++) {
+        const observation = all[i] = active[i]!.inbound(current);
+        if (observation.ids && !current.ids) current = { ...current, ids: observation.ids };
+      }
+      return new CombinedInbound(all, current.ids);
     },
   };
+}
+
+class CombinedOutbound implements OutboundObservation {
+  readonly #all: OutboundObservation[];
+  readonly ids: TraceIds | undefined;
+
+  constructor(all: OutboundObservation[], ids: TraceIds | undefined) {
+    this.#all = all;
+    this.ids = ids;
+  }
+
+  route(route: string): void {
+    for (const o of this.#all) o.route(route);
+  }
+
+  affinity(decision: 'pinned' | 'bound'): void {
+    for (const o of this.#all) o.affinity(decision);
+  }
+
+  attempt(attempt: number, endpoint: string, breaker: string): AttemptObservation {
+    return new CombinedAttempt(this.#all.map((o) => o.attempt(attempt, endpoint, breaker)));
+  }
+
+  end(outcome: Outcome, attempts: number): void {
+    for (const o of this.#all) o.end(outcome, attempts);
+  }
+}
+
+class CombinedAttempt implements AttemptObservation {
+  readonly #all: AttemptObservation[];
+  readonly trace: TraceContext | undefined;
+
+  constructor(all: AttemptObservation[]) {
+    this.#all = all;
+    this.trace = all.find((t) => t.trace)?.trace;
+  }
+
+  end(outcome: Outcome): void {
+    for (const t of this.#all) t.end(outcome);
+  }
+}
+
+class CombinedInbound implements InboundObservation {
+  readonly #all: InboundObservation[];
+  readonly ids: TraceIds | undefined;
+
+  constructor(all: InboundObservation[], ids: TraceIds | undefined) {
+    this.#all = all;
+    this.ids = ids;
+  }
+
+  appCall(): AppCallObservation {
+    const calls = this.#all.map((o) => o.appCall());
+    const headers = calls.length === 1 ? calls[0]!.headers : calls.flatMap((c) => c.headers);
+    return { headers, end: (outcome) => { for (const c of calls) c.end(outcome); } };
+  }
+
+  end(outcome: Outcome): void {
+    for (const o of this.#all) o.end(outcome);
+  }
 }
