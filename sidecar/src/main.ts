@@ -74,7 +74,10 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   // Telemetry of every call, in one place: spans, request metrics, the status page's live numbers, request logs.
   const tracing = createTracing({ service: config.service, namespace: config.namespace, instance: config.instance, env: process.env, logger });
   const liveStats = createLiveStats();
-  const observer = combine([tracing.observer, createCallMetrics(metrics), liveStats.observer, createRequestLog(logger)]);
+  // Inbound calls are labelled with the route this sidecar's own policies give them (route names
+  // come from policies, so the label set stays bounded).
+  const callMetrics = createCallMetrics(metrics, { inboundRoute: (call) => policies.resolve(config.service, config.namespace, call).route });
+  const observer = combine([tracing.observer, callMetrics, liveStats.observer, createRequestLog(logger)]);
   const pipeline = createCallPipeline({ source, instance: config.instance, resolver, links, policies, services, breakers, sessions, logger, observer });
 
   // Async calls and pub/sub: an outbox on disk, delivered through the same pipeline. A data directory
@@ -112,7 +115,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   let ready = false;
   const admin = createAdmin({
     ready: () => ready,
-    endpoints: () => endpointsView(links, services, breakers),
+    endpoints: () => endpointsView(links, services, breakers, resolver),
     metrics: (request, response) => metrics.serve(request, response),
     sessions: () => sessions.snapshot(),
     status: () => liveStats.snapshot(),

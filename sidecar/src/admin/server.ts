@@ -1,13 +1,29 @@
-// The admin listener (127.0.0.1:15000 by default): probes now; metrics, config dump and the status
-// page are added here as they come.
+// The admin listener (127.0.0.1:15000 by default; docs/admin.md): probes, metrics, config dump,
+// endpoints, sessions, the log level, and the status page with the JSON it polls.
+//
+//   GET /healthz        the process answers
+//   GET /readyz         200 once started (config, policies, discovery loaded, listeners bound), 503 before and while draining
+//   GET /endpoints      per link and per called service: endpoint health, in flight, EWMA, breakers, ejections
+//   GET /config_dump    running config and effective policies
+//   GET /sessions       MCP session affinity counts
+//   GET /metrics        Prometheus text
+//   GET|PUT|POST /logging[?level=…]  the log level, changed at run time
+//   GET /               the status page (status-page.html): polls /status.json every second
+//   GET /status.json    live rates and latency per service, endpoint and caller, with endpoint health
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { fastifyLogging } from '../telemetry/logger.ts';
+import type { EndpointsView } from './endpoints-view.ts';
+import type { LiveSnapshot } from './live-stats.ts';
+import { registerLogging } from './logging.ts';
+import { statusView, type Identity, type Readiness } from './status-view.ts';
 
 export interface AdminState {
+  /** True once the sidecar serves (main.ts sets it after every listener is bound); false again while draining. */
   ready(): boolean;
-  endpoints(): unknown;
+  endpoints(): EndpointsView;
   /** MCP session affinity counts per service. */
   sessions(): unknown;
   /** Prometheus text exposition of the sidecar's metrics. */
@@ -15,15 +31,60 @@ export interface AdminState {
   /** The running configuration and policies, defaults included, with where each value came from. */
   configDump(): unknown;
   /** Live request rates and latency percentiles per service (admin/live-stats.ts), for the status page. */
-  status(): unknown;
+  status(): LiveSnapshot;
 }
+
+/** The page, read once: a self-contained HTML file (inline CSS and JS, no build step). */
+let page: Buffer | undefined;
+function statusPage(): Buffer {
+  page ??= readFileSync(new URL('./status-page.html', import.meta.url));
+  return page;
+}
+
+/**
+ * The page runs only its own inline script and talks only to this listener: no third-party
+ * resources, no framing by other sites.
+ */
+const PAGE_HEADERS = {
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+};
 
 export function createAdmin(state: AdminState, logger: Logger): FastifyInstance {
   const app = Fastify({ ...fastifyLogging(logger) });
+  // ready() turns false again when shutdown starts: after having been ready, that is draining.
+  // main.ts sets ready right after this listener is bound (the last one), in the same turn; a look
+  // on the next turn records it, so a sidecar whose readiness nobody asked before SIGTERM still
+  // says draining rather than starting.
+  let wasReady = false;
+  app.addHook('onListen', (done) => {
+    setImmediate(() => { if (state.ready()) wasReady = true; }).unref();
+    done();
+  });
+  const readiness = (): Readiness => {
+    if (state.ready()) {
+      wasReady = true;
+      return 'ready';
+    }
+    return wasReady ? 'draining' : 'starting';
+  };
+  let identity: Identity | undefined;
+  const identityOf = (): Identity => {
+    if (!identity) {
+      const config = (state.configDump() as { config?: Partial<Identity> } | undefined)?.config;
+      identity = { service: config?.service ?? 'unknown', namespace: config?.namespace ?? 'unknown', instance: config?.instance ?? 'unknown' };
+    }
+    return identity;
+  };
+
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
-    const ready = state.ready();
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'starting' });
+    const status = readiness();
+    return reply.code(status === 'ready' ? 200 : 503).send({ status });
   });
   app.get('/endpoints', async () => state.endpoints());
   app.get('/config_dump', async () => state.configDump());
@@ -32,5 +93,11 @@ export function createAdmin(state: AdminState, logger: Logger): FastifyInstance 
     reply.hijack(); // the exporter writes the response itself
     state.metrics(request.raw, reply.raw);
   });
+  registerLogging(app, logger);
+  app.get('/status.json', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+    return statusView(identityOf(), readiness(), state.status(), state.endpoints());
+  });
+  app.get('/', async (_request, reply) => reply.headers(PAGE_HEADERS).send(statusPage()));
   return app;
 }

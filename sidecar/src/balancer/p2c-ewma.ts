@@ -68,6 +68,20 @@ export class PeakEwma implements Balancer {
     for (const address of this.#estimates.keys()) if (!addresses.has(address)) this.#estimates.delete(address);
   }
 
+  /** Calls in flight to `address` (tries started and not yet ended); read only, for the admin API. */
+  inFlight(address: string): number {
+    return this.#inFlight.get(address);
+  }
+
+  /**
+   * The latency estimate (ms) of `address` as a pick now would see it, or undefined before the
+   * balancer has any for it; read only (unlike a pick, it stores no default), for the admin API.
+   */
+  estimateMs(address: string): number | undefined {
+    const estimate = this.#estimates.get(address);
+    return estimate && estimate.rtt * Math.exp(-(this.#now() - estimate.at) / this.#decayMs);
+  }
+
   /** The estimate now, decayed towards 0 for the time without answers. */
   #current(address: string, now: number): number {
     const estimate = this.#estimate(address, now);

@@ -41,9 +41,9 @@ export class ServiceStates {
   }
 
   /** Per service, for the admin API. */
-  *entries(): IterableIterator<[string, { outliers: OutlierDetector[]; limiters: ConcurrencyLimiter[]; budgets: RetryBudget[] }]> {
+  *entries(): IterableIterator<[string, { outliers: OutlierDetector[]; limiters: ConcurrencyLimiter[]; budgets: RetryBudget[]; balancers: Balancer[] }]> {
     for (const [service, entry] of this.#entries) {
-      yield [service, { outliers: [...entry.outliers.values()], limiters: [...entry.limiters.values()], budgets: [...entry.budgets.values()] }];
+      yield [service, { outliers: [...entry.outliers.values()], limiters: [...entry.limiters.values()], budgets: [...entry.budgets.values()], balancers: [...entry.balancers.values()] }];
     }
   }
 

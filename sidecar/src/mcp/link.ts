@@ -65,6 +65,11 @@ export class PeerLink extends EventEmitter {
     return this.#pending.size;
   }
 
+  /** Envelopes waiting in this link's batcher (all lanes) for the link to take them. */
+  get queued(): number {
+    return this.#batcher?.queued ?? 0;
+  }
+
   get stats(): { batches: number; envelopes: number } {
     return { batches: this.#batchesSent, envelopes: this.#envelopesSent };
   }

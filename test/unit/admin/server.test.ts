@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { after, describe, it } from 'node:test';
+import { pino } from 'pino';
+import type { EndpointsView } from '../../../sidecar/src/admin/endpoints-view.ts';
+import { createLiveStats } from '../../../sidecar/src/admin/live-stats.ts';
+import { setLogLevel } from '../../../sidecar/src/admin/logging.ts';
+import { createAdmin, type AdminState } from '../../../sidecar/src/admin/server.ts';
+import type { StatusDocument } from '../../../sidecar/src/admin/status-view.ts';
+
+/** A pino logger writing into an array of parsed lines. */
+function memoryLogger(level = 'info') {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({ write(chunk, _encoding, done) { lines.push(JSON.parse(String(chunk)) as Record<string, unknown>); done(); } });
+  return { logger: pino({ level }, stream), lines };
+}
+
+const EMPTY: EndpointsView = { links: [], services: {}, breakers: [] };
+
+function admin(overrides: Partial<AdminState> = {}, level = 'info') {
+  const { logger, lines } = memoryLogger(level);
+  let ready = false;
+  const stats = createLiveStats();
+  const app = createAdmin({
+    ready: () => ready,
+    endpoints: () => EMPTY,
+    sessions: () => ({}),
+    metrics: (_request, response) => { response.end('# nothing\n'); },
+    configDump: () => ({ config: { service: 'orders', namespace: 'shop', instance: 'orders-1' } }),
+    status: () => stats.snapshot(),
+    ...overrides,
+  }, logger);
+  return { app, logger, lines, stats, setReady: (value: boolean) => { ready = value; } };
+}
+
+describe('admin server', () => {
+  const apps: { close(): Promise<unknown> }[] = [];
+  after(async () => { for (const app of apps) await app.close(); });
+
+  it('/readyz: 503 starting, 200 ready, 503 draining once it has been ready', async () => {
+    const { app, setReady } = admin();
+    apps.push(app);
+    let response = await app.inject('/readyz');
+    assert.equal(response.statusCode, 503);
+    assert.deepEqual(response.json(), { status: 'starting' });
+    setReady(true);
+    response = await app.inject('/readyz');
+    assert.deepEqual([response.statusCode, response.json()], [200, { status: 'ready' }]);
+    setReady(false);
+    response = await app.inject('/readyz');
+    assert.deepEqual([response.statusCode, response.json()], [503, { status: 'draining' }]);
+  });
+
+  it('/readyz says draining after shutdown starts even when nobody asked while it was ready', async () => {
+    const { app, setReady } = admin();
+    apps.push(app);
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    setReady(true); // as main.ts does, right after the admin listener is bound
+    await new Promise((resolve) => setImmediate(resolve));
+    setReady(false);
+    const response = await app.inject('/readyz');
+    assert.deepEqual([response.statusCode, response.json()], [503, { status: 'draining' }]);
+  });
+
+  it('/logging: GET, PUT and POST with ?level= or a JSON body, 400 on a bad or missing level', async () => {
+    const { app, logger, lines } = admin();
+    apps.push(app);
+    assert.deepEqual((await app.inject('/logging')).json(), { level: 'info', levels: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] });
+    let response = await app.inject({ method: 'PUT', url: '/logging?level=debug' });
+    assert.deepEqual([response.statusCode, response.json()], [200, { level: 'debug', previous: 'info' }]);
+    assert.equal(logger.level, 'debug');
+    assert.ok(logger.isLevelEnabled('debug'));
+    response = await app.inject({ method: 'POST', url: '/logging', payload: { level: 'error' } });
+    assert.deepEqual([response.statusCode, response.json()], [200, { level: 'error', previous: 'debug' }]);
+    for (const url of ['/logging?level=verbose', '/logging?level=INFO', '/logging?level=info&level=debug', '/logging']) {
+      response = await app.inject({ method: 'PUT', url });
+      assert.equal(response.statusCode, 400, url);
+      assert.match((response.json() as { error: { message: string } }).error.message, /trace, debug, info, warn, error, fatal, silent/);
+    }
+    assert.equal(logger.level, 'error', 'refused changes change nothing');
+    assert.deepEqual(lines.filter((l) => l.msg?.toString().startsWith('log level set')).map((l) => [l.level, l.from, l.to, l.by]), [
+      [30, 'info', 'debug', 'PUT /logging'],
+      [30, 'debug', 'error', 'POST /logging'],
+    ]);
+  });
+
+  it('the change is logged at info whichever side of info the levels are; not when both are above it', () => {
+    const { logger, lines } = memoryLogger('warn');
+    setLogLevel(logger, 'debug', 'test');   // from warn: written after the change
+    setLogLevel(logger, 'error', 'test');   // from debug: written before the change
+    setLogLevel(logger, 'fatal', 'test');   // error → fatal: neither lets info through
+    assert.deepEqual(lines.map((l) => [l.from, l.to]), [['warn', 'debug'], ['debug', 'error']]);
+    assert.equal(logger.level, 'fatal');
+  });
+
+  it('GET / is the self-contained status page, with headers that keep it to itself', async () => {
+    const { app } = admin();
+    apps.push(app);
+    const response = await app.inject('/');
+    assert.equal(response.statusCode, 200);
+    assert.equal(response.headers['content-type'], 'text/html; charset=utf-8');
+    assert.equal(response.headers['cache-control'], 'no-store');
+    assert.match(String(response.headers['content-security-policy']), /default-src 'none'; script-src 'unsafe-inline'.*connect-src 'self'/);
+    assert.equal(response.headers['x-frame-options'], 'DENY');
+    assert.match(response.body, /<script>/);
+    assert.doesNotMatch(response.body, /\binnerHTML\b|\bouterHTML\b|insertAdjacentHTML|document\.write/, 'values are put in as text only');
+  });
+
+  it('/status.json joins live numbers and endpoint state', async () => {
+    const view: EndpointsView = {
+      links: [{ address: '10.0.0.1:15002', state: 'ready', inFlight: 0, batches: 1, envelopes: 1 }],
+      services: {
+        'payments.default': {
+          balancers: ['p2c-ewma'], breaker: 'closed', outlier: [], concurrency: [], retryBudgets: [],
+          endpoints: [{ address: '10.0.0.1:15002', link: 'ready', healthy: true, inFlight: 0, ewmaMs: 4.5, breaker: 'closed', ejection: null, consecutiveFailures: 0 }],
+        },
+      },
+      breakers: [],
+    };
+    const { app, stats, setReady } = admin({ endpoints: () => view });
+    apps.push(app);
+    setReady(true);
+    const observed = stats.observer.outbound({ service: 'payments.default', method: 'GET', path: '/', headers: [], kind: 'call' });
+    observed.attempt(1, '10.0.0.1:15002', 'closed').end({ status: 200 });
+    observed.end({ status: 200 }, 1);
+    const doc = (await app.inject('/status.json')).json() as StatusDocument;
+    assert.deepEqual({ ...doc.sidecar, uptimeSeconds: 0, pid: 0 }, { service: 'orders', namespace: 'shop', instance: 'orders-1', readiness: 'ready', uptimeSeconds: 0, pid: 0 });
+    const [payments] = doc.outbound;
+    assert.equal(payments!.service, 'payments.default');
+    assert.equal(payments!.healthyEndpoints, 1);
+    assert.equal(payments!.live!.total.requests, 1);
+    assert.equal(payments!.endpoints[0]!.ewmaMs, 4.5);
+    assert.equal(payments!.endpoints[0]!.live!.requestsPerSecond, 1);
+    assert.deepEqual(doc.summary, {
+      outboundRequestsPerSecond: 1, outboundErrorsPerSecond: 0, inboundRequestsPerSecond: 0, inboundErrorsPerSecond: 0,
+      endpoints: 1, healthyEndpoints: 1, ejectedEndpoints: 0, openBreakers: 0, links: 1, readyLinks: 1,
+    });
+  });
+});
