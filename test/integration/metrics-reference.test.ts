@@ -100,11 +100,11 @@ describe('call metrics on /metrics (docs/metrics.md)', { timeout: 60_000 }, () =
 
   test('the called sidecars count the same calls as inbound, each try once', () => {
     assert.deepEqual(samples(ordersText, 'mcp_requests_total'), [
-      '{service="orders.default",route="",direction="inbound",code="200",error=""} 7',
-      '{service="orders.default",route="",direction="inbound",code="503",error=""} 6',
+      '{service="orders.default",route="default",direction="inbound",code="200",error=""} 7',
+      '{service="orders.default",route="default",direction="inbound",code="503",error=""} 6',
     ]);
     assert.deepEqual(samples(downText, 'mcp_requests_total'), [
-      '{service="down.default",route="",direction="inbound",code="502",error="APP_UNAVAILABLE"} 2',
+      '{service="down.default",route="default",direction="inbound",code="502",error="APP_UNAVAILABLE"} 2',
     ]);
   });
 
@@ -160,7 +160,8 @@ describe('call metrics on /metrics (docs/metrics.md)', { timeout: 60_000 }, () =
     ]);
     assert.equal(metricSum(callerText, 'mcp_outlier_ejected_endpoints', { service: 'orders.default' }), 0);
     assert.match(callerText, /^mcp_outlier_ejected_endpoints\{service="ghost\.default"\} 0$/m);
-    assert.equal(samples(callerText, 'mcp_queue_depth').length, 3);
+    assert.equal(samples(callerText, 'mcp_queue_depth').filter((l) => l.includes('queue="limiter"')).length, 3, 'one limiter queue per called service');
+    assert.equal(samples(callerText, 'mcp_queue_depth').filter((l) => l.includes('queue="link"')).length, 3, 'one batcher queue per peer link');
     assert.equal(metricSum(callerText, 'mcp_queue_depth'), 0);
   });
 });

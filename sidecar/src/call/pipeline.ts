@@ -127,6 +127,7 @@ export function createCallPipeline(deps: PipelineDeps): CallPipeline {
     const service = `${call.target.service}.${call.target.namespace}`;
     const observed = deps.observer.outbound({
       service, method: call.method, path: call.path, headers: call.headers, kind: call.delivery ? 'delivery' : call.batched ? 'batch' : 'call',
+      ...(call.delivery ? { messageId: call.delivery.messageId } : {}),
     });
     const tries = { count: 0 };
     try {
@@ -188,8 +189,8 @@ function resolve(resolver: Resolver, target: ServiceTarget, service: string): re
 
 /** Errors from the peer or the link do not know which service was called; the answer must say. */
 /** What telemetry records of a failed call or try. */
-function outcomeOf(err: unknown): { status: number; code?: string } {
-  return err instanceof MeshError ? { status: err.status, code: err.code } : { status: 500, code: 'INTERNAL' };
+function outcomeOf(err: unknown): { status: number; code?: string; message?: string } {
+  return err instanceof MeshError ? { status: err.status, code: err.code, message: err.message } : { status: 500, code: 'INTERNAL', message: String(err) };
 }
 
 function naming(err: unknown, service: string): unknown {
@@ -300,7 +301,7 @@ async function withRetries(ctx: CallContext): Promise<CallResult> {
       throw withAttempts((outcome as { error: unknown }).error, attempt);
     }
     if (result && !Buffer.isBuffer(result.body)) result.body.destroy(); // the answer we will not use
-    ctx.deps.logger.debug({ service: ctx.service, attempt, conditions: decision.conditions, delayMs: Math.round(delay) }, 'retrying');
+    ctx.deps.logger.debug({ target: ctx.service, attempt, conditions: decision.conditions, delayMs: Math.round(delay) }, 'retrying');
     if (delay > 0) await sleep(delay, undefined, { signal: ctx.signal });
   }
 }

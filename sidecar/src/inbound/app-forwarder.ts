@@ -142,7 +142,7 @@ export class AppForwarder implements InboundHandler {
       inbound.end(outcome);
       return answer;
     } catch (err) {
-      const outcome = err instanceof MeshError ? { status: err.status, code: err.code } : { status: 500, code: 'INTERNAL' };
+      const outcome = err instanceof MeshError ? { status: err.status, code: err.code, message: err.message } : { status: 500, code: 'INTERNAL', message: String(err) };
       appCall.end(outcome);
       inbound.end(outcome);
       throw err;

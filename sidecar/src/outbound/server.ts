@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { fastifyLogging } from '../telemetry/logger.ts';
+import { levelOf } from '../telemetry/request-log.ts';
 import type { CallPipeline, OutboundCall, RequestBody } from '../call/pipeline.ts';
 import { toMs } from '../config/duration.ts';
 import { ERROR_CODES } from '../errors/codes.ts';
@@ -55,11 +56,25 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
       inFlight--;
       if (inFlight === 0) for (const wake of idleWaiters.splice(0)) wake();
     });
-    proxy(req, res, options).catch((err: unknown) => {
+    proxy(req, res, proxyOptions).catch((err: unknown) => {
       const meshError = toMeshError(err);
-      if (meshError.code !== 'CLIENT_CLOSED') options.logger.warn({ code: meshError.code, target: meshError.service }, meshError.message);
+      if (!inRequestLog.has(err as object)) logFailure(options.logger, req, res, meshError);
       sendMeshError(res, meshError);
     });
+  };
+  // A call that fails in the pipeline has its line in the request log (telemetry/request-log.ts),
+  // at warn with its code; the failures it never sees are logged by logFailure.
+  const inRequestLog = new WeakSet<object>();
+  const proxyOptions: OutboundOptions = {
+    ...options,
+    pipeline: async (call) => {
+      try {
+        return await options.pipeline(call);
+      } catch (err) {
+        if (typeof err === 'object' && err !== null) inRequestLog.add(err);
+        throw err;
+      }
+    },
   };
 
   const app = Fastify({
@@ -106,6 +121,18 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
     });
   };
   return { app, stopAccepting: () => { accepting = false; }, drain, inFlight: () => inFlight };
+}
+
+/**
+ * A failed call the request log did not see: it failed before reaching the pipeline (a bad target,
+ * a body over the limit, an async call not accepted) or after its answer's head went out (a stream
+ * cut midway; the request log has the head's status). The caller going away is not a failure.
+ */
+function logFailure(logger: Logger, req: IncomingMessage, res: ServerResponse, err: MeshError): void {
+  if (err.code === 'CLIENT_CLOSED') return;
+  const level = levelOf(err.code);
+  if (!logger.isLevelEnabled(level)) return;
+  logger[level]({ direction: 'outbound', method: req.method, target: err.service, status: err.status, code: err.code, afterHead: res.headersSent || undefined }, err.message);
 }
 
 function isForMeshApi(req: IncomingMessage, ownAuthorities: Set<string>): boolean {

@@ -15,6 +15,8 @@ export interface Outcome {
   status: number;
   /** A mesh error code (mcp-mesh-error) when the mesh, not the app, made the answer. */
   code?: string;
+  /** The mesh error's own words, for the log line. */
+  message?: string;
 }
 
 /** The ids of the span that covers a call on this sidecar, for logs. */
@@ -32,6 +34,8 @@ export interface OutboundStart {
   headers: readonly Header[];
   /** How the call came in: an app's call, an entry of a batch, or a delivery of a durable message. */
   kind: 'call' | 'batch' | 'delivery';
+  /** The durable message a delivery carries. */
+  messageId?: string;
   /** Set by `combine` for the observers after the tracer: the call's trace and span ids. */
   ids?: TraceIds;
 }

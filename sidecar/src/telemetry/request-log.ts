@@ -1,7 +1,144 @@
-// Request logs (to be built): a CallObserver that writes a line per call at debug, failures at warn.
+// Request logs: a CallObserver that writes one JSON line per call when the call ends (docs/logging.md).
+//
+//   answers (any status the app gave, 5xx too) and CLIENT_CLOSED  → debug
+//   a mesh error (PEER_UNAVAILABLE, DEADLINE_EXCEEDED, …)           → warn, with its `code`
+//   INTERNAL (a fault inside the sidecar)                           → error
+//
+// The level is read from the logger when the call ends, once (`isLevelEnabled`), so a change of
+// `logger.level` at run time (the admin API's PUT /logging) applies to the next call; below the
+// line's level nothing is built. That is why this takes the root logger and not a child: a child
+// keeps the level it was made with.
+//
+// No headers are ever printed (they carry Authorization and cookies), and the path is printed
+// without its query string (query strings carry tokens and API keys too).
 import type { Logger } from 'pino';
-import { NO_OBSERVER, type CallObserver } from './observer.ts';
+import { ERROR_CODES, isErrorCode } from '../errors/codes.ts';
+import type {
+  AppCallObservation, AttemptObservation, CallObserver, InboundObservation, InboundStart, OutboundObservation, OutboundStart, Outcome,
+} from './observer.ts';
 
-export function createRequestLog(_logger: Logger): CallObserver {
-  return NO_OBSERVER;
+export type RequestLogLevel = 'debug' | 'warn' | 'error';
+
+/**
+ * The level of a call's line, by the mesh error code of its outcome: an answer of the app (any
+ * status, no code) is not a failure of the mesh; the caller going away (CLIENT_CLOSED) is not one
+ * either; INTERNAL is a fault of this sidecar; any other code is a failure the mesh made the answer for.
+ */
+export function levelOf(code: string | undefined): RequestLogLevel {
+  if (code === undefined || code === 'CLIENT_CLOSED') return 'debug';
+  return code === 'INTERNAL' ? 'error' : 'warn';
+}
+
+/** The path without its query string (or fragment): `/orders?token=…` → `/orders`. */
+export function pathOnly(path: string): string {
+  const end = path.search(/[?#]/);
+  return end === -1 ? path : path.slice(0, end);
+}
+
+export function createRequestLog(logger: Logger): CallObserver {
+  return {
+    outbound: (start) => new OutboundLine(logger, start),
+    inbound: (start) => new InboundLine(logger, start),
+  };
+}
+
+const NO_HEADERS: readonly never[] = [];
+const QUIET_ATTEMPT: AttemptObservation = { trace: undefined, end() {} };
+const QUIET_APP_CALL: AppCallObservation = { headers: NO_HEADERS, end() {} };
+
+/** Milliseconds since `started`, to a tenth. */
+function since(started: number): number {
+  return Math.round((performance.now() - started) * 10) / 10;
+}
+
+function message(direction: 'outbound' | 'inbound', outcome: Outcome): string {
+  const code = outcome.code;
+  if (code === undefined) return `${direction} call`;
+  if (code === 'CLIENT_CLOSED') return `${direction} call cancelled: the caller went away (CLIENT_CLOSED)`;
+  const why = outcome.message ?? (isErrorCode(code) ? ERROR_CODES[code].summary : undefined);
+  return `${direction} call failed: ${code}${why ? `: ${why}` : ''}`;
+}
+
+/** One call of the local app (or batch entry, or durable delivery) to a service. */
+class OutboundLine implements OutboundObservation {
+  readonly #logger: Logger;
+  readonly #start: OutboundStart;
+  readonly #started = performance.now();
+  #route: string | undefined;
+  #affinity: 'pinned' | 'bound' | undefined;
+
+  constructor(logger: Logger, start: OutboundStart) {
+    this.#logger = logger;
+    this.#start = start;
+  }
+
+  route(route: string): void {
+    this.#route = route;
+  }
+
+  affinity(decision: 'pinned' | 'bound'): void {
+    this.#affinity = decision;
+  }
+
+  attempt(): AttemptObservation {
+    return QUIET_ATTEMPT;
+  }
+
+  end(outcome: Outcome, attempts: number): void {
+    const level = levelOf(outcome.code);
+    if (!this.#logger.isLevelEnabled(level)) return;
+    const start = this.#start;
+    // `target`, not `service`: `service` is this sidecar's own (a base field of every line).
+    this.#logger[level]({
+      direction: 'outbound',
+      kind: start.kind,
+      target: start.service,
+      route: this.#route,
+      method: start.method,
+      path: pathOnly(start.path),
+      status: outcome.status,
+      code: outcome.code,
+      attempts,
+      durationMs: since(this.#started),
+      affinity: this.#affinity,
+      trace_id: start.ids?.traceId,
+      span_id: start.ids?.spanId,
+      ...(start.messageId ? { messageId: start.messageId } : {}),
+    }, message('outbound', outcome));
+  }
+}
+
+/** One call from a peer sidecar, handed to the local app. */
+class InboundLine implements InboundObservation {
+  readonly #logger: Logger;
+  readonly #start: InboundStart;
+  readonly #started = performance.now();
+
+  constructor(logger: Logger, start: InboundStart) {
+    this.#logger = logger;
+    this.#start = start;
+  }
+
+  appCall(): AppCallObservation {
+    return QUIET_APP_CALL;
+  }
+
+  end(outcome: Outcome): void {
+    const level = levelOf(outcome.code);
+    if (!this.#logger.isLevelEnabled(level)) return;
+    const start = this.#start;
+    this.#logger[level]({
+      direction: 'inbound',
+      kind: start.messageId === undefined ? 'call' : 'delivery',
+      source: start.source,
+      method: start.method,
+      path: pathOnly(start.path),
+      status: outcome.status,
+      code: outcome.code,
+      durationMs: since(this.#started),
+      messageId: start.messageId,
+      trace_id: start.ids?.traceId,
+      span_id: start.ids?.spanId,
+    }, message('inbound', outcome));
+  }
 }

@@ -78,6 +78,7 @@ function outbound(tracer: Tracer, start: OutboundStart): OutboundObservation {
   span.setAttributes(httpAttributes(start.method, start.path));
   span.setAttribute(MESH.service, start.service);
   span.setAttribute(MESH.callKind, start.kind);
+  if (start.messageId) span.setAttribute(MESH.messageId, start.messageId);
   const callContext = trace.setSpan(parent, span);
   let route: string | undefined;
   return {
