@@ -189,6 +189,7 @@ describe('tracing across two sidecars (OTLP/protobuf, parent-based always-on)', 
     assert.equal(attempt.attributes['mcp_mesh.attempt'], 1);
     assert.equal(attempt.attributes['mcp_mesh.endpoint'], mesh.callee.inboundAddress);
     assert.equal(attempt.attributes['mcp_mesh.breaker_state'], 'closed');
+    assert.ok(Number(attempt.attributes['mcp_mesh.batch_size']) >= 1, 'the link batch the try left in');
     assert.equal(attempt.attributes['server.address'], '127.0.0.1');
     assert.equal(attempt.attributes['server.port'], mesh.callee.ports.inbound);
     assert.equal(ingress.attributes['mcp_mesh.source'], 'orders.default');

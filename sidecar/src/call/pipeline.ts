@@ -456,13 +456,13 @@ async function sendWithPerTryTimeout(ctx: CallContext, link: PeerLink, observed:
   const remaining = ctx.deadlineAt - performance.now();
   const budgetMs = Math.max(1, Math.ceil(Math.min(perTryMs > 0 ? perTryMs : Infinity, remaining)));
   const request = requestEnvelope(ctx.deps.source, ctx.service, ctx.call, ctx.policy, Number.isFinite(budgetMs) ? budgetMs : 0, observed.trace);
-  if (!(perTryMs > 0 && perTryMs < remaining)) return send(ctx, link, request, ctx.signal).catch((err: unknown) => { throw endedByCaller(ctx, err); });
+  if (!(perTryMs > 0 && perTryMs < remaining)) return send(ctx, link, request, ctx.signal, observed).catch((err: unknown) => { throw endedByCaller(ctx, err); });
   const tryController = new AbortController();
   const onAbort = () => tryController.abort(ctx.signal.reason);
   ctx.signal.addEventListener('abort', onAbort, { once: true });
   const timer = setTimeout(() => tryController.abort(new PerTryTimeout(ctx.service, perTryMs)), perTryMs);
   try {
-    return await send(ctx, link, request, tryController.signal);
+    return await send(ctx, link, request, tryController.signal, observed);
   } catch (err) {
     if (tryController.signal.aborted && tryController.signal.reason instanceof PerTryTimeout) throw tryController.signal.reason;
     throw endedByCaller(ctx, err);
@@ -481,9 +481,9 @@ function endedByCaller(ctx: CallContext, err: unknown): unknown {
   return ctx.signal.aborted ? new MeshError('CLIENT_CLOSED', 'the try was ended by the call\'s deadline or its caller', { service: ctx.service }) : err;
 }
 
-function send(ctx: CallContext, link: PeerLink, request: Envelope, signal: AbortSignal): Promise<CallResult> {
+function send(ctx: CallContext, link: PeerLink, request: Envelope, signal: AbortSignal, observed: AttemptObservation): Promise<CallResult> {
   const streamed = ctx.call.body.kind === 'stream' || ctx.call.expectStream;
-  return streamed ? sendOnStream(ctx, link, request, signal) : sendOnLink(ctx, link, request, signal);
+  return streamed ? sendOnStream(ctx, link, request, signal) : sendOnLink(ctx, link, request, signal, observed);
 }
 
 /**
@@ -522,9 +522,10 @@ function requestEnvelope(source: string, destination: string, call: OutboundCall
   return envelope;
 }
 
-async function sendOnLink(ctx: CallContext, link: PeerLink, request: Envelope, signal: AbortSignal): Promise<CallResult> {
+async function sendOnLink(ctx: CallContext, link: PeerLink, request: Envelope, signal: AbortSignal, observed: AttemptObservation): Promise<CallResult> {
   const compression = ctx.policy.compression;
-  const response = await link.call(request, signal, compression.algorithm === 'none' ? undefined : compression);
+  const onSent = observed.batched ? (size: number) => observed.batched!(size) : undefined;
+  const response = await link.call(request, signal, compression.algorithm === 'none' ? undefined : compression, onSent);
   const status = response.http?.status ?? 0;
   const headers = response.headers ?? [];
   const bodyStreamId = response.http?.bodyStreamId;

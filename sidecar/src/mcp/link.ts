@@ -26,6 +26,8 @@ interface PendingCall {
   resolve: (response: Envelope) => void;
   reject: (err: MeshError) => void;
   sent: boolean;
+  /** Told how many envelopes shared the batch the request left in (telemetry). */
+  onSent: ((batchSize: number) => void) | undefined;
 }
 
 export class PeerLink extends EventEmitter {
@@ -104,8 +106,9 @@ export class PeerLink extends EventEmitter {
    * `compression` (the caller's policy): if both sides speak the algorithm, the payload is compressed
    * (when large enough and it helps) and the peer may compress the answer likewise; otherwise both go
    * plain. The caller's `request` is not modified; the promise resolves with the payload decompressed.
+   * `onSent` is told the size of the batch the request left in.
    */
-  call(request: Envelope, signal?: AbortSignal, compression?: CompressionSetting): Promise<Envelope> {
+  call(request: Envelope, signal?: AbortSignal, compression?: CompressionSetting, onSent?: (batchSize: number) => void): Promise<Envelope> {
     if (this.#state !== 'ready' || !this.#batcher) {
       return Promise.reject(this.#state === 'draining'
         ? new MeshError('SHUTTING_DOWN', `peer ${this.address} is draining`)
@@ -128,7 +131,7 @@ export class PeerLink extends EventEmitter {
         signal?.removeEventListener('abort', onAbort);
         fn(value);
       };
-      this.#pending.set(request.id, { resolve: settle(resolve), reject: settle(reject), sent: false });
+      this.#pending.set(request.id, { resolve: settle(resolve), reject: settle(reject), sent: false, onSent });
       signal?.addEventListener('abort', onAbort, { once: true });
       batcher.enqueue(request);
     });
@@ -258,7 +261,10 @@ export class PeerLink extends EventEmitter {
   #write(stream: grpc.ClientDuplexStream<Batch, Batch>, envelopes: Envelope[]): boolean {
     for (const envelope of envelopes) {
       const pending = this.#pending.get(envelope.id);
-      if (pending) pending.sent = true;
+      if (pending) {
+        pending.sent = true;
+        pending.onSent?.(envelopes.length);
+      }
     }
     this.#lastSent = Date.now();
     this.#batchesSent++;

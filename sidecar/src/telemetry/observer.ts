@@ -59,6 +59,8 @@ export interface AttemptObservation {
    * try is not traced. Also what replaces `traceparent`/`tracestate` in the forwarded headers.
    */
   readonly trace: TraceContext | undefined;
+  /** The try left on the link in a batch of this many envelopes (not told for Stream calls). */
+  batched?(size: number): void;
   end(outcome: Outcome): void;
 }
 
@@ -173,6 +175,10 @@ class CombinedAttempt implements AttemptObservation {
   constructor(all: AttemptObservation[]) {
     this.#all = all;
     this.trace = all.find((t) => t.trace)?.trace;
+  }
+
+  batched(size: number): void {
+    for (const t of this.#all) t.batched?.(size);
   }
 
   end(outcome: Outcome): void {

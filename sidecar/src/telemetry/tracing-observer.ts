@@ -45,6 +45,7 @@ export const MESH = {
   affinity: 'mcp_mesh.affinity',
   callKind: 'mcp_mesh.call_kind',
   messageId: 'mcp_mesh.message_id',
+  batchSize: 'mcp_mesh.batch_size',
   errorCode: 'mcp_mesh.error_code',
 } as const;
 
@@ -105,6 +106,8 @@ function outbound(tracer: Tracer, start: OutboundStart): OutboundObservation {
       const childContext = child.spanContext();
       return {
         trace: idsOf(childContext) ? traceContextOf(childContext) : undefined,
+        // How many envelopes shared the link batch this try left in (1 when alone on an idle link).
+        ...(child.isRecording() ? { batched(size: number) { child.setAttribute(MESH.batchSize, size); } } : {}),
         end(outcome) { finish(child, outcome); },
       };
     },
