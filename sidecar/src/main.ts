@@ -1,6 +1,8 @@
 // Builds a sidecar from a resolved config and runs it: discovery → links → pipeline → listeners.
 // Also owns the shutdown order: stop new calls, let calls in flight finish, close links, exit.
 import { watch, type FSWatcher } from 'node:fs';
+import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { createAdmin } from './admin/server.ts';
@@ -137,13 +139,24 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   let stopping: Promise<void> | undefined;
   const shutdown = () => {
     stopping ??= (async () => {
-      logger.info({ graceMs: config.shutdown.graceMs }, 'shutting down: draining');
+      const graceMs = config.shutdown.graceMs;
+      const deadline = performance.now() + graceMs;
+      const left = () => Math.max(0, deadline - performance.now());
+      logger.info({ graceMs, waitForApp: config.shutdown.waitForApp }, 'shutting down: draining');
       ready = false;
       watcher?.close();
       policies.close();
+      // Peers first: told DRAIN, they send no new calls; the calls in flight finish within the grace.
+      const inboundDrained = inbound.drain(graceMs);
+      // The app may still be finishing its own work and need the mesh for its last calls: the
+      // outbound listener serves it until its port closes (it has gone) or the grace ends.
+      if (config.shutdown.waitForApp) {
+        const gone = await untilAppGone(config.app.host, config.app.port, left());
+        logger.info({ appGone: gone }, gone ? 'the app has gone: closing the outbound listener' : 'grace period over: closing the outbound listener');
+      }
       outbound.stopAccepting();
-      // Async deliveries running get the same grace; those cut after it stay queued on disk for the next start.
-      await Promise.all([inbound.drain(config.shutdown.graceMs), outbound.drain(config.shutdown.graceMs), messaging.close(config.shutdown.graceMs)]);
+      // Async deliveries running get what is left of the grace; those cut after it stay queued on disk.
+      await Promise.all([inboundDrained, outbound.drain(left()), messaging.close(left())]);
       // The calls in flight are done (or out of grace): cut what is left, keep-alive connections
       // included, or close() would wait for the apps to hang up.
       outbound.app.server.closeAllConnections();
@@ -160,6 +173,27 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     return stopping;
   };
   return { config, logger, ports, shutdown };
+}
+
+/**
+ * Resolves true once nothing accepts connections on the app's port any more (the app has exited),
+ * false when `withinMs` passes first. Checked every 200 ms by opening (and at once closing) a TCP
+ * connection: the one signal that works for every app, whatever it is written in.
+ */
+async function untilAppGone(host: string, port: number, withinMs: number): Promise<boolean> {
+  const until = performance.now() + withinMs;
+  for (;;) {
+    const listening = await new Promise<boolean>((resolve) => {
+      const socket = connect({ host, port });
+      socket.setTimeout(500, () => { socket.destroy(); resolve(true); }); // busy, not gone
+      socket.once('connect', () => { socket.destroy(); resolve(true); });
+      socket.once('error', () => resolve(false));
+    });
+    if (!listening) return true;
+    const wait = Math.min(200, until - performance.now());
+    if (wait <= 0) return false;
+    await sleep(wait);
+  }
 }
 
 /**

@@ -123,7 +123,9 @@ export class SidecarProcess {
     writeFileSync(configFile, toYaml(options.config));
     const name = options.name ?? (typeof options.config === 'string' ? 'sidecar' : String(options.config.service));
     // Each sidecar keeps its async data in its own folder (a restart on the same `dir` finds it again).
-    const env = cleanEnv({ MESH_DATA_DIR: path.join(dir, 'data'), ...options.env });
+    // Test apps outlive their sidecars, so by default a stopped sidecar does not wait for its app to
+    // go (shutdown.waitForApp); the lifecycle tests turn it back on.
+    const env = cleanEnv({ MESH_DATA_DIR: path.join(dir, 'data'), MESH_SHUTDOWN_WAIT_FOR_APP: 'false', ...options.env });
     const sidecar = new SidecarProcess(name, dir, configFile, env, options.dir === undefined);
     try {
       const line = await sidecar.waitForLog((l) => typeof l.ports === 'object' && l.ports !== null, { timeoutMs: options.timeoutMs ?? 15_000 });

@@ -5,6 +5,9 @@ import { afterEach, describe, test } from 'node:test';
 import { Agent, request } from 'undici';
 import { assertMeshError, startMesh, type Mesh } from '../helpers/mesh.ts';
 import { within } from '../helpers/wait.ts';
+import { createServer } from 'node:http';
+import { listen } from '../helpers/apps.ts';
+import { SidecarProcess, sidecarConfig } from '../helpers/sidecar-process.ts';
 import { ERROR_CODES, type ErrorCode } from '../../sidecar/src/errors/codes.ts';
 
 describe('graceful shutdown', { timeout: 120_000 }, () => {
@@ -96,6 +99,39 @@ describe('graceful shutdown', { timeout: 120_000 }, () => {
     assert.ok(elapsed >= 290 && elapsed < 5000, `exited after the grace period (${elapsed.toFixed(0)} ms)`);
     assert.ok((await outcome) instanceof Error, 'the connection to the calling app was cut');
     await within(call.aborted, 5000, 'the call was not abandoned at the far end');
+  });
+
+  test('during its shutdown the sidecar keeps serving its app\'s calls, and exits as soon as the app has gone', async () => {
+    mesh = await startMesh();
+    const { callee } = mesh;
+    // A caller whose app is alive (any server on the port will do): its sidecar must wait for it.
+    const callerApp = await listen(createServer((_req, res) => res.end('caller app')));
+    const caller = await SidecarProcess.start({
+      config: sidecarConfig({ service: 'orders', appPort: callerApp.port, peers: { payments: [callee.inboundAddress] }, extra: { shutdown: { grace: '20s' } } }),
+      env: { MESH_SHUTDOWN_WAIT_FOR_APP: 'true' },
+    });
+    try {
+      await caller.waitForLog((l) => l.msg === 'link ready');
+      const started = performance.now();
+      caller.signal('SIGTERM');
+      await caller.waitForLog('shutting down');
+      // The app is still up (finishing its own work): its new calls still go through.
+      const lastCall = await request(`${caller.outboundUrl}/last-call`, { method: 'POST', headers: { host: 'payments' }, body: 'flush' });
+      assert.equal(lastCall.statusCode, 200);
+      assert.equal(JSON.parse(await lastCall.body.text()).body, 'flush');
+      const readiness = await request(`http://127.0.0.1:${caller.ports.admin}/readyz`);
+      assert.equal(readiness.statusCode, 503, 'not ready while draining');
+      await readiness.body.dump();
+      assert.equal(caller.exitStatus, undefined, 'still running while the app is');
+      // The app exits: the sidecar follows at once, long before the 20 s grace.
+      await callerApp.close();
+      assert.deepEqual(await within(caller.exited, 15_000, 'caller did not exit after its app'), { code: 0, signal: null });
+      assert.ok(performance.now() - started < 15_000);
+      assert.ok(caller.logs.some((l) => l.msg === 'the app has gone: closing the outbound listener'));
+    } finally {
+      await caller.stop();
+      await callerApp.close().catch(() => {});
+    }
   });
 
   test('SIGTERM with nothing in flight: exit 0', async () => {

@@ -10,7 +10,7 @@ export interface EnvOverride {
   variable: string;
   path: string[];
   /** How the string value becomes a config value. */
-  kind: 'string' | 'integer' | 'duration' | 'list' | 'static-endpoints';
+  kind: 'string' | 'integer' | 'boolean' | 'duration' | 'list' | 'static-endpoints';
 }
 
 /** Keys whose variable has a name of its own rather than the derived one. */
@@ -26,6 +26,7 @@ function kindOf(schema: TSchema, path: string[]): EnvOverride['kind'] {
   if (path.join('.') === 'discovery.static') return 'static-endpoints';
   if (schema.type === 'integer') return 'integer';
   if (schema.type === 'array') return 'list';
+  if (schema.type === 'boolean') return 'boolean';
   if (Array.isArray(schema.anyOf) && schema.anyOf.some((s: TSchema) => s.type === 'integer')) return 'duration';
   return 'string';
 }
@@ -50,6 +51,7 @@ function parseValue(kind: EnvOverride['kind'], raw: string): unknown {
     case 'integer': return /^-?[0-9]+$/.test(raw.trim()) ? Number(raw) : raw;
     case 'duration': return /^[0-9]+$/.test(raw.trim()) ? Number(raw) : raw.trim();
     case 'list': return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'boolean': return raw.trim() === 'true' ? true : raw.trim() === 'false' ? false : raw;
     // "payments=127.0.0.1:25002,127.0.0.1:26002;orders=127.0.0.1:27002"
     case 'static-endpoints': return Object.fromEntries(raw.split(';').filter((s) => s.trim()).map((entry) => {
       const [service = '', addresses = ''] = entry.split('=');

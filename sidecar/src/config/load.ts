@@ -31,7 +31,8 @@ export interface MeshConfig {
     batchMaxCount: number; batchMaxBytes: number; lingerMs: number;
     heartbeatIntervalMs: number; unhealthyAfterMs: number; reconnectBaseMs: number; reconnectMaxMs: number;
   };
-  shutdown: { graceMs: number };
+  /** `waitForApp`: on SIGTERM the outbound listener serves the app until its port closes (or `graceMs` passes). */
+  shutdown: { graceMs: number; waitForApp: boolean };
   /** Durable storage of async messages; `dir` is absolute. */
   storage: { dir: string; maxBytes: number; maxMessageBytes: number; retentionMs: number; dedupWindowMs: number; deliveryConcurrency: number };
   log: { level: string };
@@ -119,7 +120,7 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
       reconnectBaseMs: toMs(input.link.reconnectBase),
       reconnectMaxMs: toMs(input.link.reconnectMax),
     },
-    shutdown: { graceMs: toMs(input.shutdown.grace) },
+    shutdown: { graceMs: toMs(input.shutdown.grace), waitForApp: input.shutdown.waitForApp },
     storage: {
       // A relative dir is taken from the working directory (like the policy paths from the config file's folder would
       // be surprising for a data volume given by MESH_DATA_DIR).

@@ -71,6 +71,7 @@ export const MeshConfigSchema = Type.Object({
   }, 'sidecar-to-sidecar links'),
   shutdown: strictObject({
     grace: Type.Union([...Duration.anyOf], { description: Duration.description, default: '5s' }),
+    waitForApp: Type.Boolean({ default: true, description: 'on SIGTERM, keep serving the app\'s outbound calls until its port closes (or the grace ends)' }),
   }, 'shutdown'),
   mcp: strictObject({
     tokenKey: Type.Optional(Type.String({

@@ -186,6 +186,8 @@ function renderConfig(spec: SidecarSpec, dir: string): string {
   for (const [service, addresses] of services) lines.push(`    ${service}: [${addresses.join(', ')}]`);
   lines.push('log: { level: info }');
   lines.push(`storage: { dir: ${JSON.stringify(path.join(dir, `data-${spec.replica}`))} }`); // one data folder per sidecar
+  // The demo's apps live in the demo process and outlive their sidecars: do not wait for them to go.
+  lines.push('shutdown: { waitForApp: false }');
   // One MCP token key for the whole demo mesh, as a real mesh has (any client sidecar can route any session).
   lines.push(`mcp: { tokenKey: ${DEMO_TOKEN_KEY} }`);
   if (spec.extraYaml) lines.push(spec.extraYaml);

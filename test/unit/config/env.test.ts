@@ -29,7 +29,9 @@ describe('environment overrides', () => {
       MESH_POLICIES: '/a, /b ,,/c',
       MESH_DISCOVERY_STATIC: 'svc=a:1,b:2;other=c:3',
       MESH_TIMEOUTS_REQUEST: '250ms',
+      MESH_SHUTDOWN_WAIT_FOR_APP: 'false',
     });
+    assert.equal(config.shutdown.waitForApp, false);
     assert.equal(config.service, 'billing');
     assert.equal(config.namespace, 'shop', 'keys without a variable keep the file value');
     assert.equal(config.app.port, 9090);
@@ -116,6 +118,8 @@ describe('ENV_OVERRIDES', () => {
       MESH_LINK_UNHEALTHY_AFTER: ['link.unhealthyAfter', 'duration'],
       MESH_LIMITS_MAX_BODY_BYTES: ['limits.maxBodyBytes', 'integer'],
       MESH_LOG_LEVEL: ['log.level', 'string'],
+      MESH_SHUTDOWN_WAIT_FOR_APP: ['shutdown.waitForApp', 'boolean'],
+      MESH_DATA_DIR: ['storage.dir', 'string'],
     };
     for (const [variable, [keyPath, kind]] of Object.entries(expected)) {
       const override = byVariable.get(variable);

@@ -62,7 +62,7 @@ describe('loadConfigFile: the issue example', () => {
       batchMaxCount: 128, batchMaxBytes: 1048576, lingerMs: 0,
       heartbeatIntervalMs: 1000, unhealthyAfterMs: 3000, reconnectBaseMs: 100, reconnectMaxMs: 5000,
     });
-    assert.deepEqual(config.shutdown, { graceMs: 5000 });
+    assert.deepEqual(config.shutdown, { graceMs: 5000, waitForApp: true });
     assert.deepEqual(config.log, { level: 'info' });
     assert.equal(config.file, file);
   });
