@@ -1,11 +1,12 @@
 // The `mcp-mesh` command: parse arguments, dispatch. Kept thin; the work is in main.ts and friends.
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfigFile } from './config/load.ts';
+import { ConfigError, loadConfigFile, parseConfig } from './config/load.ts';
 import { PolicyError } from './policy/load.ts';
 
 const USAGE = `usage:
-  mcp-mesh sidecar --config mesh.yaml   run a sidecar
+  mcp-mesh sidecar [--config mesh.yaml]   run a sidecar (no file: configured by MESH_* variables alone)
   mcp-mesh policy validate FILE…        check policy files or folders (exit 1 on any error)
+  mcp-mesh injector --cert F --key F    run the Kubernetes sidecar injector webhook (docs/injector.md)
   mcp-mesh demo                         run a local demo mesh on loopback and print what happened
   mcp-mesh help                         this text`;
 
@@ -16,6 +17,10 @@ export async function main(argv: string[]): Promise<number> {
       return runSidecar(rest);
     case 'policy':
       return runPolicy(rest);
+    case 'injector': {
+      const { runInjector } = await import('./injector/webhook.ts');
+      return runInjector(rest);
+    }
     case 'demo': {
       const { runDemo } = await import('./demo/demo.ts');
       return runDemo(rest);
@@ -39,13 +44,10 @@ async function runSidecar(args: string[]): Promise<number> {
     process.stderr.write(`mcp-mesh sidecar: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
   }
-  if (!configPath) {
-    process.stderr.write(`mcp-mesh sidecar: --config FILE is required\n`);
-    return 2;
-  }
   let config;
   try {
-    config = loadConfigFile(configPath);
+    // Without a file, the MESH_* environment variables are the whole config (as the injector sets them).
+    config = configPath ? loadConfigFile(configPath) : parseConfig('{}', undefined, process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);

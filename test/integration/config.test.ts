@@ -8,7 +8,11 @@ import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { closedPort, rawValues, startTestApp, type Echo, type TestApp } from '../helpers/apps.ts';
 import { assertMeshError } from '../helpers/mesh.ts';
-import { runCli, SidecarProcess, sidecarConfig, toYaml } from '../helpers/sidecar-process.ts';
+import { cleanEnv, CLI, NODE, REPO_ROOT, runCli, SidecarProcess, sidecarConfig, toYaml } from '../helpers/sidecar-process.ts';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { within } from '../helpers/wait.ts';
 
 describe('bad config files: exit 1 with one message naming the key', { timeout: 120_000 }, () => {
   let dir: string;
@@ -51,10 +55,27 @@ describe('bad config files: exit 1 with one message naming the key', { timeout: 
     assert.match(result.stderr, /ENOENT/);
   });
 
-  test('no --config at all: usage error, exit 2', async () => {
+  test('no --config and no MESH_* variables: exit 1 naming what is missing', async () => {
     const result = await runCli(['sidecar']);
-    assert.equal(result.code, 2);
-    assert.match(result.stderr, /--config/);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /"service"|"app\.port"/);
+    assert.match(result.stderr, /required/);
+  });
+
+  test('no --config: the MESH_* variables alone configure the sidecar (as the injector sets them)', async () => {
+    const child = spawn(NODE, [CLI, 'sidecar'], {
+      cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+      env: cleanEnv({
+        MESH_SERVICE: 'envonly', MESH_APP_PORT: '9', MESH_LISTEN_OUTBOUND: '127.0.0.1:0', MESH_LISTEN_INBOUND: '127.0.0.1:0',
+        MESH_LISTEN_ADMIN: '127.0.0.1:0', MESH_DATA_DIR: path.join(dir, 'data-envonly'), MESH_SHUTDOWN_WAIT_FOR_APP: 'false',
+      }),
+    });
+    const exited = once(child, 'exit');
+    const lines = createInterface({ input: child.stdout! });
+    const listening = await within(new Promise<string>((resolve) => lines.on('line', (line) => { if (line.includes('"ports"')) resolve(line); })), 15_000, 'the sidecar did not start');
+    assert.match(listening, /sidecar envonly\.default listening/);
+    child.kill('SIGTERM');
+    assert.deepEqual(await within(exited, 15_000, 'the sidecar did not stop'), [0, null]);
   });
 });
 
