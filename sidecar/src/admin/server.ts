@@ -54,6 +54,13 @@ const PAGE_HEADERS = {
   'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
 };
 
+/** Admin routes any caller may use: probes and metrics. */
+const OPEN_TO_THE_NETWORK = new Set(['/healthz', '/readyz', '/metrics']);
+
+function isLoopback(address: string | undefined): boolean {
+  return address !== undefined && (address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.'));
+}
+
 export function createAdmin(state: AdminState, logger: Logger): FastifyInstance {
   const app = Fastify({ ...fastifyLogging(logger) });
   // ready() turns false again when shutdown starts: after having been ready, that is draining.
@@ -80,6 +87,15 @@ export function createAdmin(state: AdminState, logger: Logger): FastifyInstance 
     }
     return identity;
   };
+
+  // In a pod the admin port must take the kubelet's probes and Prometheus' scrapes, so it may listen
+  // beyond loopback (the injector binds it to 0.0.0.0); everything else it offers (config dump,
+  // run-time log level, status page) answers only callers on this host (kubectl port-forward counts).
+  app.addHook('onRequest', async (request, reply) => {
+    if (OPEN_TO_THE_NETWORK.has(request.url.split('?')[0]!) || isLoopback(request.socket.remoteAddress)) return;
+    await reply.code(403).header('content-type', 'application/json')
+      .send({ error: { code: 'ACCESS_DENIED', message: `admin ${request.url.split('?')[0]} answers only local callers; from elsewhere only ${[...OPEN_TO_THE_NETWORK].join(', ')}` } });
+  });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

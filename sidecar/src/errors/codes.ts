@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   DEADLINE_EXCEEDED: { status: 504, summary: 'The call did not complete before its deadline; it was abandoned on both sides.' },
   STREAM_IDLE_TIMEOUT: { status: 504, summary: 'A streamed body sent nothing for longer than timeouts.streamIdle.' },
   CLIENT_CLOSED: { status: 499, summary: 'The calling app went away before the answer came; the call was cancelled.' },
+  ACCESS_DENIED: { status: 403, summary: 'The caller may not use this: an admin route that answers only local callers (and, with access rules, a source the rules do not allow).' },
   STORAGE_FULL: { status: 507, summary: 'The data directory is full (or storage.maxBytes is reached): the async message was not accepted. Synchronous calls still work.' },
   STORAGE_UNAVAILABLE: { status: 503, summary: 'The data directory cannot be written (missing, read-only, in use by another sidecar): the async message was not accepted. Synchronous calls still work.' },
   MESSAGE_NOT_FOUND: { status: 404, summary: 'No async message (or dead letter) with that id is kept by this sidecar: unknown, or past its retention.' },

@@ -37,6 +37,23 @@ describe('admin server', () => {
   const apps: { close(): Promise<unknown> }[] = [];
   after(async () => { for (const app of apps) await app.close(); });
 
+  it('callers from other hosts reach only the probes and metrics; local callers reach everything', async () => {
+    const { app } = admin();
+    apps.push(app);
+    const from = (remoteAddress: string, url: string, method: 'GET' | 'PUT' = 'GET') => app.inject({ method, url, remoteAddress });
+    for (const url of ['/healthz', '/readyz', '/metrics']) {
+      assert.notEqual((await from('10.1.2.3', url)).statusCode, 403, url);
+    }
+    for (const [url, method] of [['/config_dump', 'GET'], ['/', 'GET'], ['/status.json', 'GET'], ['/endpoints', 'GET'], ['/logging?level=debug', 'PUT']] as const) {
+      const remote = await from('10.1.2.3', url, method);
+      assert.equal(remote.statusCode, 403, url);
+      assert.equal(remote.json().error.code, 'ACCESS_DENIED');
+      assert.notEqual((await from('127.0.0.1', url, method)).statusCode, 403, `${url} from loopback`);
+    }
+    assert.notEqual((await from('::1', '/config_dump')).statusCode, 403);
+    assert.notEqual((await from('::ffff:127.0.0.1', '/config_dump')).statusCode, 403);
+  });
+
   it('/readyz: 503 starting, 200 ready, 503 draining once it has been ready', async () => {
     const { app, setReady } = admin();
     apps.push(app);
