@@ -65,6 +65,12 @@ export interface PatchOperation { op: 'add' | 'replace' | 'remove'; path: string
 
 export interface InjectOptions {
   image: string;
+  /**
+   * The Secret (in each meshed namespace) whose key `tokenKey` is the mesh's shared MCP session token
+   * key (mcp.tokenKey): every sidecar gets it as MESH_MCP_TOKEN_KEY, optional so a namespace without
+   * it still runs (each sidecar then makes its own key and says so).
+   */
+  tokenSecret?: string;
   /** The injector's default; a pod's `mcp-mesh.io/sidecar-mode` wins. */
   mode: SidecarMode;
   /**
@@ -159,7 +165,7 @@ export function buildPatch(pod: Pod, options: InjectOptions): InjectResult {
     });
   }
 
-  const sidecar = sidecarContainer({ image: options.image, mode, service, appPort, settings });
+  const sidecar = sidecarContainer({ image: options.image, mode, service, appPort, settings, ...(options.tokenSecret ? { tokenSecret: options.tokenSecret } : {}) });
   if (mode === 'native') {
     // First: up (startupProbe passed) before the other init containers and the app start.
     if (pod.spec?.initContainers) patch.push({ op: 'add', path: '/spec/initContainers/0', value: sidecar });
@@ -276,7 +282,7 @@ function resources(settings: PodSettings): Record<string, Record<string, string>
   return out;
 }
 
-export function sidecarContainer(input: { image: string; mode: SidecarMode; service: string; appPort: number; settings: PodSettings }): Container {
+export function sidecarContainer(input: { image: string; mode: SidecarMode; service: string; appPort: number; settings: PodSettings; tokenSecret?: string }): Container {
   const { settings } = input;
   const env: EnvVar[] = [
     fieldEnv('POD_NAME', 'metadata.name'),
@@ -294,6 +300,7 @@ export function sidecarContainer(input: { image: string; mode: SidecarMode; serv
     { name: 'MESH_DATA_DIR', value: PATHS.data },
   ];
   if (settings.policy) env.push({ name: 'MESH_POLICIES', value: PATHS.policies });
+  if (input.tokenSecret) env.push({ name: 'MESH_MCP_TOKEN_KEY', valueFrom: { secretKeyRef: { name: input.tokenSecret, key: 'tokenKey', optional: true } } });
   const volumeMounts: Record<string, unknown>[] = [
     { name: VOLUMES.data, mountPath: PATHS.data },
     { name: VOLUMES.tmp, mountPath: PATHS.tmp },

@@ -90,7 +90,7 @@ export function createInjector(options: InjectorOptions): FastifyInstance<Server
     bodyLimit: BODY_LIMIT,
     ...fastifyLogging(logger),
   }) as unknown as FastifyInstance<Server>;
-  const inject: InjectOptions = { image: options.image, mode: options.mode };
+  const inject: InjectOptions = { image: options.image, mode: options.mode, ...(options.tokenSecret ? { tokenSecret: options.tokenSecret } : {}) };
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
@@ -195,7 +195,8 @@ export async function runInjector(args: string[], env: NodeJS.ProcessEnv = proce
   const logger = createLogger({ level: env.MESH_LOG_LEVEL ?? 'info', service: 'mcp-mesh-injector', instance: env.POD_NAME ?? hostname() });
   let injector;
   try {
-    injector = await startInjector({ certFile: values.cert, keyFile: values.key, host: values.host ?? '0.0.0.0', port, image, mode, logger });
+    const tokenSecret = env.MESH_INJECTOR_TOKEN_SECRET || undefined;
+    injector = await startInjector({ certFile: values.cert, keyFile: values.key, host: values.host ?? '0.0.0.0', port, image, mode, logger, ...(tokenSecret ? { tokenSecret } : {}) });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     process.stderr.write(`mcp-mesh injector: cannot start: ${e.code === 'ENOENT' ? `cannot read ${e.path}` : e.message}\n`);

@@ -147,6 +147,17 @@ describe('injector patch', () => {
     assert.equal(buildPatch(object, OPTIONS).kind, 'skip', 'a label "false" opts out too');
   });
 
+  test('with a token Secret configured, the sidecar reads the shared MCP token key from it (optional)', () => {
+    const { object } = fixture('deployment-pod').request;
+    const result = buildPatch(object, { ...OPTIONS, tokenSecret: 'mcp-mesh-token-key' });
+    const pod = applied(object, result);
+    const sidecar = pod.spec!.initContainers!.find((c) => c.name === 'mcp-mesh-proxy')!;
+    assert.deepEqual(sidecar.env!.find((e) => e.name === 'MESH_MCP_TOKEN_KEY'),
+      { name: 'MESH_MCP_TOKEN_KEY', valueFrom: { secretKeyRef: { name: 'mcp-mesh-token-key', key: 'tokenKey', optional: true } } });
+    const without = applied(object, buildPatch(object, OPTIONS)).spec!.initContainers!.find((c) => c.name === 'mcp-mesh-proxy')!;
+    assert.equal(without.env!.some((e) => e.name === 'MESH_MCP_TOKEN_KEY'), false);
+  });
+
   test('existing init containers: the sidecar goes before them', () => {
     const { original, pod, result } = inject('init-containers');
     assert.ok(pod && result.kind === 'inject');
