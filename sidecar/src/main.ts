@@ -12,6 +12,7 @@ import { PolicyStore } from './policy/store.ts';
 import { BreakerRegistry } from './resilience/breaker.ts';
 import { formatHostPort } from './config/address.ts';
 import { ConfigError, loadConfigFile, type MeshConfig } from './config/load.ts';
+import { createResolver } from './discovery/create.ts';
 import { StaticResolver } from './discovery/static.ts';
 import { AppForwarder } from './inbound/app-forwarder.ts';
 import { DedupingHandler } from './inbound/dedup.ts';
@@ -43,7 +44,7 @@ export interface RunningSidecar {
 export async function startSidecar(config: MeshConfig, logger = createLogger({ level: config.log.level, service: config.service, instance: config.instance })): Promise<RunningSidecar> {
   const source = `${config.service}.${config.namespace}`;
 
-  const resolver = new StaticResolver(config.discovery.static, config.namespace);
+  const resolver = createResolver(config, logger);
   // Both ends of every link share one set of settings: who we are, and config `link.*`.
   const linkSettings = { source, instance: config.instance, logger, ...config.link };
   const links = new LinkPool(linkSettings);
@@ -132,11 +133,19 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     outbound: portOf(outbound.app),
     admin: portOf(admin),
   };
-  const watcher = config.file ? watchConfig(config.file, resolver, logger) : undefined;
-  ready = true;
+  const watcher = config.file && resolver instanceof StaticResolver ? watchConfig(config.file, resolver, logger) : undefined;
+  // Listeners are bound first (so /healthz answers and the ports are logged), but /readyz says ready
+  // only once discovery has its first picture (DNS: listed services resolved; Kubernetes: the first
+  // list): a pod is not sent traffic it would answer with UNKNOWN_SERVICE. Not awaited here, so a
+  // SIGTERM while discovery is unreachable still shuts down cleanly. Static discovery: at once.
+  let stopping: Promise<void> | undefined;
+  void resolver.ready().then(() => {
+    if (stopping) return;
+    ready = true;
+    if (config.discovery.mode !== 'static') logger.info({ mode: config.discovery.mode }, 'discovery ready');
+  });
   logger.info({ ports, mode: 'plaintext' }, `sidecar ${source} listening: outbound ${formatHostPort({ host: config.listen.outbound.host, port: ports.outbound })}, inbound ${formatHostPort({ host: config.listen.inbound.host, port: ports.inbound })}, admin ${formatHostPort({ host: config.listen.admin.host, port: ports.admin })}`);
 
-  let stopping: Promise<void> | undefined;
   const shutdown = () => {
     stopping ??= (async () => {
       const graceMs = config.shutdown.graceMs;
@@ -145,6 +154,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
       logger.info({ graceMs, waitForApp: config.shutdown.waitForApp }, 'shutting down: draining');
       ready = false;
       watcher?.close();
+      resolver.close();
       policies.close();
       // Peers first: told DRAIN, they send no new calls; the calls in flight finish within the grace.
       const inboundDrained = inbound.drain(graceMs);

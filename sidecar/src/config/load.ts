@@ -16,6 +16,38 @@ export interface StaticEndpointConfig {
   weight: number;
 }
 
+export interface DnsDiscoveryConfig {
+  /** "service" or "service.namespace", resolved at start-up. */
+  services: readonly string[];
+  nameTemplate: string;
+  clusterDomain: string;
+  inboundPort: number;
+  servers: readonly string[];
+  recordTypes: readonly ('A' | 'AAAA')[];
+  minIntervalMs: number;
+  maxIntervalMs: number;
+  timeoutMs: number;
+}
+
+export interface KubernetesDiscoveryConfig {
+  /** Empty: all namespaces. */
+  namespaces: readonly string[];
+  inboundPort: number;
+  portName: string;
+  podLabels: boolean;
+  /** Absolute path of a kubeconfig file, if given. */
+  kubeconfig: string | undefined;
+  /** API server URL used without credentials, if given. */
+  server: string | undefined;
+}
+
+export interface DiscoveryConfig {
+  mode: 'static' | 'dns' | 'kubernetes';
+  static: Readonly<Record<string, readonly StaticEndpointConfig[]>>;
+  dns: DnsDiscoveryConfig;
+  kubernetes: KubernetesDiscoveryConfig;
+}
+
 /** The resolved configuration: durations in milliseconds, addresses parsed, paths absolute. */
 export interface MeshConfig {
   service: string;
@@ -23,7 +55,7 @@ export interface MeshConfig {
   instance: string;
   app: { host: string; port: number; connections: number };
   listen: { outbound: HostPort; inbound: HostPort; admin: HostPort };
-  discovery: { static: Readonly<Record<string, readonly StaticEndpointConfig[]>> };
+  discovery: DiscoveryConfig;
   policies: readonly string[];
   timeouts: { connectMs: number; requestMs: number; streamIdleMs: number };
   limits: { maxBodyBytes: number; inlineBodyBytes: number };
@@ -82,6 +114,9 @@ export function parseConfig(text: string, file: string | undefined, env: NodeJS.
   };
   if (toMs(input.link.heartbeatInterval) <= 0) fail('/link/heartbeatInterval', 'must be greater than 0');
   if (toMs(input.link.unhealthyAfter) <= toMs(input.link.heartbeatInterval)) fail('/link/unhealthyAfter', 'must be longer than link.heartbeatInterval');
+  if (toMs(input.discovery.dns.minInterval) <= 0) fail('/discovery/dns/minInterval', 'must be greater than 0');
+  if (toMs(input.discovery.dns.maxInterval) < toMs(input.discovery.dns.minInterval)) fail('/discovery/dns/maxInterval', 'must not be shorter than discovery.dns.minInterval');
+  if (toMs(input.discovery.dns.timeout) <= 0) fail('/discovery/dns/timeout', 'must be greater than 0');
   return resolve(input, file);
 }
 
@@ -103,7 +138,7 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
       inbound: parseHostPort(input.listen.inbound),
       admin: parseHostPort(input.listen.admin),
     },
-    discovery: { static: staticEndpoints },
+    discovery: resolveDiscovery(input.discovery, staticEndpoints, base),
     policies: input.policies.map((p) => path.resolve(base, p)),
     timeouts: {
       connectMs: toMs(input.timeouts.connect),
@@ -136,6 +171,34 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
     file: file ? path.resolve(file) : undefined,
   };
   return deepFreeze(config);
+}
+
+function resolveDiscovery(input: MeshConfigInput['discovery'], staticEndpoints: Record<string, StaticEndpointConfig[]>, base: string): DiscoveryConfig {
+  const { dns, kubernetes } = input;
+  return {
+    mode: input.mode,
+    static: staticEndpoints,
+    dns: {
+      services: [...dns.services],
+      nameTemplate: dns.nameTemplate,
+      clusterDomain: dns.clusterDomain,
+      inboundPort: dns.inboundPort,
+      servers: [...dns.servers],
+      recordTypes: [...new Set(dns.recordTypes)],
+      minIntervalMs: toMs(dns.minInterval),
+      maxIntervalMs: toMs(dns.maxInterval),
+      timeoutMs: toMs(dns.timeout),
+    },
+    kubernetes: {
+      namespaces: [...new Set(kubernetes.namespaces)],
+      inboundPort: kubernetes.inboundPort,
+      portName: kubernetes.portName,
+      podLabels: kubernetes.podLabels,
+      // Like policy paths: relative to the config file's folder.
+      kubeconfig: kubernetes.kubeconfig === undefined ? undefined : path.resolve(base, kubernetes.kubeconfig),
+      server: kubernetes.server,
+    },
+  };
 }
 
 /** Freeze an object and everything it holds (configs and policies are read-only once built). */

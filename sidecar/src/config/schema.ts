@@ -44,11 +44,33 @@ export const MeshConfigSchema = Type.Object({
     admin: Type.String({ ...Address, default: '127.0.0.1:15000' }),
   }, 'listener addresses'),
   discovery: strictObject({
+    mode: Type.Union([Type.Literal('static'), Type.Literal('dns'), Type.Literal('kubernetes')], {
+      default: 'static', description: 'one of static, dns, kubernetes',
+    }),
     static: Type.Record(ServiceKey, Type.Array(StaticEndpoint), {
       default: {},
       additionalProperties: false,
       description: 'service -> peer sidecars\' inbound addresses',
     }),
+    dns: strictObject({
+      services: Type.Array(ServiceKey, { default: [], description: 'services (service or service.namespace) resolved at start-up; others are looked up on first use' }),
+      nameTemplate: Type.String({ minLength: 1, default: '{service}.{namespace}.svc.{clusterDomain}', description: 'the DNS name of a service; {service}, {namespace} and {clusterDomain} are replaced' }),
+      clusterDomain: Type.String({ pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$', default: 'cluster.local', description: 'a DNS domain' }),
+      inboundPort: Type.Integer({ minimum: 1, maximum: 65535, default: 15002, description: 'the peer sidecars\' inbound port' }),
+      servers: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'DNS servers (ip or ip:port); empty: the system\'s' }),
+      recordTypes: Type.Array(Type.Union([Type.Literal('A'), Type.Literal('AAAA')]), { minItems: 1, default: ['A', 'AAAA'], description: 'A, AAAA or both' }),
+      minInterval: Type.Union([...Duration.anyOf], { description: Duration.description, default: '1s' }),
+      maxInterval: Type.Union([...Duration.anyOf], { description: Duration.description, default: '30s' }),
+      timeout: Type.Union([...Duration.anyOf], { description: Duration.description, default: '2s' }),
+    }, 'discovery.mode dns: A/AAAA records of (headless) Services'),
+    kubernetes: strictObject({
+      namespaces: Type.Array(Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' }), { default: [], description: 'namespaces watched; empty: all' }),
+      inboundPort: Type.Integer({ minimum: 1, maximum: 65535, default: 15002, description: 'the peer sidecars\' inbound port when an EndpointSlice has no port named discovery.kubernetes.portName' }),
+      portName: Type.String({ minLength: 1, default: 'mcp-inbound', description: 'EndpointSlice port name of the sidecars\' inbound port' }),
+      podLabels: Type.Boolean({ default: true, description: 'watch pods to give endpoints their pod\'s labels (for subsets)' }),
+      kubeconfig: Type.Optional(Type.String({ minLength: 1, description: 'a kubeconfig file; default: the in-cluster service account' })),
+      server: Type.Optional(Type.String({ pattern: '^https?://', description: 'an API server URL used without credentials (kubectl proxy, tests)' })),
+    }, 'discovery.mode kubernetes: EndpointSlices watched through the API server'),
   }, 'where the peers are'),
   policies: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'policy files or folders' }),
   timeouts: strictObject({

@@ -15,5 +15,11 @@ export interface Resolver {
   servicesOf(address: string): string[];
   /** Called after the set of endpoints changed. */
   onChange(listener: () => void): void;
+  /**
+   * Resolves once the first full picture is in (static: at once; DNS: the listed services were looked
+   * up once; Kubernetes: the first list of EndpointSlices (and pods) arrived). Never rejects: a source
+   * that cannot be reached keeps it pending, and the sidecar not ready.
+   */
+  ready(): Promise<void>;
   close(): void;
 }

@@ -40,6 +40,10 @@ export class StaticResolver implements Resolver {
     this.#listeners.push(listener);
   }
 
+  ready(): Promise<void> {
+    return Promise.resolve();
+  }
+
   close(): void {
     this.#listeners.length = 0;
   }
