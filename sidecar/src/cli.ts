@@ -66,6 +66,11 @@ async function runSidecar(args: string[]): Promise<number> {
       process.stderr.write(`policy error:\n  ${err.message.split('\n').join('\n  ')}\n`);
       return 1;
     }
+    // A config that only start-up can judge (e.g. Kubernetes discovery outside a pod without a kubeconfig).
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
     throw err;
   }
   await new Promise<void>((resolve) => {

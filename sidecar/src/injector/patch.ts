@@ -298,6 +298,8 @@ export function sidecarContainer(input: { image: string; mode: SidecarMode; serv
     // The kubelet probes the pod's IP, so admin cannot stay on loopback (docs/injector.md, "Probes").
     { name: 'MESH_LISTEN_ADMIN', value: `0.0.0.0:${PORTS.admin}` },
     { name: 'MESH_DATA_DIR', value: PATHS.data },
+    // Peers are found through the cluster's EndpointSlices (docs/discovery.md; RBAC from the chart).
+    { name: 'MESH_DISCOVERY_MODE', value: 'kubernetes' },
   ];
   if (settings.policy) env.push({ name: 'MESH_POLICIES', value: PATHS.policies });
   if (input.tokenSecret) env.push({ name: 'MESH_MCP_TOKEN_KEY', valueFrom: { secretKeyRef: { name: input.tokenSecret, key: 'tokenKey', optional: true } } });

@@ -67,6 +67,7 @@ function expectedSidecar(over: { service: string; appPort: number; native: boole
       { name: 'MESH_LISTEN_INBOUND', value: '0.0.0.0:15002' },
       { name: 'MESH_LISTEN_ADMIN', value: '0.0.0.0:15000' },
       { name: 'MESH_DATA_DIR', value: '/var/lib/mcp-mesh' },
+      { name: 'MESH_DISCOVERY_MODE', value: 'kubernetes' },
       ...(over.policies ? [{ name: 'MESH_POLICIES', value: '/etc/mcp-mesh/policies' }] : []),
     ],
     ports: [
