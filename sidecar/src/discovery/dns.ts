@@ -13,8 +13,8 @@
 import { Resolver as DnsClient } from 'node:dns/promises';
 import { formatHostPort } from '../config/address.ts';
 import type { DnsDiscoveryConfig } from '../config/load.ts';
-import type { Endpoint, Resolver } from './resolver.ts';
-import { EndpointTable, silentLogger, type DiscoveryLogger } from './table.ts';
+import type { Endpoint } from './resolver.ts';
+import { silentLogger, TableResolver, type DiscoveryLogger } from './table.ts';
 
 export interface DnsResolverOptions extends DnsDiscoveryConfig {
   /** The sidecar's own namespace: a bare service name means this one. */
@@ -44,16 +44,16 @@ interface Entry {
 /** Codes of a lookup that worked and found nothing of that type. */
 const NOT_FOUND = new Set(['ENOTFOUND', 'ENODATA']);
 
-export class DnsResolver implements Resolver {
+export class DnsResolver extends TableResolver {
   readonly #options: DnsResolverOptions;
   readonly #logger: DiscoveryLogger;
   readonly #client: DnsClient;
   readonly #entries = new Map<string, Entry>();
-  readonly #table = new EndpointTable();
   readonly #ready: Promise<void>;
   #closed = false;
 
   constructor(options: DnsResolverOptions) {
+    super();
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
     this.#client = new DnsClient({ timeout: options.timeoutMs, tries: 2 });
@@ -70,27 +70,15 @@ export class DnsResolver implements Resolver {
       .replaceAll('{clusterDomain}', this.#options.clusterDomain);
   }
 
-  endpoints(service: string, namespace: string): readonly Endpoint[] | undefined {
+  override endpoints(service: string, namespace: string): readonly Endpoint[] | undefined {
     const entry = this.#entries.get(`${service}.${namespace}`) ?? this.#entry(service, namespace);
     if (entry.state === 'pending') return [];
-    return this.#table.get(`${service}.${namespace}`);
+    return super.endpoints(service, namespace);
   }
 
   /** Resolves once the service's first lookup answered (for callers that can wait; tests). */
   lookup(service: string, namespace: string): Promise<void> {
     return (this.#entries.get(`${service}.${namespace}`) ?? this.#entry(service, namespace)).answered;
-  }
-
-  allAddresses(): Set<string> {
-    return this.#table.allAddresses();
-  }
-
-  servicesOf(address: string): string[] {
-    return this.#table.servicesOf(address);
-  }
-
-  onChange(listener: () => void): void {
-    this.#table.onChange(listener);
   }
 
   ready(): Promise<void> {
@@ -101,7 +89,7 @@ export class DnsResolver implements Resolver {
     this.#closed = true;
     for (const entry of this.#entries.values()) clearTimeout(entry.timer);
     this.#client.cancel();
-    this.#table.clearListeners();
+    this.table.clearListeners();
   }
 
   #entry(service: string, namespace: string): Entry {
@@ -125,7 +113,7 @@ export class DnsResolver implements Resolver {
     if (outcome.kind === 'failed') {
       entry.failures++;
       nextMs = Math.min(maxIntervalMs, minIntervalMs * 2 ** (entry.failures - 1));
-      this.#logger.warn({ code: 'DNS_LOOKUP_FAILED', service: key, name: entry.name, err: outcome.error, retryInMs: nextMs, keeping: this.#table.get(key)?.length ?? 0 },
+      this.#logger.warn({ code: 'DNS_LOOKUP_FAILED', service: key, name: entry.name, err: outcome.error, retryInMs: nextMs, keeping: this.table.get(key)?.length ?? 0 },
         `DNS lookup of ${entry.name} failed (${outcome.error}); keeping the last known endpoints`);
     } else {
       entry.failures = 0;
@@ -133,13 +121,13 @@ export class DnsResolver implements Resolver {
       nextMs = outcome.kind === 'records' ? Math.min(maxIntervalMs, Math.max(minIntervalMs, outcome.ttlS * 1000)) : maxIntervalMs;
       const wasPending = entry.state === 'pending';
       entry.state = endpoints ? 'found' : 'absent';
-      const changed = this.#table.set(key, endpoints, false);
+      const changed = this.table.set(key, endpoints, false);
       if (changed) {
         this.#logger.info({ service: key, name: entry.name, endpoints: endpoints?.map((e) => e.address) ?? [] }, endpoints ? `DNS: ${key} has ${endpoints.length} endpoint(s)` : `DNS: no records for ${entry.name}`);
       }
       entry.markAnswered();
       // A pending service answered with nothing still changed what endpoints() says ([] → undefined).
-      if (changed || (wasPending && !endpoints)) this.#table.notify();
+      if (changed || (wasPending && !endpoints)) this.table.notify();
     }
     clearTimeout(entry.timer);
     entry.timer = setTimeout(() => { void this.#refresh(entry); }, nextMs);

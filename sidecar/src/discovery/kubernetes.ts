@@ -20,8 +20,8 @@ import {
 } from '@kubernetes/client-node';
 import { formatHostPort } from '../config/address.ts';
 import { ConfigError, type KubernetesDiscoveryConfig } from '../config/load.ts';
-import type { Endpoint, Resolver } from './resolver.ts';
-import { EndpointTable, silentLogger, type DiscoveryLogger } from './table.ts';
+import type { Endpoint } from './resolver.ts';
+import { silentLogger, TableResolver, type DiscoveryLogger } from './table.ts';
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 
@@ -174,18 +174,18 @@ class Reflector<T extends KubernetesObject, V> {
   }
 }
 
-export class KubernetesResolver implements Resolver {
+export class KubernetesResolver extends TableResolver {
   readonly #options: KubernetesResolverOptions;
   readonly #logger: DiscoveryLogger;
   readonly #slices: Reflector<V1EndpointSlice, SliceView>[] = [];
   readonly #pods: Reflector<V1Pod, Readonly<Record<string, string>>>[] = [];
-  readonly #table = new EndpointTable();
   readonly #ready: Promise<void>;
   #markReady!: () => void;
   #isReady = false;
   #scheduled = false;
 
   constructor(options: KubernetesResolverOptions) {
+    super();
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
     this.#ready = new Promise((resolve) => { this.#markReady = resolve; });
@@ -226,29 +226,13 @@ export class KubernetesResolver implements Resolver {
     for (const reflector of [...this.#slices, ...this.#pods]) reflector.start();
   }
 
-  endpoints(service: string, namespace: string): readonly Endpoint[] | undefined {
-    return this.#table.get(`${service}.${namespace}`);
-  }
-
-  allAddresses(): Set<string> {
-    return this.#table.allAddresses();
-  }
-
-  servicesOf(address: string): string[] {
-    return this.#table.servicesOf(address);
-  }
-
-  onChange(listener: () => void): void {
-    this.#table.onChange(listener);
-  }
-
   ready(): Promise<void> {
     return this.#ready;
   }
 
   close(): void {
     for (const reflector of [...this.#slices, ...this.#pods]) reflector.close();
-    this.#table.clearListeners();
+    this.table.clearListeners();
   }
 
   #viewOf(slice: V1EndpointSlice): SliceView {
@@ -304,7 +288,7 @@ export class KubernetesResolver implements Resolver {
         list.push({ address, labels: e.pod ? podLabels.get(e.pod) ?? {} : {}, weight: 1 });
       }
     }
-    const changed = this.#table.replace(next);
+    const changed = this.table.replace(next);
     if (changed) this.#logger.debug({ services: next.size }, 'kubernetes: endpoints changed');
     if (!this.#isReady) {
       this.#isReady = true;

@@ -1,43 +1,23 @@
 import type { StaticEndpointConfig } from '../config/load.ts';
-import type { Endpoint, Resolver } from './resolver.ts';
+import type { Endpoint } from './resolver.ts';
+import { TableResolver } from './table.ts';
 
 /**
  * Endpoints listed in the sidecar config (`discovery.static`). Keys are `service` (the sidecar's own
  * namespace) or `service.namespace`. `update` swaps the whole table at once when the file changes.
  */
-export class StaticResolver implements Resolver {
+export class StaticResolver extends TableResolver {
   readonly #namespace: string;
-  #table = new Map<string, readonly Endpoint[]>();
-  readonly #listeners: (() => void)[] = [];
 
   constructor(entries: Readonly<Record<string, readonly StaticEndpointConfig[]>>, ownNamespace: string) {
+    super();
     this.#namespace = ownNamespace;
-    this.#table = this.#build(entries);
+    this.table.replace(this.#build(entries));
   }
 
-  endpoints(service: string, namespace: string): readonly Endpoint[] | undefined {
-    return this.#table.get(`${service}.${namespace}`);
-  }
-
-  allAddresses(): Set<string> {
-    const out = new Set<string>();
-    for (const list of this.#table.values()) for (const e of list) out.add(e.address);
-    return out;
-  }
-
-  servicesOf(address: string): string[] {
-    const out: string[] = [];
-    for (const [service, list] of this.#table) if (list.some((e) => e.address === address)) out.push(service);
-    return out;
-  }
-
+  /** The config file changed: swap the whole list (listeners hear of it only if something changed). */
   update(entries: Readonly<Record<string, readonly StaticEndpointConfig[]>>): void {
-    this.#table = this.#build(entries);
-    for (const listener of this.#listeners) listener();
-  }
-
-  onChange(listener: () => void): void {
-    this.#listeners.push(listener);
+    this.table.replace(this.#build(entries));
   }
 
   ready(): Promise<void> {
@@ -45,14 +25,14 @@ export class StaticResolver implements Resolver {
   }
 
   close(): void {
-    this.#listeners.length = 0;
+    this.table.clearListeners();
   }
 
   #build(entries: Readonly<Record<string, readonly StaticEndpointConfig[]>>): Map<string, readonly Endpoint[]> {
     const table = new Map<string, readonly Endpoint[]>();
     for (const [key, list] of Object.entries(entries)) {
       const qualified = key.includes('.') ? key : `${key}.${this.#namespace}`;
-      table.set(qualified, Object.freeze(list.map((e) => Object.freeze({ address: e.address, labels: e.labels, weight: e.weight }))));
+      table.set(qualified, list.map((e) => ({ address: e.address, labels: e.labels, weight: e.weight })));
     }
     return table;
   }

@@ -1,6 +1,7 @@
-// The endpoint table shared by the DNS and Kubernetes resolvers: "service.namespace" → endpoints,
-// swapped service by service (or whole), with change listeners fired only when something changed.
-import type { Endpoint } from './resolver.ts';
+// The endpoint table every resolver keeps: "service.namespace" → endpoints, swapped service by
+// service (or whole), with change listeners fired only when something changed; and TableResolver,
+// the part of the Resolver interface that only reads that table.
+import type { Endpoint, Resolver } from './resolver.ts';
 
 /** What the resolvers log through (a pino Logger fits). */
 export interface DiscoveryLogger {
@@ -81,4 +82,28 @@ function same(a: readonly Endpoint[] | undefined, b: readonly Endpoint[] | undef
   const left = a.map(key).sort();
   const right = b.map(key).sort();
   return left.every((k, i) => k === right[i]);
+}
+
+/** A resolver whose answers come from its EndpointTable; subclasses fill the table. */
+export abstract class TableResolver implements Resolver {
+  protected readonly table = new EndpointTable();
+
+  endpoints(service: string, namespace: string): readonly Endpoint[] | undefined {
+    return this.table.get(`${service}.${namespace}`);
+  }
+
+  allAddresses(): Set<string> {
+    return this.table.allAddresses();
+  }
+
+  servicesOf(address: string): string[] {
+    return this.table.servicesOf(address);
+  }
+
+  onChange(listener: () => void): void {
+    this.table.onChange(listener);
+  }
+
+  abstract ready(): Promise<void>;
+  abstract close(): void;
 }
