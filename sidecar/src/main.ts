@@ -110,7 +110,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   });
   // Durable messages from peers pass the dedup record before they reach the app.
   const inboundHandler = new DedupingHandler(forwarder, {
-    store: () => messaging.storeOrProblem(), logger,
+    store: () => messaging.store(), logger,
     onDuplicate: (caller) => metrics.asyncDuplicatesDropped.add(1, { source: caller }),
   });
   const inbound = new MeshServer(inboundHandler, linkSettings);

@@ -342,9 +342,10 @@ describe('an unusable data directory', { timeout: 60_000 }, () => {
       locked.push(data);
     });
     t.after(() => caller.stop());
-    await caller.waitForLog((l) => l.code === 'STORAGE_UNAVAILABLE' && l.msg.startsWith('async calls and pub/sub are unavailable'));
 
+    // The store opens on first use: the first async request finds the directory unusable, says why in the log.
     const refused = await sendAsync(caller, 'inventory', '/stock/1', { body: '1' });
+    await caller.waitForLog((l) => l.code === 'STORAGE_UNAVAILABLE' && l.msg.startsWith('async calls and pub/sub are unavailable'));
     assert.equal(refused.status, 503);
     assert.equal(refused.code, 'STORAGE_UNAVAILABLE');
     assert.equal((refused.json.error as { code: string }).code, 'STORAGE_UNAVAILABLE');

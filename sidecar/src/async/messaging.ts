@@ -5,6 +5,8 @@
 // The store may be unusable (data directory missing, read-only, full, in use): async requests then
 // fail with a coded error (503 STORAGE_UNAVAILABLE, 507 STORAGE_FULL) and synchronous calls go on as
 // before. Opening is tried again, at most once a second, while the problem lasts.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { CallPipeline } from '../call/pipeline.ts';
 import type { MeshConfig } from '../config/load.ts';
@@ -17,7 +19,7 @@ import type { Subscriber } from '../policy/resolve.ts';
 import type { EffectivePolicy } from '../policy/types.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { openMessageStore } from './store.ts';
-import { StorageError, type MessageStore, type MessageSummary, type NewMessage, type PriorityName, type StateCounts, type StoredMessage, type StoredRequest } from './types.ts';
+import { STORE_FILE, StorageError, type MessageStore, type MessageSummary, type NewMessage, type PriorityName, type StateCounts, type StoredMessage, type StoredRequest } from './types.ts';
 
 export interface AsyncMessagingOptions {
   storage: MeshConfig['storage'];
@@ -82,20 +84,30 @@ export class AsyncMessaging {
     this.#options = options;
   }
 
-  /** Never fails: a store that cannot open is reported (logged, and on every async request). */
+  /**
+   * Never fails: a store that cannot open is reported (logged, and on every async request). A data
+   * directory that already holds a store is opened now, so what it still has to deliver leaves at
+   * once after a restart; otherwise the store (a worker thread, about 16 MiB) is opened on first use,
+   * and a sidecar that never sends or receives an async message never pays for it.
+   */
   static async start(options: AsyncMessagingOptions): Promise<AsyncMessaging> {
     const messaging = new AsyncMessaging(options);
-    await messaging.#open();
+    if (existsSync(path.join(options.storage.dir, STORE_FILE))) await messaging.#open();
+    else options.logger.info({ dir: options.storage.dir }, 'async storage opens on first use');
     messaging.#upkeep = setInterval(() => void messaging.#tidy(), UPKEEP_INTERVAL_MS);
     messaging.#upkeep.unref();
     return messaging;
   }
 
-  /** For the receiving side (dedup): the store, or why there is none. */
+  /** For the receiving side (dedup): the store (opened now if need be), or why there is none. */
+  async store(): Promise<MessageStore | MeshError> {
+    if (!this.#store) await this.#retryOpen();
+    return this.#store ?? this.#problem ?? new MeshError('STORAGE_UNAVAILABLE', 'the data directory is not open yet');
+  }
+
+  /** The store if it is open now, else why not (no attempt to open it). */
   storeOrProblem(): MessageStore | MeshError {
-    if (this.#store) return this.#store;
-    void this.#retryOpen();
-    return this.#problem ?? new MeshError('STORAGE_UNAVAILABLE', 'the data directory is not open yet');
+    return this.#store ?? this.#problem ?? new MeshError('STORAGE_UNAVAILABLE', 'the data directory is not open yet');
   }
 
   /** Last counts by state (refreshed on every upkeep and change), for metrics. */
@@ -149,23 +161,23 @@ export class AsyncMessaging {
   }
 
   async status(id: string): Promise<MessageView | undefined> {
-    const message = await this.#ready().get(id).catch(rethrow);
+    const message = await (await this.#ready()).get(id).catch(rethrow);
     return message && this.#view(message);
   }
 
   async deadLetters(limit: number, after: string | undefined): Promise<MessageView[]> {
-    const dead = await this.#ready().deadLetters({ limit, ...(after ? { after } : {}) }).catch(rethrow);
+    const dead = await (await this.#ready()).deadLetters({ limit, ...(after ? { after } : {}) }).catch(rethrow);
     return dead.map((m) => this.#view(m));
   }
 
   async deadLetter(id: string): Promise<MessageView | undefined> {
-    const message = await this.#ready().get(id).catch(rethrow);
+    const message = await (await this.#ready()).get(id).catch(rethrow);
     return message?.state === 'dead' ? this.#view(message) : undefined;
   }
 
   /** Put dead letters back in the queue, attempts reset; resolves with their ids. */
   async replay(id: string | undefined): Promise<string[]> {
-    const store = this.#ready();
+    const store = await this.#ready();
     const now = Date.now();
     const replayed = id === undefined ? await store.replayAll(now).catch(rethrow) : [await store.replay(id, now).catch(rethrow)].filter((m): m is MessageSummary => m !== undefined);
     for (const summary of replayed) this.#dispatcher?.add(summary);
@@ -174,7 +186,7 @@ export class AsyncMessaging {
   }
 
   async deleteDead(id: string | undefined): Promise<number> {
-    const store = this.#ready();
+    const store = await this.#ready();
     const deleted = id === undefined ? await store.deleteAllDead().catch(rethrow) : (await store.deleteDead(id).catch(rethrow)) ? 1 : 0;
     void this.#refreshCounts();
     return deleted;
@@ -201,10 +213,10 @@ export class AsyncMessaging {
     if (this.#counts) this.#counts.queued += messages.length;
   }
 
-  #ready(): MessageStore {
-    if (this.#store) return this.#store;
-    void this.#retryOpen();
-    throw this.#problem ?? new MeshError('STORAGE_UNAVAILABLE', 'the data directory is not open yet');
+  async #ready(): Promise<MessageStore> {
+    const store = await this.store();
+    if (store instanceof MeshError) throw store;
+    return store;
   }
 
   #retryOpen(): Promise<void> {

@@ -10,6 +10,7 @@ import { isMainThread, receiveMessageOnPort, workerData, type MessagePort } from
 import type {
   AttemptError, MessageSummary, NewMessage, PriorityName, SeenRecord, Settlement, StateCounts, StoredMessage, StoredResponse,
 } from './types.ts';
+import { STORE_FILE } from './types.ts';
 
 // --- The protocol between store.ts and this worker -------------------------------------------------
 
@@ -408,7 +409,7 @@ function openDatabase(dir: string, maxBytes: number): { db: DatabaseSync; quota:
   }
   // SQLite only says "unable to open database file"; ask the OS first so the error says why.
   fs.accessSync(dir, fs.constants.R_OK | fs.constants.W_OK);
-  const file = path.join(dir, 'messages.db');
+  const file = path.join(dir, STORE_FILE);
   if (fs.existsSync(file)) fs.accessSync(file, fs.constants.R_OK | fs.constants.W_OK);
 
   const db = new DatabaseSync(file);

@@ -80,6 +80,9 @@ export interface SeenRecord {
   response: StoredResponse;
 }
 
+/** The database file in the data directory. */
+export const STORE_FILE = 'messages.db';
+
 /** Thrown by the store; becomes a coded error (507 STORAGE_FULL, 503 STORAGE_UNAVAILABLE). */
 export class StorageError extends Error {
   readonly code: 'STORAGE_FULL' | 'STORAGE_UNAVAILABLE';

@@ -21,8 +21,8 @@ import type { MessageStore, SeenRecord, StoredResponse } from '../async/types.ts
 import { isFinalAnswer } from '../async/outcome.ts';
 
 export interface DedupOptions {
-  /** The store, or why there is none (the data directory cannot be used). */
-  store: () => MessageStore | MeshError;
+  /** The store (opened on first use), or why there is none (the data directory cannot be used). */
+  store: () => Promise<MessageStore | MeshError> | MessageStore | MeshError;
   logger: Logger;
   /** A redelivery was answered from the record. */
   onDuplicate: (source: string) => void;
@@ -55,7 +55,7 @@ export class DedupingHandler implements InboundHandler {
   }
 
   async #deliver(request: Envelope, _callerSignal: AbortSignal): Promise<Envelope> {
-    const store = this.#options.store();
+    const store = await this.#options.store();
     // Without the record a redelivery could reach the app twice: refuse, and the message waits safely
     // in the sender's outbox until this sidecar can keep its promise again.
     if (store instanceof MeshError) throw store;

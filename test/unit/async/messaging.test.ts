@@ -59,7 +59,7 @@ describe('AsyncMessaging', () => {
 
   it('reopens the store after its worker died, and goes on accepting', async (t) => {
     const { messaging } = await start(t);
-    const store = messaging.storeOrProblem() as SqliteMessageStore;
+    const store = await messaging.store() as SqliteMessageStore; // opened on first use
     await store.failForTesting('crash');
     // The failure is reported by the worker's exit event; the reopen follows at once.
     const reopened = () => { const now = messaging.storeOrProblem(); return now !== store && !(now instanceof MeshError); };
@@ -74,5 +74,15 @@ describe('AsyncMessaging', () => {
     const { messaging } = await start(t, [{ service: 'audit', namespace: 'default', path: '/e', delivery: 'broadcast' }]);
     await assert.rejects(messaging.publish('t', { headers: [], body: Buffer.from('e'), priority: undefined, orderingKey: undefined }),
       (err: MeshError) => err.code === 'NO_HEALTHY_ENDPOINT');
+  });
+});
+
+describe('AsyncMessaging: the store opens on first use', () => {
+  it('a fresh data directory is not opened at start (no worker thread), but at the first async message', async (t) => {
+    const { messaging } = await start(t);
+    assert.equal((messaging.storeOrProblem() as MeshError).code, 'STORAGE_UNAVAILABLE', 'nothing opened yet');
+    const id = await messaging.accept({ service: 'payments', namespace: 'default', priority: undefined, orderingKey: undefined, request });
+    assert.ok(!(messaging.storeOrProblem() instanceof MeshError), 'open now');
+    await untilDelivered(messaging, id);
   });
 });
