@@ -99,6 +99,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   const outbound = createOutbound({
     namespace: config.namespace,
     maxBodyBytes: config.limits.maxBodyBytes, inlineBodyBytes: config.limits.inlineBodyBytes,
+    maxHeaderBytes: config.limits.maxHeaderBytes, headerTimeoutMs: config.limits.headerTimeoutMs,
     logger, pipeline, isKnownService: (service, namespace) => resolver.endpoints(service, namespace) !== undefined,
     async: { messaging, maxMessageBytes: config.storage.maxMessageBytes },
   });

@@ -58,7 +58,7 @@ export interface MeshConfig {
   discovery: DiscoveryConfig;
   policies: readonly string[];
   timeouts: { connectMs: number; requestMs: number; streamIdleMs: number };
-  limits: { maxBodyBytes: number; inlineBodyBytes: number };
+  limits: { maxBodyBytes: number; inlineBodyBytes: number; maxHeaderBytes: number; headerTimeoutMs: number };
   link: {
     batchMaxCount: number; batchMaxBytes: number; lingerMs: number;
     heartbeatIntervalMs: number; unhealthyAfterMs: number; reconnectBaseMs: number; reconnectMaxMs: number;
@@ -145,7 +145,10 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
       requestMs: toMs(input.timeouts.request),
       streamIdleMs: toMs(input.timeouts.streamIdle),
     },
-    limits: { ...input.limits },
+    limits: {
+      maxBodyBytes: input.limits.maxBodyBytes, inlineBodyBytes: input.limits.inlineBodyBytes,
+      maxHeaderBytes: input.limits.maxHeaderBytes, headerTimeoutMs: toMs(input.limits.headerTimeout),
+    },
     link: {
       batchMaxCount: input.link.batchMaxCount,
       batchMaxBytes: input.link.batchMaxBytes,

@@ -81,6 +81,8 @@ export const MeshConfigSchema = Type.Object({
   limits: strictObject({
     maxBodyBytes: Type.Integer({ minimum: 0, default: 1073741824, description: '0 means no limit' }),
     inlineBodyBytes: Type.Integer({ minimum: 0, maximum: 4194304, default: 65536 }),
+    maxHeaderBytes: Type.Integer({ minimum: 1024, maximum: 1048576, default: 32768, description: 'largest request head (request line and headers) the app may send' }),
+    headerTimeout: Type.Union([...Duration.anyOf], { description: `how long the app may take to send a whole request head (slow clients); ${Duration.description}`, default: '10s' }),
   }, 'body limits'),
   link: strictObject({
     batchMaxCount: Type.Integer({ minimum: 1, maximum: 10000, default: 128 }),

@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   SESSION_TOKEN_INVALID: { status: 404, jsonRpc: true, summary: 'The MCP session id carries an owner token that does not verify (forged or damaged); start a new session.' },
   BAD_REQUEST: { status: 400, summary: 'The request cannot be routed: missing or malformed Host or target.' },
   BODY_TOO_LARGE: { status: 413, summary: 'The request body is larger than limits.maxBodyBytes.' },
+  HEADERS_TOO_LARGE: { status: 431, summary: 'The request line and headers are larger than limits.maxHeaderBytes.' },
+  REQUEST_TIMEOUT: { status: 408, summary: 'The app did not send a whole request head within limits.headerTimeout (a slow or stalled client).' },
   NO_HEALTHY_ENDPOINT: { status: 503, summary: 'The service is known but none of its endpoints is reachable and healthy.' },
   CIRCUIT_OPEN: { status: 503, summary: "The service's circuit breaker is open after too many failures; the call was not sent." },
   OVERLOADED: { status: 503, summary: 'Too many calls to the service are in flight from this sidecar and its queue is full (Retry-After says when to try again).' },

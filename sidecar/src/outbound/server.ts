@@ -2,7 +2,7 @@
 // and the mesh API routes (Host = the sidecar itself); proxied calls are taken off the server before
 // fastify's router (serverFactory), because they need the raw request: absolute-form targets,
 // CONNECT tunnels, exact headers and an unparsed, streaming body.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { pipeline as streamPipeline, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -26,6 +26,11 @@ export interface OutboundOptions {
   namespace: string;
   maxBodyBytes: number;
   inlineBodyBytes: number;
+  /** Largest request head, and the time the app has to send one (slow clients). */
+  maxHeaderBytes: number;
+  headerTimeoutMs: number;
+  /** A request refused by a limit before it became a call (metrics). */
+  onLimit?: (limit: 'header_size' | 'header_timeout' | 'malformed') => void;
   logger: Logger;
   pipeline: CallPipeline;
   /** Services discovery knows, for CONNECT (the tunnel is opened only to a known service). */
@@ -83,8 +88,18 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
     requestTimeout: 0,
     connectionTimeout: 0,
     forceCloseConnections: 'idle',
+    // A request head too large, too slow or not HTTP never reaches a route: answered here, coded.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => refuseClient(err, socket, options),
     serverFactory: (fastifyHandler) => {
-      const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+      const server = createServer({
+        keepAliveTimeout: 65_000,
+        maxHeaderSize: options.maxHeaderBytes,
+        // Only the head is timed (slowloris); bodies and streams may take as long as the call does.
+        headersTimeout: options.headerTimeoutMs,
+        requestTimeout: 0,
+        // Node checks those timeouts on this interval (30 s by default): often enough for the limit to mean what it says.
+        connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(options.headerTimeoutMs / 4))),
+      }, (req, res) => {
         if (isForMeshApi(req, ownAuthorities)) fastifyHandler(req, res);
         else handleProxy(req, res);
       });
@@ -133,6 +148,28 @@ function logFailure(logger: Logger, req: IncomingMessage, res: ServerResponse, e
   const level = levelOf(err.code);
   if (!logger.isLevelEnabled(level)) return;
   logger[level]({ direction: 'outbound', method: req.method, target: err.service, status: err.status, code: err.code, afterHead: res.headersSent || undefined }, err.message);
+}
+
+/**
+ * Node's HTTP parser gave up on a connection: a head over limits.maxHeaderBytes, a head not complete
+ * within limits.headerTimeout, or bytes that are not HTTP. Answer with a coded mesh error when the
+ * socket can still take one, then close it (the parser cannot go on after such an error).
+ */
+function refuseClient(err: NodeJS.ErrnoException, socket: Socket, options: OutboundOptions): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [meshError, limit] = err.code === 'HPE_HEADER_OVERFLOW'
+    ? [new MeshError('HEADERS_TOO_LARGE', `the request head is larger than ${options.maxHeaderBytes} bytes (limits.maxHeaderBytes)`), 'header_size' as const]
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [new MeshError('REQUEST_TIMEOUT', `no complete request head within ${options.headerTimeoutMs} ms (limits.headerTimeout)`), 'header_timeout' as const]
+      : [new MeshError('BAD_REQUEST', `malformed HTTP request: ${err.code ?? err.message}`), 'malformed' as const];
+  options.onLimit?.(limit);
+  options.logger.debug({ code: meshError.code, reason: err.code }, meshError.message);
+  if (socket.writable && !(socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+    const body = errorBody(meshError);
+    socket.write(`HTTP/1.1 ${meshError.status} ${STATUS_CODES[meshError.status] ?? 'Error'}\r\ncontent-type: application/json\r\n${MESH_ERROR_HEADER}: ${meshError.code}\r\n`
+      + `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
 }
 
 function isForMeshApi(req: IncomingMessage, ownAuthorities: Set<string>): boolean {

@@ -1,0 +1,75 @@
+// Limits on what the app may send to its sidecar's outbound listener: a request head too large, a
+// head sent too slowly (slowloris), bytes that are not HTTP. Each gets a coded mesh error and its
+// connection is closed; the sidecar goes on serving.
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { request } from 'undici';
+import { startMesh, type Mesh } from '../helpers/mesh.ts';
+import { header, parseResponse, rawHttp } from '../helpers/raw-http.ts';
+import { within } from '../helpers/wait.ts';
+
+/** Send `text` on a fresh connection and read until the sidecar closes it. */
+async function sendRaw(port: number, text: string): Promise<Buffer> {
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  socket.write(text);
+  const chunks: Buffer[] = [];
+  for await (const chunk of socket) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+describe('limits on the outbound listener', { timeout: 60_000 }, () => {
+  let mesh: Mesh;
+  before(async () => {
+    mesh = await startMesh({ callerExtra: { limits: { maxHeaderBytes: 8192, headerTimeout: '300ms' } } });
+  });
+  after(async () => { await mesh?.close(); });
+
+  const stillServing = async () => {
+    const response = await request(`${mesh.caller.outboundUrl}/after`, { headers: { host: 'payments' } });
+    assert.equal(response.statusCode, 200, 'the sidecar still serves normal calls');
+    await response.body.dump();
+  };
+
+  test('a request head over limits.maxHeaderBytes: 431 HEADERS_TOO_LARGE, connection closed', async () => {
+    const response = await rawHttp(mesh.caller.ports.outbound, ['GET /big HTTP/1.1', 'Host: payments', `X-Big: ${'a'.repeat(12_000)}`, 'Connection: close']);
+    assert.equal(response.status, 431);
+    assert.deepEqual(header(response, 'mcp-mesh-error'), ['HEADERS_TOO_LARGE']);
+    assert.equal(JSON.parse(response.body.toString()).error.code, 'HEADERS_TOO_LARGE');
+    assert.equal(mesh.app.count('/big'), 0);
+    await stillServing();
+  });
+
+  test('a head not finished within limits.headerTimeout: 408 REQUEST_TIMEOUT, connection closed', async () => {
+    const started = performance.now();
+    const bytes = await within(sendRaw(mesh.caller.ports.outbound, 'GET /slow HTTP/1.1\r\nHost: payments\r\nX-Partial: '), 10_000, 'the slow client was never cut');
+    const response = parseResponse(bytes);
+    assert.equal(response.status, 408);
+    assert.deepEqual(header(response, 'mcp-mesh-error'), ['REQUEST_TIMEOUT']);
+    assert.ok(performance.now() - started >= 250, 'not before the timeout');
+    await stillServing();
+  });
+
+  test('bytes that are not HTTP: 400 BAD_REQUEST, connection closed', async () => {
+    const response = parseResponse(await sendRaw(mesh.caller.ports.outbound, 'HELLO THERE\r\n\r\n'));
+    assert.equal(response.status, 400);
+    assert.deepEqual(header(response, 'mcp-mesh-error'), ['BAD_REQUEST']);
+    await stillServing();
+  });
+
+  test('a long call is not cut by the header timeout once its head has arrived', async () => {
+    const held = mesh.app.nextHeld();
+    const call = request(`${mesh.caller.outboundUrl}/hold/long`, { headers: { host: 'payments' } });
+    const holding = await within(held, 5000, 'the app never got the call');
+    // Hold it past the 300 ms head timeout: a slow client cut meanwhile proves that time has passed.
+    const started = performance.now();
+    const cut = parseResponse(await sendRaw(mesh.caller.ports.outbound, 'GET /slow2 HTTP/1.1\r\nHost: payments\r\n'));
+    assert.equal(cut.status, 408);
+    assert.ok(performance.now() - started >= 250);
+    holding.release('long answer');
+    const response = await call;
+    assert.equal(response.statusCode, 200);
+    assert.equal(await response.body.text(), 'long answer');
+  });
+});
