@@ -70,6 +70,11 @@ export interface MeshConfig {
   log: { level: string };
   /** Key that signs MCP session owner tokens; undefined: a random one per sidecar (see main.ts). */
   mcp: { tokenKey: string | undefined };
+  /**
+   * Mutual TLS between sidecars; `files` (absolute paths) undefined: plaintext. `required`: a start
+   * without usable files is an error.
+   */
+  tls: { files: { cert: string; key: string; ca: string } | undefined; required: boolean; trustDomain: string };
   /** The file it came from, if any (for reloads and messages). */
   file: string | undefined;
 }
@@ -117,6 +122,12 @@ export function parseConfig(text: string, file: string | undefined, env: NodeJS.
   if (toMs(input.discovery.dns.minInterval) <= 0) fail('/discovery/dns/minInterval', 'must be greater than 0');
   if (toMs(input.discovery.dns.maxInterval) < toMs(input.discovery.dns.minInterval)) fail('/discovery/dns/maxInterval', 'must not be shorter than discovery.dns.minInterval');
   if (toMs(input.discovery.dns.timeout) <= 0) fail('/discovery/dns/timeout', 'must be greater than 0');
+  const tlsKeys = (['cert', 'key', 'ca'] as const).filter((k) => input.tls[k] !== undefined);
+  if (tlsKeys.length > 0 && tlsKeys.length < 3) {
+    const missing = (['cert', 'key', 'ca'] as const).filter((k) => input.tls[k] === undefined);
+    fail(`/tls/${missing[0]}`, `is required when tls.${tlsKeys.join(', tls.')} is set (mutual TLS needs cert, key and ca)`);
+  }
+  if (input.tls.required && tlsKeys.length === 0) fail('/tls/required', 'is true but tls.cert, tls.key and tls.ca are not set: mutual TLS is required and there is no certificate material (set MESH_TLS_CERT, MESH_TLS_KEY, MESH_TLS_CA)');
   return resolve(input, file);
 }
 
@@ -171,6 +182,14 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
     },
     log: { level: input.log.level },
     mcp: { tokenKey: input.mcp.tokenKey },
+    tls: {
+      // Like policy paths: relative to the config file's folder.
+      files: input.tls.cert !== undefined && input.tls.key !== undefined && input.tls.ca !== undefined
+        ? { cert: path.resolve(base, input.tls.cert), key: path.resolve(base, input.tls.key), ca: path.resolve(base, input.tls.ca) }
+        : undefined,
+      required: input.tls.required,
+      trustDomain: input.tls.trustDomain,
+    },
     file: file ? path.resolve(file) : undefined,
   };
   return deepFreeze(config);

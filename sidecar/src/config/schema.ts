@@ -114,6 +114,13 @@ export const MeshConfigSchema = Type.Object({
     dedupWindow: Type.Union([...Duration.anyOf], { description: `how long a received message id is remembered to drop redeliveries; keep it longer than any policy's async.maxAge; ${Duration.description}`, default: '48h' }),
     deliveryConcurrency: Type.Integer({ minimum: 1, maximum: 10000, default: 64, description: 'deliveries in flight at once per priority lane' }),
   }, 'durable storage for async calls and pub/sub'),
+  tls: strictObject({
+    cert: Type.Optional(Type.String({ minLength: 1, description: 'this sidecar\'s certificate (PEM), with its SPIFFE ID as URI SAN' })),
+    key: Type.Optional(Type.String({ minLength: 1, description: 'the certificate\'s private key (PEM)' })),
+    ca: Type.Optional(Type.String({ minLength: 1, description: 'the CA certificates (PEM) peers\' certificates must chain to' })),
+    required: Type.Boolean({ default: false, description: 'refuse to start without usable certificate files (never fall back to plaintext)' }),
+    trustDomain: Type.String({ pattern: '^[a-z0-9._-]+$', default: 'cluster.local', description: 'a SPIFFE trust domain (lower-case letters, digits, . _ -)' }),
+  }, 'mutual TLS between sidecars'),
   log: strictObject({
     level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l)), {
       default: 'info', description: 'one of trace, debug, info, warn, error, fatal, silent',
