@@ -7,6 +7,8 @@ const USAGE = `usage:
   mcp-mesh sidecar [--config mesh.yaml]   run a sidecar (no file: configured by MESH_* variables alone)
   mcp-mesh policy validate FILE…        check policy files or folders (exit 1 on any error)
   mcp-mesh injector --cert F --key F    run the Kubernetes sidecar injector webhook (docs/injector.md)
+  mcp-mesh certs --out DIR --service NAME[.NS] [--service …] [--trust-domain TD] [--days N]
+                                        development CA and mTLS certificates (docs/security.md)
   mcp-mesh demo                         run a local demo mesh on loopback and print what happened
   mcp-mesh help                         this text`;
 
@@ -21,6 +23,8 @@ export async function main(argv: string[]): Promise<number> {
       const { runInjector } = await import('./injector/webhook.ts');
       return runInjector(rest);
     }
+    case 'certs':
+      return runCerts(rest);
     case 'demo': {
       const { runDemo } = await import('./demo/demo.ts');
       return runDemo(rest);
@@ -95,4 +99,31 @@ async function runPolicy(args: string[]): Promise<number> {
   for (const line of ok) process.stdout.write(`${line}\n`);
   for (const line of errors) process.stderr.write(`${line}\n`);
   return errors.length > 0 ? 1 : 0;
+}
+
+async function runCerts(args: string[]): Promise<number> {
+  let values: { out?: string; service?: string[]; 'trust-domain'?: string; days?: string };
+  try {
+    ({ values } = parseArgs({ args, options: { out: { type: 'string' }, service: { type: 'string', multiple: true }, 'trust-domain': { type: 'string' }, days: { type: 'string' } }, strict: true }));
+  } catch (err) {
+    process.stderr.write(`mcp-mesh certs: ${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const days = values.days === undefined ? undefined : Number(values.days);
+  if (!values.out || !values.service?.length || (days !== undefined && !(Number.isInteger(days) && days > 0))) {
+    process.stderr.write('mcp-mesh certs: usage: mcp-mesh certs --out DIR --service NAME[.NS] [--service …] [--trust-domain TD] [--days N]\n');
+    return 2;
+  }
+  const { writeDevCerts } = await import('./security/certs.ts');
+  try {
+    const result = writeDevCerts({ out: values.out, trustDomain: values['trust-domain'] ?? 'cluster.local', services: values.service, days });
+    process.stdout.write(`${result.caCreated ? 'created a development CA' : 'used the existing CA'} in ${values.out}\n`);
+    for (const id of result.ids) process.stdout.write(`issued ${id}\n`);
+    for (const file of result.files) process.stdout.write(`wrote ${file}\n`);
+    process.stdout.write('for development only: short-lived certificates from a CA whose key sits next to them\n');
+    return 0;
+  } catch (err) {
+    process.stderr.write(`mcp-mesh certs: ${(err as Error).message}\n`);
+    return 1;
+  }
 }

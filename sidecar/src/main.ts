@@ -32,6 +32,7 @@ import { createRequestLog } from './telemetry/request-log.ts';
 import { registerRuntimeMetrics } from './telemetry/runtime-metrics.ts';
 import { createLiveStats } from './admin/live-stats.ts';
 import { endpointsView } from './admin/endpoints-view.ts';
+import { channelCredentials, loadMaterial, serverCredentials, watchMaterial, type TlsMaterial } from './security/tls.ts';
 
 export interface RunningSidecar {
   config: MeshConfig;
@@ -44,10 +45,25 @@ export interface RunningSidecar {
 export async function startSidecar(config: MeshConfig, logger = createLogger({ level: config.log.level, service: config.service, instance: config.instance })): Promise<RunningSidecar> {
   const source = `${config.service}.${config.namespace}`;
 
+  // Mutual TLS: certificate files that are set must be usable (ConfigError, exit 1: never a fallback
+  // to plaintext); none set is plaintext, said loudly (tls.required makes it an error in load.ts).
+  const tlsFiles = config.tls.files;
+  let tlsMaterial: TlsMaterial | undefined = tlsFiles ? loadMaterial(tlsFiles, config.tls.trustDomain) : undefined;
+  const tlsMode = tlsMaterial ? 'mutual' as const : 'plaintext' as const;
+  let linkCredentials = tlsMaterial ? channelCredentials(tlsMaterial, config.tls.trustDomain) : undefined;
+  if (tlsMaterial) {
+    logger.info({ tls: 'mutual', identity: tlsMaterial.identity.uri, notAfter: tlsMaterial.notAfter.toISOString() }, `mutual TLS on: this sidecar is ${tlsMaterial.identity.uri}`);
+    if (tlsMaterial.identity.name !== config.service || tlsMaterial.identity.namespace !== config.namespace) {
+      logger.warn({ code: 'TLS_IDENTITY_MISMATCH', identity: tlsMaterial.identity.uri }, `this sidecar's certificate names ${tlsMaterial.identity.name}.${tlsMaterial.identity.namespace}, not ${source}: peers will see the certificate's name`);
+    }
+  } else {
+    logger.warn({ code: 'TLS_PLAINTEXT' }, 'no tls.cert/tls.key/tls.ca: sidecar-to-sidecar traffic is plaintext and callers are not authenticated (mcp-mesh-source is what the peer claims); see docs/security.md');
+  }
+
   const resolver = createResolver(config, logger);
   // Both ends of every link share one set of settings: who we are, and config `link.*`.
-  const linkSettings = { source, instance: config.instance, logger, ...config.link };
-  const links = new LinkPool(linkSettings);
+  const linkSettings = { source, instance: config.instance, logger, ...config.link, tls: tlsMaterial ? { trustDomain: config.tls.trustDomain } : undefined };
+  const links = new LinkPool({ ...linkSettings, credentials: linkCredentials ? () => linkCredentials! : undefined });
   links.sync(resolver.allAddresses());
   resolver.onChange(() => links.sync(resolver.allAddresses()));
 
@@ -95,6 +111,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   });
   metrics.observeOutbox(() => messaging.counts);
   registerRuntimeMetrics(metrics, { links, services, breakers });
+  metrics.observeTlsMode(() => tlsMode);
 
   const outbound = createOutbound({
     namespace: config.namespace,
@@ -123,10 +140,23 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     metrics: (request, response) => metrics.serve(request, response),
     sessions: () => sessions.snapshot(),
     status: () => liveStats.snapshot(),
-    configDump: () => ({ config: { ...config, mcp: { tokenKey: config.mcp.tokenKey ? '[redacted]' : '[random per sidecar]' } }, policies: policies.dump() }),
+    configDump: () => ({
+      config: { ...config, mcp: { tokenKey: config.mcp.tokenKey ? '[redacted]' : '[random per sidecar]' } },
+      tls: tlsMaterial
+        ? { mode: tlsMode, identity: tlsMaterial.identity.uri, notAfter: tlsMaterial.notAfter.toISOString(), fingerprint: tlsMaterial.fingerprint, trustDomain: config.tls.trustDomain }
+        : { mode: tlsMode },
+      policies: policies.dump(),
+    }),
   }, logger);
 
-  const inboundPort = await inbound.listen(config.listen.inbound.host, config.listen.inbound.port);
+  const inboundPort = await inbound.listen(config.listen.inbound.host, config.listen.inbound.port, tlsMaterial ? serverCredentials(tlsMaterial) : undefined);
+  // Rotated certificate files: new connections (accepted, and links that reconnect) use them; open ones go on.
+  const tlsWatcher = tlsFiles && tlsMaterial ? watchMaterial(tlsFiles, config.tls.trustDomain, logger, (next) => {
+    tlsMaterial = next;
+    linkCredentials = channelCredentials(next, config.tls.trustDomain);
+    inbound.setCredentials(serverCredentials(next));
+    logger.info({ code: 'TLS_RELOADED', identity: next.identity.uri, notAfter: next.notAfter.toISOString(), fingerprint: next.fingerprint }, 'certificates reloaded: new connections use them');
+  }, tlsMaterial) : undefined;
   await outbound.app.listen({ host: config.listen.outbound.host, port: config.listen.outbound.port });
   await admin.listen({ host: config.listen.admin.host, port: config.listen.admin.port });
   const ports = {
@@ -145,7 +175,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     ready = true;
     if (config.discovery.mode !== 'static') logger.info({ mode: config.discovery.mode }, 'discovery ready');
   });
-  logger.info({ ports, mode: 'plaintext' }, `sidecar ${source} listening: outbound ${formatHostPort({ host: config.listen.outbound.host, port: ports.outbound })}, inbound ${formatHostPort({ host: config.listen.inbound.host, port: ports.inbound })}, admin ${formatHostPort({ host: config.listen.admin.host, port: ports.admin })}`);
+  logger.info({ ports, mode: tlsMode }, `sidecar ${source} listening: outbound ${formatHostPort({ host: config.listen.outbound.host, port: ports.outbound })}, inbound ${formatHostPort({ host: config.listen.inbound.host, port: ports.inbound })}, admin ${formatHostPort({ host: config.listen.admin.host, port: ports.admin })}`);
 
   const shutdown = () => {
     stopping ??= (async () => {
@@ -155,6 +185,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
       logger.info({ graceMs, waitForApp: config.shutdown.waitForApp }, 'shutting down: draining');
       ready = false;
       watcher?.close();
+      tlsWatcher?.close();
       resolver.close();
       policies.close();
       // Peers first: told DRAIN, they send no new calls; the calls in flight finish within the grace.

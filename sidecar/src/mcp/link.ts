@@ -12,8 +12,12 @@ import { CAPABILITIES, channelOptions, type LinkEndSettings, LINK_METHOD, PROTOC
 export interface LinkOptions extends LinkEndSettings {
   reconnectBaseMs: number;
   reconnectMaxMs: number;
-  /** Channel credentials; plaintext unless TLS is configured. */
-  credentials?: grpc.ChannelCredentials;
+  /**
+   * Channel credentials; plaintext unless TLS is configured. A function is asked again each time
+   * the link (re)connects: when it returns other credentials (rotated certificates), the link gets
+   * a new channel (security/tls.ts, docs/security.md).
+   */
+  credentials?: grpc.ChannelCredentials | (() => grpc.ChannelCredentials);
 }
 
 /**
@@ -33,7 +37,8 @@ interface PendingCall {
 export class PeerLink extends EventEmitter {
   readonly address: string;
   readonly #options: LinkOptions;
-  readonly #client: grpc.Client;
+  #client: grpc.Client;
+  #clientCredentials: grpc.ChannelCredentials;
   #state: LinkState = 'connecting';
   #stream: grpc.ClientDuplexStream<Batch, Batch> | undefined;
   #batcher: Batcher | undefined;
@@ -53,8 +58,8 @@ export class PeerLink extends EventEmitter {
     this.address = address;
     this.#options = options;
     this.#capabilities = new Set(options.capabilities ?? CAPABILITIES);
-    this.#client = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure(),
-      channelOptions(options.reconnectBaseMs, options.reconnectMaxMs));
+    this.#clientCredentials = this.#credentials();
+    this.#client = this.#newClient();
     this.#open();
   }
 
@@ -172,8 +177,26 @@ export class PeerLink extends EventEmitter {
 
   // ---- connection lifecycle ----
 
+  #credentials(): grpc.ChannelCredentials {
+    const credentials = this.#options.credentials;
+    return typeof credentials === 'function' ? credentials() : credentials ?? grpc.credentials.createInsecure();
+  }
+
+  #newClient(): grpc.Client {
+    return new grpc.Client(this.address, this.#clientCredentials, channelOptions(this.#options.reconnectBaseMs, this.#options.reconnectMaxMs));
+  }
+
   #open(): void {
     this.#setState('connecting');
+    const credentials = this.#credentials();
+    if (credentials !== this.#clientCredentials) {
+      // Rotated certificates: a new channel (a new connection, handshaken with them). The old
+      // channel is closed; Stream calls still running on it finish on its connection.
+      const old = this.#client;
+      this.#clientCredentials = credentials;
+      this.#client = this.#newClient();
+      old.close();
+    }
     const stream = this.#client.makeBidiStreamRequest(LINK_METHOD, encodeBatch, decodeBatch, new grpc.Metadata());
     this.#stream = stream;
     const hello: Envelope = {

@@ -9,6 +9,7 @@ import { Batcher } from './batcher.ts';
 import { asBuffer, Compression, decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
 import { compressionCapability, compressPayload, decompressPayload } from './compression.ts';
 import { newMessageId } from './ids.ts';
+import { peerSource } from '../security/tls.ts';
 import { CAPABILITIES, type LinkEndSettings, LINK_METHOD, MAX_MESSAGE_BYTES, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
 
 /** A response: the head (status, headers, inline payload) and, when streamed, the body. */
@@ -49,6 +50,8 @@ export class MeshServer {
   #inFlight = 0;
   #listener: Server | undefined;
   #injector: ReturnType<grpc.Server['createConnectionInjector']> | undefined;
+  /** Injectors of earlier credentials: their connections live on until they end (see setCredentials). */
+  readonly #oldInjectors: ReturnType<grpc.Server['createConnectionInjector']>[] = [];
   #draining = false;
   #idleWaiters: (() => void)[] = [];
 
@@ -71,15 +74,26 @@ export class MeshServer {
    * response batches back (Nagle) and answers stall for milliseconds under load.
    */
   async listen(host: string, port: number, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
-    const injector = this.#server.createConnectionInjector(credentials);
-    const listener = createServer({ noDelay: true }, (socket) => injector.injectConnection(socket));
+    this.#injector = this.#server.createConnectionInjector(credentials);
+    // Each accepted socket goes to the injector of the credentials current at that moment.
+    const listener = createServer({ noDelay: true }, (socket) => this.#injector!.injectConnection(socket));
     this.#listener = listener;
-    this.#injector = injector;
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject);
       listener.listen(port, host, () => { listener.off('error', reject); resolve(); });
     });
     return (listener.address() as AddressInfo).port;
+  }
+
+  /**
+   * New certificates: connections accepted from now on are handshaken with `credentials`. The
+   * listener stays; connections already open keep their TLS session (and their streams) until they
+   * end — the old injector is only dropped at close().
+   */
+  setCredentials(credentials: grpc.ServerCredentials): void {
+    if (!this.#injector) throw new Error('setCredentials before listen');
+    this.#oldInjectors.push(this.#injector);
+    this.#injector = this.#server.createConnectionInjector(credentials);
   }
 
   get inFlight(): number {
@@ -105,6 +119,7 @@ export class MeshServer {
     for (const link of this.#links) link.close({ flush: true });
     this.#listener?.close();
     this.#injector?.destroy();
+    for (const injector of this.#oldInjectors.splice(0)) injector.destroy();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => { this.#server.forceShutdown(); resolve(); }, 1000);
       this.#server.tryShutdown(() => { clearTimeout(timer); resolve(); });
@@ -121,9 +136,35 @@ export class MeshServer {
     if (this.#inFlight === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
   }
 
+  /**
+   * With mTLS, the peer's verified name, or undefined after refusing the call (UNAUTHENTICATED)
+   * when its certificate carries no usable identity. Without TLS: null (the claimed source stands).
+   */
+  #verifiedSource(call: grpc.ServerDuplexStream<unknown, unknown>): string | null | undefined {
+    const tls = this.#options.tls;
+    if (!tls) return null;
+    const peer = peerSource(call, tls.trustDomain);
+    if (typeof peer === 'string') {
+      this.#options.logger.warn({ code: 'TLS_PEER_REFUSED', peer: call.getPeer() }, `refusing a peer call: ${peer}`);
+      call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: `peer identity refused: ${peer}` });
+      return undefined;
+    }
+    return peer.source;
+  }
+
+  /** Put the verified name in place of the claimed one (a disagreement is logged at debug). */
+  #useVerifiedSource(envelope: Envelope, verified: string | null): void {
+    if (verified === null || envelope.source === verified) return;
+    if (envelope.source) this.#options.logger.debug({ claimed: envelope.source, verified, request: envelope.id }, 'claimed source replaced by the certificate identity');
+    envelope.source = verified;
+  }
+
   #onLink(call: grpc.ServerDuplexStream<Batch, Batch>): void {
+    const verified = this.#verifiedSource(call);
+    if (verified === undefined) return;
     const link = new ServerLink(call, this.#options, {
       onRequest: (request, reply, signal) => {
+        this.#useVerifiedSource(request, verified);
         if (this.#draining) {
           reply(errorEnvelope(request, new MeshError('SHUTTING_DOWN', `${this.#options.source} is draining`)));
           return;
@@ -142,6 +183,8 @@ export class MeshServer {
   }
 
   #onStream(call: grpc.ServerDuplexStream<Frame, Frame>): void {
+    const verified = this.#verifiedSource(call);
+    if (verified === undefined) return;
     const abort = new AbortController();
     let body: Readable | null = null;
     let gotHead = false;
@@ -164,6 +207,7 @@ export class MeshServer {
         // Streams are never compressed (README.md): compressed bytes must not reach the app as a body.
         if (frame.head.compression) return fail(new MeshError('PROTOCOL_ERROR', 'a Stream call\'s payload cannot be compressed'));
         const head = frame.head;
+        this.#useVerifiedSource(head, verified);
         const pullId = head.http?.bodyStreamId;
         if (pullId) {
           const parked = this.#handler.pull(pullId);

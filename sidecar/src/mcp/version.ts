@@ -25,6 +25,11 @@ export interface LinkEndSettings {
   heartbeatIntervalMs: number;
   unhealthyAfterMs: number;
   logger: Logger;
+  /**
+   * Mutual TLS is on: the inbound end takes a peer's name ("service.namespace") from its verified
+   * certificate's SPIFFE ID in this trust domain, never from what the peer claims (security/tls.ts).
+   */
+  tls?: { trustDomain: string } | undefined;
   /** What this end announces in HELLO (and so may use); CAPABILITIES unless set (tests play older peers). */
   capabilities?: readonly string[];
 }

@@ -70,6 +70,8 @@ export class MeshMetrics {
   readonly linkInFlight: ObservableGauge;
   /** Calls waiting, by queue (limiter) and service. */
   readonly queueDepth: ObservableGauge;
+  /** 1 for the sidecar's TLS mode (mode="mutual" or "plaintext"), 0 for the other. */
+  readonly tlsMode: ObservableGauge;
 
   constructor(identity: { service: string; namespace: string; instance: string }) {
     const resource = resourceFromAttributes({ 'service.name': identity.service, 'service.namespace': identity.namespace, 'service.instance.id': identity.instance });
@@ -138,6 +140,17 @@ export class MeshMetrics {
     });
     this.queueDepth = meter.createObservableGauge('mcp_queue_depth', {
       description: 'Calls waiting in a queue: queue="limiter" is the concurrency limiter of a called service.',
+    });
+    this.tlsMode = meter.createObservableGauge('mcp_tls_mode', {
+      description: 'Transport security of sidecar-to-sidecar traffic: 1 for the current mode (mutual or plaintext), 0 for the other.',
+    });
+  }
+
+  /** Report the TLS mode whenever metrics are read. */
+  observeTlsMode(mode: () => 'mutual' | 'plaintext'): void {
+    this.tlsMode.addCallback((result) => {
+      const current = mode();
+      for (const m of ['mutual', 'plaintext'] as const) result.observe(m === current ? 1 : 0, { mode: m });
     });
   }
 
