@@ -119,6 +119,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     maxHeaderBytes: config.limits.maxHeaderBytes, headerTimeoutMs: config.limits.headerTimeoutMs,
     logger, pipeline, isKnownService: (service, namespace) => resolver.endpoints(service, namespace) !== undefined,
     async: { messaging, maxMessageBytes: config.storage.maxMessageBytes },
+    egress: { allow: config.egress.allow, policy: () => policies.defaults, observer },
   });
 
   const forwarder = new AppForwarder({

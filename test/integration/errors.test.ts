@@ -69,8 +69,10 @@ describe('mesh errors', { timeout: 60_000 }, () => {
     assert.match(error.message, /not valid HTTP/);
   });
 
-  test('an IP address as Host is not a mesh service name: 404 UNKNOWN_SERVICE', async () => {
-    await assertMeshError(await call('10.1.2.3:8080', '/x'), 404, 'UNKNOWN_SERVICE');
+  test('an IP address (or any name outside the mesh) as Host: 403 EGRESS_NOT_ALLOWED, saying how to allow it', async () => {
+    const error = await assertMeshError(await call('10.1.2.3:8080', '/x'), 403, 'EGRESS_NOT_ALLOWED');
+    assert.match(error.message, /egress\.allow/);
+    await assertMeshError(await call('api.partner.example', '/x'), 403, 'EGRESS_NOT_ALLOWED');
   });
 
   test('a request that names no service (HTTP/1.0, no Host): 400 BAD_REQUEST', async () => {

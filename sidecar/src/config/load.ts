@@ -65,6 +65,8 @@ export interface MeshConfig {
   };
   /** `waitForApp`: on SIGTERM the outbound listener serves the app until its port closes (or `graceMs` passes). */
   shutdown: { graceMs: number; waitForApp: boolean };
+  /** Hosts outside the mesh the app may reach (names, `*.domain`, `*`). */
+  egress: { allow: readonly string[] };
   /** Durable storage of async messages; `dir` is absolute. */
   storage: { dir: string; maxBytes: number; maxMessageBytes: number; retentionMs: number; dedupWindowMs: number; deliveryConcurrency: number };
   log: { level: string };
@@ -170,6 +172,7 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
       reconnectMaxMs: toMs(input.link.reconnectMax),
     },
     shutdown: { graceMs: toMs(input.shutdown.grace), waitForApp: input.shutdown.waitForApp },
+    egress: { allow: [...input.egress.allow] },
     storage: {
       // A relative dir is taken from the working directory (like the policy paths from the config file's folder would
       // be surprising for a data volume given by MESH_DATA_DIR).

@@ -103,6 +103,11 @@ export const MeshConfigSchema = Type.Object({
       description: 'a secret of at least 32 characters, the same in every sidecar of the mesh',
     })),
   }, 'MCP session affinity'),
+  egress: strictObject({
+    allow: Type.Array(Type.String({ pattern: '^(\\*|(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$' }), {
+      default: [], description: 'hosts outside the mesh the app may reach through the sidecar: names, *.domain, or * for any',
+    }),
+  }, 'calls to hosts outside the mesh'),
   storage: strictObject({
     dir: Type.Optional(Type.String({
       minLength: 1,

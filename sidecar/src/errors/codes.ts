@@ -36,6 +36,7 @@ export const ERROR_CODES = {
   DEADLINE_EXCEEDED: { status: 504, summary: 'The call did not complete before its deadline; it was abandoned on both sides.' },
   STREAM_IDLE_TIMEOUT: { status: 504, summary: 'A streamed body sent nothing for longer than timeouts.streamIdle.' },
   CLIENT_CLOSED: { status: 499, summary: 'The calling app went away before the answer came; the call was cancelled.' },
+  EGRESS_NOT_ALLOWED: { status: 403, summary: 'The host is not a mesh service and the sidecar\'s egress.allow does not list it (or it resolves to a loopback, link-local or metadata address, which egress never reaches).' },
   ACCESS_DENIED: { status: 403, summary: 'The caller may not use this: an admin route that answers only local callers (and, with access rules, a source the rules do not allow).' },
   STORAGE_FULL: { status: 507, summary: 'The data directory is full (or storage.maxBytes is reached): the async message was not accepted. Synchronous calls still work.' },
   STORAGE_UNAVAILABLE: { status: 503, summary: 'The data directory cannot be written (missing, read-only, in use by another sidecar): the async message was not accepted. Synchronous calls still work.' },

@@ -20,6 +20,7 @@ import type { Header } from '../mcp/codec.ts';
 import type { AsyncMessaging } from '../async/messaging.ts';
 import { acceptAsync, callPriority, prefersAsync, registerAsyncRoutes } from './async-api.ts';
 import { registerBatchRoute } from './batch.ts';
+import { allowedBy, forwardEgress, notAllowed, tunnelEgress, type EgressOptions } from './egress.ts';
 import { hostOf, serviceTarget, splitTarget } from './target.ts';
 
 export interface OutboundOptions {
@@ -37,6 +38,8 @@ export interface OutboundOptions {
   isKnownService: (service: string, namespace: string) => boolean;
   /** Async calls, pub/sub and dead letters (async/). */
   async: { messaging: AsyncMessaging; maxMessageBytes: number };
+  /** Calls to hosts outside the mesh (egress.ts). */
+  egress: EgressOptions;
 }
 
 export interface OutboundListener {
@@ -180,7 +183,12 @@ async function proxy(req: IncomingMessage, res: ServerResponse, options: Outboun
   const { authority, path } = splitTarget(req.url!, req.headers.host);
   if (!authority) throw new MeshError('BAD_REQUEST', 'the request names no service: send a Host header or an absolute URL');
   const target = serviceTarget(authority, options.namespace);
-  if (!target) throw new MeshError('UNKNOWN_SERVICE', `"${hostOf(authority)}" is not a mesh service name`, { service: hostOf(authority) });
+  if (!target || !options.isKnownService(target.service, target.namespace)) {
+    // Not a service discovery knows: a host outside the mesh, forwarded only if egress allows it.
+    const entry = allowedBy(hostOf(authority), options.egress.allow);
+    if (entry !== undefined) return forwardEgress(req, res, { authority, path, entry, forwarding: forwardingHeaders(req, authority) }, options.egress);
+    if (!target) throw notAllowed(hostOf(authority));
+  }
   if (prefersAsync(req)) {
     if (!options.isKnownService(target.service, target.namespace)) {
       throw new MeshError('UNKNOWN_SERVICE', `no service "${target.service}" in namespace "${target.namespace}" is known to discovery`, { service: target.service });
@@ -293,6 +301,15 @@ function tunnel(server: Server, req: IncomingMessage, socket: Socket, head: Buff
   // Node drops its own error handler before 'connect': a client resetting now must not crash us.
   socket.on('error', () => socket.destroy());
   const target = serviceTarget(req.url ?? '', options.namespace);
+  const external = !target || !options.isKnownService(target.service, target.namespace) ? allowedBy(hostOf(req.url ?? ''), options.egress.allow) : undefined;
+  if (external !== undefined) {
+    tunnelEgress(socket, head, req.url ?? '').catch((err: unknown) => {
+      const meshError = toMeshError(err);
+      const body = errorBody(meshError);
+      if (socket.writable) socket.end(`HTTP/1.1 ${meshError.status} ${STATUS_CODES[meshError.status] ?? 'Error'}\r\ncontent-type: application/json\r\n${MESH_ERROR_HEADER}: ${meshError.code}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    });
+    return;
+  }
   if (!target || !options.isKnownService(target.service, target.namespace)) {
     const err = new MeshError('UNKNOWN_SERVICE', `CONNECT to "${req.url}" refused: not a known mesh service`, { service: target?.service ?? req.url ?? '' });
     const body = errorBody(err);
