@@ -16,6 +16,7 @@ import { createResolver } from './discovery/create.ts';
 import { StaticResolver } from './discovery/static.ts';
 import { AppForwarder } from './inbound/app-forwarder.ts';
 import { DedupingHandler } from './inbound/dedup.ts';
+import { AccessCheckingHandler } from './inbound/access.ts';
 import { AsyncMessaging } from './async/messaging.ts';
 import { LinkPool } from './mcp/link-pool.ts';
 import { MeshServer } from './mcp/server.ts';
@@ -132,7 +133,13 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     store: () => messaging.store(), logger,
     onDuplicate: (caller) => metrics.asyncDuplicatesDropped.add(1, { source: caller }),
   });
-  const inbound = new MeshServer(inboundHandler, linkSettings);
+  // Access rules first: a caller the policy does not allow never reaches the dedup record or the app.
+  const accessChecked = new AccessCheckingHandler(inboundHandler, {
+    service: config.service, namespace: config.namespace, logger,
+    policy: (request) => policies.resolve(config.service, config.namespace, request),
+    onDenied: (route, caller) => metrics.accessDenied.add(1, { route, source: caller }),
+  });
+  const inbound = new MeshServer(accessChecked, linkSettings);
 
   let ready = false;
   const admin = createAdmin({

@@ -30,6 +30,7 @@ const EXAMPLES: Record<string, string> = {
   mcp: 'mcp.yaml',
   priority: 'async.yaml',
   compression: 'async.yaml',
+  access: 'access.yaml',
   async: 'async.yaml',
   subscriptions: 'async.yaml',
 };

@@ -128,6 +128,8 @@ export const FIELDS: readonly Field[] = [
   field('priority', 'priority'),
   field('compression.algorithm', 'compression.algorithm'),
   field('compression.minBytes', 'compression.minBytes'),
+  field('access.allow', 'access.allow', (v: string[]) => [...v]),
+  field('access.defaultDeny', 'access.defaultDeny'),
   field('async.attempts', 'async.attempts'),
   field('async.backoff.base', 'async.backoffBaseMs', ms),
   field('async.backoff.max', 'async.backoffMaxMs', ms),

@@ -234,6 +234,19 @@ export const SubscriptionSchema = section({
     'competing: one replica of the service receives each event; broadcast: every replica does', 'competing')),
 }, 'a topic the service subscribes to');
 
+/** An allowed calling identity: a service, every service of a namespace, or anyone. */
+const SOURCE = '^(\\*|\\*\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?)$';
+
+export const AccessSchema = section({
+  allow: Type.Optional(Type.Array(text(SOURCE, 'a service (payments, or payments.shop), every service of a namespace (*.shop), or * for anyone',
+    'a calling service that may call'), {
+    uniqueItems: true, default: [],
+    description: 'the calling services allowed; once this lists any, every other caller is refused (403 ACCESS_DENIED). '
+      + 'A caller is the verified identity of its sidecar\'s certificate under mutual TLS, else the service it claims',
+  })),
+  defaultDeny: Type.Optional(boolean('refuse callers not listed in allow even when allow is empty (deny everyone unless allowed)', false)),
+}, 'who may call the service (or route): checked by the called sidecar');
+
 export const PolicySpecSchema = section({
   service: text(DNS_LABEL, DNS_LABEL_WORDS, 'the service the policy applies to, as the app names it (payments)'),
   namespace: Type.Optional(text(DNS_LABEL, DNS_LABEL_WORDS, 'the service\'s namespace; the sidecar\'s own namespace when left out')),
@@ -251,6 +264,7 @@ export const PolicySpecSchema = section({
     'the lane calls to the service take in each link\'s batches and in the async outbox: a high-priority call never waits behind queued '
     + 'lower ones; an app may set it per call with the mcp-mesh-priority header', 'medium')),
   compression: Type.Optional(CompressionSchema),
+  access: Type.Optional(AccessSchema),
   async: Type.Optional(AsyncSchema),
   subscriptions: Type.Optional(Type.Array(SubscriptionSchema, {
     default: [],

@@ -136,6 +136,14 @@ export interface AsyncPolicy {
   attemptTimeoutMs: number;
 }
 
+/** Who may call (checked by the called sidecar, inbound/access.ts). */
+export interface AccessPolicy {
+  /** Allowed callers: "name.namespace", "name" (the called service's namespace), "*.namespace", "*". */
+  allow: readonly string[];
+  /** Refuse callers not allowed even when `allow` is empty. */
+  defaultDeny: boolean;
+}
+
 /** A topic the service subscribes to: events are POSTed to `path` on one replica (competing) or all (broadcast). */
 export interface SubscriptionPolicy {
   topic: string;
@@ -180,6 +188,7 @@ export interface EffectivePolicy {
   mcp: McpPolicy;
   priority: PriorityName;
   compression: CompressionPolicy;
+  access: AccessPolicy;
   async: AsyncPolicy;
   /** Topics this service subscribes to (service-wide policies only). */
   subscriptions: readonly SubscriptionPolicy[];

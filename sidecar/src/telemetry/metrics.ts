@@ -44,6 +44,8 @@ export class MeshMetrics {
   readonly asyncDeliveries: Counter;
   /** Redeliveries this sidecar answered from its record instead of handing them to the app, by calling service. */
   readonly asyncDuplicatesDropped: Counter;
+  /** Calls refused by access rules, by route of this sidecar's service and calling service. */
+  readonly accessDenied: Counter;
   /** Outbox messages by state (queued, delivered, failed, dead); fed by the outbox's last count. */
   readonly outboxMessages: ObservableGauge;
 
@@ -99,6 +101,9 @@ export class MeshMetrics {
     });
     this.asyncDeliveries = meter.createCounter('mcp_async_deliveries', {
       description: 'Ends of delivery attempts of async messages and events, by outcome.',
+    });
+    this.accessDenied = meter.createCounter('mcp_access_denied', {
+      description: 'Calls refused by the access rules of this sidecar\'s service (403 ACCESS_DENIED).',
     });
     this.asyncDuplicatesDropped = meter.createCounter('mcp_async_duplicates_dropped', {
       description: 'Redeliveries answered from the record of received messages instead of reaching the app again.',

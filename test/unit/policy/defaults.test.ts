@@ -40,6 +40,7 @@ const BUILT_IN: EffectivePolicy = {
   mcp: { affinity: true },
   priority: 'medium',
   compression: { algorithm: 'none', minBytes: 1024 },
+  access: { allow: [], defaultDeny: false },
   async: { attempts: 10, backoffBaseMs: 1000, backoffMaxMs: 60000, maxAgeMs: 86400000, attemptTimeoutMs: 30000 },
   subscriptions: [],
 };

@@ -1,0 +1,76 @@
+// Access rules, enforced by the called sidecar before anything reaches its app: the policy of this
+// sidecar's own service (and the route the request matches) says which calling services may call.
+// The caller is the envelope's `source`, which the inbound server sets from the peer's verified
+// certificate under mutual TLS (a claimed one is replaced), and which is the peer's claim otherwise.
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { MeshError } from '../errors/mesh-error.ts';
+import type { Envelope } from '../mcp/codec.ts';
+import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
+import type { AccessPolicy, EffectivePolicy } from '../policy/types.ts';
+
+export interface AccessOptions {
+  /** This sidecar's service and namespace (the called one). */
+  service: string;
+  namespace: string;
+  /** The effective policy of a request to this service. */
+  policy: (request: { method: string; path: string; headers: NonNullable<Envelope['headers']> }) => EffectivePolicy;
+  logger: Logger;
+  /** A call was refused (metrics). */
+  onDenied: (route: string, source: string) => void;
+}
+
+/** Does `source` ("name.namespace") match an allow entry? A bare name means the called service's namespace. */
+export function sourceAllowed(source: string, allow: readonly string[], ownNamespace: string): string | undefined {
+  const [name = '', namespace = ''] = source.split('.');
+  for (const entry of allow) {
+    if (entry === '*') return entry;
+    if (entry.startsWith('*.') ? namespace === entry.slice(2) : entry.includes('.') ? source === entry : (name === entry && namespace === ownNamespace)) return entry;
+  }
+  return undefined;
+}
+
+/** Whether the rules say anything at all: no list and no default deny lets everyone in. */
+function restricts(access: AccessPolicy): boolean {
+  return access.allow.length > 0 || access.defaultDeny;
+}
+
+export class AccessCheckingHandler implements InboundHandler {
+  readonly #next: InboundHandler;
+  readonly #options: AccessOptions;
+
+  constructor(next: InboundHandler, options: AccessOptions) {
+    this.#next = next;
+    this.#options = options;
+  }
+
+  unary(request: Envelope, signal: AbortSignal): Promise<Envelope> {
+    const refused = this.#check(request);
+    return refused ? Promise.reject(refused) : this.#next.unary(request, signal);
+  }
+
+  stream(head: Envelope, body: Readable | Buffer | null, signal: AbortSignal): Promise<InboundResponse> {
+    const refused = this.#check(head);
+    return refused ? Promise.reject(refused) : this.#next.stream(head, body, signal);
+  }
+
+  pull(bodyStreamId: string): AsyncIterable<Uint8Array> | undefined {
+    return this.#next.pull(bodyStreamId); // the answer of a call that was already let in
+  }
+
+  /** The error to answer with, or undefined when the call may go on. */
+  #check(request: Envelope): MeshError | undefined {
+    const policy = this.#options.policy({ method: request.http?.method ?? '', path: request.http?.path ?? '/', headers: request.headers ?? [] });
+    if (!restricts(policy.access)) return undefined;
+    const source = request.source ?? '';
+    const rule = sourceAllowed(source, policy.access.allow, this.#options.namespace);
+    const target = `${this.#options.service}.${this.#options.namespace}`;
+    if (rule !== undefined) {
+      this.#options.logger.debug({ source, target, route: policy.route, rule }, 'access allowed');
+      return undefined;
+    }
+    this.#options.onDenied(policy.route, source);
+    this.#options.logger.debug({ source, target, route: policy.route, allow: policy.access.allow, defaultDeny: policy.access.defaultDeny }, 'access denied: no allow rule matches the caller');
+    return new MeshError('ACCESS_DENIED', `${source || 'an unnamed caller'} may not call ${target} (route ${policy.route}): the access rules allow ${policy.access.allow.length > 0 ? policy.access.allow.join(', ') : 'no one'}`, { service: target });
+  }
+}
