@@ -118,6 +118,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     namespace: config.namespace,
     maxBodyBytes: config.limits.maxBodyBytes, inlineBodyBytes: config.limits.inlineBodyBytes,
     maxHeaderBytes: config.limits.maxHeaderBytes, headerTimeoutMs: config.limits.headerTimeoutMs,
+    onLimit: (limit) => metrics.limitRejections.add(1, { limit }),
     logger, pipeline, isKnownService: (service, namespace) => resolver.endpoints(service, namespace) !== undefined,
     async: { messaging, maxMessageBytes: config.storage.maxMessageBytes },
     egress: { allow: config.egress.allow, policy: () => policies.defaults, observer },

@@ -58,6 +58,13 @@ describe('limits on the outbound listener', { timeout: 60_000 }, () => {
     await stillServing();
   });
 
+  test('each refusal is counted by limit', async () => {
+    const text = await (await request(`http://127.0.0.1:${mesh.caller.ports.admin}/metrics`)).body.text();
+    for (const limit of ['header_size', 'header_timeout', 'malformed']) {
+      assert.match(text, new RegExp(`^mcp_limit_rejections_total\\{limit="${limit}"\\} [1-9]`, 'm'), limit);
+    }
+  });
+
   test('a long call is not cut by the header timeout once its head has arrived', async () => {
     const held = mesh.app.nextHeld();
     const call = request(`${mesh.caller.outboundUrl}/hold/long`, { headers: { host: 'payments' } });

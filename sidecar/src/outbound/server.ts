@@ -31,7 +31,7 @@ export interface OutboundOptions {
   maxHeaderBytes: number;
   headerTimeoutMs: number;
   /** A request refused by a limit before it became a call (metrics). */
-  onLimit?: (limit: 'header_size' | 'header_timeout' | 'malformed') => void;
+  onLimit?: (limit: 'header_size' | 'header_timeout' | 'malformed' | 'body_size') => void;
   logger: Logger;
   pipeline: CallPipeline;
   /** Services discovery knows, for CONNECT (the tunnel is opened only to a known service). */
@@ -66,6 +66,7 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
     });
     proxy(req, res, proxyOptions).catch((err: unknown) => {
       const meshError = toMeshError(err);
+      if (meshError.code === 'BODY_TOO_LARGE') options.onLimit?.('body_size');
       if (!inRequestLog.has(err as object)) logFailure(options.logger, req, res, meshError);
       sendMeshError(res, meshError);
     });

@@ -46,6 +46,8 @@ export class MeshMetrics {
   readonly asyncDuplicatesDropped: Counter;
   /** Calls refused by access rules, by route of this sidecar's service and calling service. */
   readonly accessDenied: Counter;
+  /** Requests refused by a limit before they became calls, by limit. */
+  readonly limitRejections: Counter;
   /** Outbox messages by state (queued, delivered, failed, dead); fed by the outbox's last count. */
   readonly outboxMessages: ObservableGauge;
 
@@ -101,6 +103,9 @@ export class MeshMetrics {
     });
     this.asyncDeliveries = meter.createCounter('mcp_async_deliveries', {
       description: 'Ends of delivery attempts of async messages and events, by outcome.',
+    });
+    this.limitRejections = meter.createCounter('mcp_limit_rejections', {
+      description: 'Requests refused by a limit before they became calls (head size, head timeout, malformed, body size, frame size).',
     });
     this.accessDenied = meter.createCounter('mcp_access_denied', {
       description: 'Calls refused by the access rules of this sidecar\'s service (403 ACCESS_DENIED).',
