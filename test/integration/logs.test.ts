@@ -148,15 +148,15 @@ describe('request logs', { timeout: 60_000 }, () => {
 
   test('a call that never reaches the pipeline (a bad target) is still logged at warn, once', async () => {
     const o = orders.mark();
-    await assertMeshError(await call('a.b.c', '/x?token=s3cr3t-query'), 404, 'UNKNOWN_SERVICE');
-    const line = await orders.waitForLog((l) => l.code === 'UNKNOWN_SERVICE', { since: o });
+    await assertMeshError(await call('a.b.c', '/x?token=s3cr3t-query'), 403, 'EGRESS_NOT_ALLOWED');
+    const line = await orders.waitForLog((l) => l.code === 'EGRESS_NOT_ALLOWED', { since: o });
     assert.equal(line.level, WARN);
     assert.equal(line.direction, 'outbound');
     assert.equal(line.target, 'a.b.c');
     const next = orders.mark();
     await (await call('payments', '/after-bad-target')).body.dump();
     await requestLine(orders, next, (l) => l.path === '/after-bad-target');
-    assert.equal(orders.logs.slice(o).filter((l) => l.code === 'UNKNOWN_SERVICE').length, 1);
+    assert.equal(orders.logs.slice(o).filter((l) => l.code === 'EGRESS_NOT_ALLOWED').length, 1);
   });
 
   test('no credential and no query string anywhere in either sidecar\'s output', async () => {

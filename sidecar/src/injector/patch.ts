@@ -302,6 +302,15 @@ export function sidecarContainer(input: { image: string; mode: SidecarMode; serv
     { name: 'MESH_DISCOVERY_MODE', value: 'kubernetes' },
   ];
   if (settings.policy) env.push({ name: 'MESH_POLICIES', value: PATHS.policies });
+  // The Secret's keys as cert-manager writes them; mutual TLS is then required, never a fallback to plaintext.
+  if (settings.tlsSecret) {
+    env.push(
+      { name: 'MESH_TLS_CERT', value: `${PATHS.tls}/tls.crt` },
+      { name: 'MESH_TLS_KEY', value: `${PATHS.tls}/tls.key` },
+      { name: 'MESH_TLS_CA', value: `${PATHS.tls}/ca.crt` },
+      { name: 'MESH_TLS_REQUIRED', value: 'true' },
+    );
+  }
   if (input.tokenSecret) env.push({ name: 'MESH_MCP_TOKEN_KEY', valueFrom: { secretKeyRef: { name: input.tokenSecret, key: 'tokenKey', optional: true } } });
   const volumeMounts: Record<string, unknown>[] = [
     { name: VOLUMES.data, mountPath: PATHS.data },

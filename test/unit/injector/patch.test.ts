@@ -69,6 +69,12 @@ function expectedSidecar(over: { service: string; appPort: number; native: boole
       { name: 'MESH_DATA_DIR', value: '/var/lib/mcp-mesh' },
       { name: 'MESH_DISCOVERY_MODE', value: 'kubernetes' },
       ...(over.policies ? [{ name: 'MESH_POLICIES', value: '/etc/mcp-mesh/policies' }] : []),
+      ...(over.tls ? [
+        { name: 'MESH_TLS_CERT', value: '/etc/mcp-mesh/tls/tls.crt' },
+        { name: 'MESH_TLS_KEY', value: '/etc/mcp-mesh/tls/tls.key' },
+        { name: 'MESH_TLS_CA', value: '/etc/mcp-mesh/tls/ca.crt' },
+        { name: 'MESH_TLS_REQUIRED', value: 'true' },
+      ] : []),
     ],
     ports: [
       { name: 'mcp-outbound', containerPort: 15001, protocol: 'TCP' },
