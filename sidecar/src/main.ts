@@ -63,7 +63,11 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
 
   const resolver = createResolver(config, logger);
   // Both ends of every link share one set of settings: who we are, and config `link.*`.
-  const linkSettings = { source, instance: config.instance, logger, ...config.link, tls: tlsMaterial ? { trustDomain: config.tls.trustDomain } : undefined };
+  const linkSettings = {
+    source, instance: config.instance, logger, ...config.link, tls: tlsMaterial ? { trustDomain: config.tls.trustDomain } : undefined,
+    maxStreamsPerPeer: config.limits.maxStreamsPerPeer,
+    onLimit: (limit: 'streams_per_peer') => metrics.limitRejections.add(1, { limit }),
+  };
   const links = new LinkPool({ ...linkSettings, credentials: linkCredentials ? () => linkCredentials! : undefined });
   links.sync(resolver.allAddresses());
   resolver.onChange(() => links.sync(resolver.allAddresses()));

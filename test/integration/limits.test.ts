@@ -80,3 +80,32 @@ describe('limits on the outbound listener', { timeout: 60_000 }, () => {
     assert.equal(await response.body.text(), 'long answer');
   });
 });
+
+describe('limits on the inbound listener', { timeout: 60_000 }, () => {
+  let mesh: Mesh;
+  before(async () => {
+    mesh = await startMesh({ calleeExtra: { limits: { maxStreamsPerPeer: 2 } } });
+  });
+  after(async () => { await mesh?.close(); });
+
+  test('a peer over limits.maxStreamsPerPeer: the extra stream is refused with OVERLOADED and counted; the others go on', async () => {
+    const sse = () => request(`${mesh.caller.outboundUrl}/sse`, { headers: { host: 'payments', accept: 'text/event-stream' } });
+    const first = await sse();
+    const second = await sse();
+    const releases = [await mesh.app.nextSse(), await mesh.app.nextSse()];
+    const third = await sse();
+    assert.equal(third.statusCode, 503);
+    assert.equal(third.headers['mcp-mesh-error'], 'OVERLOADED');
+    assert.match(await third.body.text(), /limits\.maxStreamsPerPeer/);
+    for (const release of releases) release();
+    assert.match(await first.body.text(), /data: two/);
+    assert.match(await second.body.text(), /data: two/);
+    const text = await (await request(`http://127.0.0.1:${mesh.callee.ports.admin}/metrics`)).body.text();
+    assert.match(text, /^mcp_limit_rejections_total\{limit="streams_per_peer"\} [1-9]/m);
+    // With the two closed, a new stream is taken again.
+    const fourth = await sse();
+    assert.equal(fourth.statusCode, 200);
+    (await mesh.app.nextSse())();
+    await fourth.body.text();
+  });
+});

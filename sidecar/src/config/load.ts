@@ -58,7 +58,7 @@ export interface MeshConfig {
   discovery: DiscoveryConfig;
   policies: readonly string[];
   timeouts: { connectMs: number; requestMs: number; streamIdleMs: number };
-  limits: { maxBodyBytes: number; inlineBodyBytes: number; maxHeaderBytes: number; headerTimeoutMs: number };
+  limits: { maxBodyBytes: number; inlineBodyBytes: number; maxHeaderBytes: number; headerTimeoutMs: number; maxStreamsPerPeer: number };
   link: {
     batchMaxCount: number; batchMaxBytes: number; lingerMs: number;
     heartbeatIntervalMs: number; unhealthyAfterMs: number; reconnectBaseMs: number; reconnectMaxMs: number;
@@ -161,6 +161,7 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
     limits: {
       maxBodyBytes: input.limits.maxBodyBytes, inlineBodyBytes: input.limits.inlineBodyBytes,
       maxHeaderBytes: input.limits.maxHeaderBytes, headerTimeoutMs: toMs(input.limits.headerTimeout),
+      maxStreamsPerPeer: input.limits.maxStreamsPerPeer,
     },
     link: {
       batchMaxCount: input.link.batchMaxCount,

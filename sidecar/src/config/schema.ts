@@ -82,6 +82,7 @@ export const MeshConfigSchema = Type.Object({
     maxBodyBytes: Type.Integer({ minimum: 0, default: 1073741824, description: '0 means no limit' }),
     inlineBodyBytes: Type.Integer({ minimum: 0, maximum: 4194304, default: 65536 }),
     maxHeaderBytes: Type.Integer({ minimum: 1024, maximum: 1048576, default: 32768, description: 'largest request head (request line and headers) the app may send' }),
+    maxStreamsPerPeer: Type.Integer({ minimum: 1, maximum: 100000, default: 1000, description: 'most streamed calls (SSE, large bodies) one peer sidecar may have open here at once' }),
     headerTimeout: Type.Union([...Duration.anyOf], { description: `how long the app may take to send a whole request head (slow clients); ${Duration.description}`, default: '10s' }),
   }, 'body limits'),
   link: strictObject({

@@ -47,6 +47,8 @@ export class MeshServer {
   readonly #handler: InboundHandler;
   readonly #options: MeshServerOptions;
   readonly #links = new Set<ServerLink>();
+  /** Stream calls open per peer connection (maxStreamsPerPeer). */
+  readonly #streamsByPeer = new Map<string, number>();
   #inFlight = 0;
   #listener: Server | undefined;
   #injector: ReturnType<grpc.Server['createConnectionInjector']> | undefined;
@@ -185,6 +187,21 @@ export class MeshServer {
   #onStream(call: grpc.ServerDuplexStream<Frame, Frame>): void {
     const verified = this.#verifiedSource(call);
     if (verified === undefined) return;
+    // Each stream holds memory and an app connection: one peer gets at most maxStreamsPerPeer at once.
+    const peer = call.getPeer();
+    const open = this.#streamsByPeer.get(peer) ?? 0;
+    const limit = this.#options.maxStreamsPerPeer ?? Infinity;
+    if (open >= limit) {
+      this.#options.onLimit?.('streams_per_peer');
+      call.write({ error: { code: 'OVERLOADED', message: `${open} streams from ${verified || peer} are open, the most one peer may have (limits.maxStreamsPerPeer: ${limit})` } });
+      call.end();
+      return;
+    }
+    this.#streamsByPeer.set(peer, open + 1);
+    call.once('close', () => {
+      const left = (this.#streamsByPeer.get(peer) ?? 1) - 1;
+      if (left > 0) this.#streamsByPeer.set(peer, left); else this.#streamsByPeer.delete(peer);
+    });
     const abort = new AbortController();
     let body: Readable | null = null;
     let gotHead = false;

@@ -32,6 +32,10 @@ export interface LinkEndSettings {
   tls?: { trustDomain: string } | undefined;
   /** What this end announces in HELLO (and so may use); CAPABILITIES unless set (tests play older peers). */
   capabilities?: readonly string[];
+  /** Inbound: most Stream calls (SSE, large bodies) one peer may have open at once; unlimited unless set. */
+  maxStreamsPerPeer?: number;
+  /** Inbound: a call refused by a limit (metrics). */
+  onLimit?: (limit: 'streams_per_peer') => void;
 }
 
 /** gRPC channel options shared by both ends: large enough for a full batch, no hidden retries. */
