@@ -65,7 +65,7 @@ export async function egressAddress(host: string): Promise<string> {
 
 export function notAllowed(host: string): MeshError {
   return new MeshError('EGRESS_NOT_ALLOWED',
-    `"${host}" is not a mesh service, and calls to hosts outside the mesh are refused; to allow it, add it to egress.allow in the sidecar config (MESH_EGRESS_ALLOW), or "*" for any host`);
+    `"${host}" is not a mesh service, and calls to hosts outside the mesh are refused; to allow it, add it to egress.allow in the sidecar config (MESH_EGRESS_ALLOW), or "*" for any host`, { service: host });
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);

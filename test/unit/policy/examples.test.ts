@@ -43,6 +43,13 @@ describe('policies/examples', () => {
     assert.equal(store.dump().files.length, files.length);
   });
 
+  it('load together in any sidecar namespace (documents without one take the sidecar\'s: shop is the examples\' own)', () => {
+    for (const namespace of ['default', 'shop']) {
+      const store = PolicyStore.load([dir], { ...DEFAULTS, namespace }, memoryLogger(), { watch: false });
+      assert.equal(store.dump().files.length, files.length, namespace);
+    }
+  });
+
   it('set every field of the schema between them, and a route', () => {
     const { policies, problems } = readPolicySet([dir]);
     assert.deepEqual(problems, []);
