@@ -236,7 +236,12 @@ export class MeshServer {
           return;
         }
         let appBody: Readable | Buffer | null = null;
-        if (head.http?.bodyFollows) appBody = body = new Readable({ read: () => call.resume() });
+        if (head.http?.bodyFollows) {
+          appBody = body = new Readable({ read: () => call.resume() });
+          // The peer may end the body with an error frame before anyone reads it: that must fail this
+          // call (its reader sees the stream destroyed), never surface as an unhandled 'error'.
+          body.on('error', () => {});
+        }
         else if (head.payload && head.payload.byteLength > 0) appBody = asBuffer(head.payload);
         this.#begin();
         this.#handler.stream(head, appBody, abort.signal)

@@ -387,7 +387,7 @@ describe('MeshServer Stream calls: bugs found by the fuzzer', () => {
     assert.notEqual(outcome, 'hang', `frames ${[HEAD(), END, UNDECODABLE].map(hex).join(' ')}`);
   });
 
-  it('an error frame for a body the app has not read does not crash the process', { skip: 'BUG: body.destroy(MeshError.fromWire(frame.error)) emits an unhandled \'error\' (uncaughtException)' }, async () => {
+  it('an error frame for a body the app has not read does not crash the process', async () => {
     const { uncaught } = await run(false, [HEAD(), ERROR()]);
     assert.deepEqual(uncaught.map(String), [], `frames ${[HEAD(), ERROR()].map(hex).join(' ')}`);
   });
