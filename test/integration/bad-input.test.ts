@@ -7,8 +7,12 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
+import { OwnerTokens } from '../../sidecar/src/affinity/token.ts';
 import { startTestApp, type TestApp } from '../helpers/apps.ts';
+import { fuzzSeed, Rng } from '../helpers/fuzz.ts';
 import { SidecarProcess, sidecarConfig } from '../helpers/sidecar-process.ts';
+
+const TOKEN_KEY = 'bad-input-test-key-0123456789abcdef';
 
 /** How long a case may take to be answered or closed; a case that takes longer has hung the connection. */
 const CASE_MS = 5000;
@@ -57,7 +61,7 @@ describe('bad input from the app (outbound listener)', { timeout: 120_000 }, () 
   before(async () => {
     app = await startTestApp();
     payments = await SidecarProcess.start({ config: sidecarConfig({ service: 'payments', appPort: app.port }) });
-    orders = await SidecarProcess.start({ config: sidecarConfig({ service: 'orders', appPort: 1, peers: { payments: [payments.inboundAddress] } }) });
+    orders = await SidecarProcess.start({ config: sidecarConfig({ service: 'orders', appPort: 1, peers: { payments: [payments.inboundAddress] }, extra: { mcp: { tokenKey: TOKEN_KEY } } }) });
     await orders.waitForLog((l) => l.msg === 'link ready' && l.peer === payments.inboundAddress);
   });
   after(async () => {
@@ -194,6 +198,68 @@ describe('bad input from the app (outbound listener)', { timeout: 120_000 }, () 
   test('absolute-form naming no host gets a coded BAD_REQUEST', { skip: 'BUG: `GET http:///x` is answered 400 with no mcp-mesh-error header and an empty body' }, async () => {
     const x = await exchange(orders.ports.outbound, 'GET http:///x HTTP/1.1\r\nConnection: close\r\n\r\n');
     assert.deepEqual(x.codes, ['BAD_REQUEST'], JSON.stringify(x.text));
+  });
+
+  test('tampered MCP session owner tokens (bit flips, truncation, foreign key, swapped parts): 404 SESSION_TOKEN_INVALID, and the app sees none', async () => {
+    const seed = fuzzSeed(0x70ce4);
+    const rng = new Rng(seed);
+    const tokens = new OwnerTokens(TOKEN_KEY);
+    const foreign = new OwnerTokens('some-other-mesh-key-0123456789abcdef');
+    const genuine = tokens.wrap({ address: payments.inboundAddress, sessionId: 'session-1' });
+    const send = (path: string, sessionHeader?: string) => request(`${orders.outboundUrl}${path}`, {
+      method: 'POST', body: '{}', headers: { host: 'payments', 'content-type': 'application/json', ...(sessionHeader === undefined ? {} : { 'mcp-session-id': sessionHeader }) },
+    });
+    // The genuine token routes (the control: these tests can pass a token through).
+    const ok = await send('/token/genuine', genuine);
+    const okBody = await ok.body.text();
+    assert.equal(ok.statusCode, 200, okBody);
+    assert.ok(okBody.includes('session-1'), 'the app gets its own session id back, unwrapped');
+
+    const [prefix, address, session, mac] = genuine.split('.') as [string, string, string, string];
+    const flipBit = (part: string): string => {
+      const bytes = Buffer.from(part, 'base64url');
+      if (bytes.length === 0) return `${part}A`;
+      bytes[rng.int(bytes.length)]! ^= 1 << rng.int(8);
+      return bytes.toString('base64url');
+    };
+    const forgeries = new Set<string>();
+    const kinds: Record<string, number> = {};
+    const add = (kind: string, token: string) => { if (token !== genuine && OwnerTokens.looksLikeToken(token) && !forgeries.has(token)) { forgeries.add(token); kinds[kind] = (kinds[kind] ?? 0) + 1; } };
+    for (let i = 0; i < 60; i++) {
+      const which = rng.int(3);
+      const parts = [address, session, mac];
+      parts[which] = flipBit(parts[which]!);
+      add('bit flip in a decoded part', [prefix, ...parts].join('.'));
+    }
+    for (let i = 0; i < 40; i++) {
+      // A printable character changed anywhere after the prefix (header-safe, not necessarily base64url).
+      const at = 4 + rng.int(genuine.length - 4);
+      const c = String.fromCharCode(0x21 + rng.int(0x5e));
+      add('character changed', genuine.slice(0, at) + c + genuine.slice(at + 1));
+    }
+    for (let i = 0; i < 40; i++) add('truncated', genuine.slice(0, 4 + rng.int(genuine.length - 4)));
+    add('extra part', `${genuine}.AAAA`);
+    add('mac dropped', `${prefix}.${address}.${session}`);
+    add('empty mac', `${prefix}.${address}.${session}.`);
+    add('foreign key', foreign.wrap({ address: payments.inboundAddress, sessionId: 'session-1' }));
+    add('foreign key, other session', foreign.wrap({ address: payments.inboundAddress, sessionId: `s-${rng.int(1e9)}` }));
+    add('owner swapped, old mac', `${prefix}.${Buffer.from('127.0.0.1:1').toString('base64url')}.${session}.${mac}`);
+    add('session swapped, old mac', `${prefix}.${address}.${Buffer.from('session-2').toString('base64url')}.${mac}`);
+    add('mac of another token', `${prefix}.${address}.${session}.${tokens.wrap({ address: payments.inboundAddress, sessionId: 'session-2' }).split('.')[3]}`);
+
+    const before = app.count('/token');
+    const failures: string[] = [];
+    for (const forged of forgeries) {
+      const inQuery = rng.chance(0.25);
+      const response = inQuery ? await send(`/token/x?sessionId=${encodeURIComponent(forged)}`) : await send('/token/x', forged);
+      const body = await response.body.text();
+      const code = response.headers['mcp-mesh-error'];
+      if (response.statusCode !== 404 || code !== 'SESSION_TOKEN_INVALID') failures.push(`${inQuery ? 'query' : 'header'} ${JSON.stringify(forged)}: ${response.statusCode} ${String(code)} ${body.slice(0, 120)}`);
+    }
+    assert.deepEqual(failures, [], `seed ${seed}: every forged token is refused`);
+    assert.equal(app.count('/token') - before, 0, 'no forged token reached the app');
+    console.log(`# tokens: seed ${seed}, ${forgeries.size} forgeries refused: ${JSON.stringify(kinds)}`);
+    await stillServes('forged tokens');
   });
 
   test('the sidecar is still up, and stops cleanly', async () => {
