@@ -168,7 +168,16 @@ function refuseClient(err: NodeJS.ErrnoException, socket: Socket, options: Outbo
       : [new MeshError('BAD_REQUEST', `malformed HTTP request: ${err.code ?? err.message}`), 'malformed' as const];
   options.onLimit?.(limit);
   options.logger.debug({ code: meshError.code, reason: err.code }, meshError.message);
-  if (socket.writable && !(socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+  // A response still being written for a request that arrived whole (the bad bytes came after it, on
+  // the same connection) is let finish first; only then is the connection closed. A request whose own
+  // body was malformed cannot be answered: its connection closes at once.
+  const inProgress = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (inProgress && !inProgress.writableFinished && inProgress.req.complete) {
+    inProgress.once('finish', () => socket.destroy());
+    inProgress.once('close', () => socket.destroy());
+    return;
+  }
+  if (socket.writable) {
     const body = errorBody(meshError);
     socket.write(`HTTP/1.1 ${meshError.status} ${STATUS_CODES[meshError.status] ?? 'Error'}\r\ncontent-type: application/json\r\n${MESH_ERROR_HEADER}: ${meshError.code}\r\n`
       + `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
