@@ -3,18 +3,10 @@
 // MCP batches and frames to mutate. Every failure message should quote the seed and the case's bytes.
 import { Compression, encodeBatch, encodeFrame, MessageType, Priority, type Envelope, type Frame } from '../../sidecar/src/mcp/codec.ts';
 import { compressPayload } from '../../sidecar/src/mcp/compression.ts';
+import { seededRandom } from '../unit/balancer/seeded-random.ts';
 
-/** mulberry32: 32-bit state, good enough for test inputs, identical on every platform. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: 32-bit state, good enough for test inputs, identical on every platform (shared with the balancer tests). */
+export const mulberry32 = seededRandom;
 
 export class Rng {
   readonly seed: number;
