@@ -98,6 +98,8 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
       const server = createServer({
         keepAliveTimeout: 65_000,
         maxHeaderSize: options.maxHeaderBytes,
+        // A request without Host is answered by proxy() with a coded BAD_REQUEST, not Node's bare 400.
+        requireHostHeader: false,
         // Only the head is timed (slowloris); bodies and streams may take as long as the call does.
         headersTimeout: options.headerTimeoutMs,
         requestTimeout: 0,
@@ -185,6 +187,9 @@ function refuseClient(err: NodeJS.ErrnoException, socket: Socket, options: Outbo
   socket.destroy();
 }
 
+/** host or [IPv6], then an optional port: what a request may name as its target. */
+const WELL_FORMED_AUTHORITY = /^(\[[0-9A-Fa-f:.]+\]|[^\s[\]/@:]+)(:[0-9]{1,5})?$/;
+
 function isForMeshApi(req: IncomingMessage, ownAuthorities: Set<string>): boolean {
   return req.url!.startsWith('/') && ownAuthorities.has(req.headers.host ?? '');
 }
@@ -192,6 +197,7 @@ function isForMeshApi(req: IncomingMessage, ownAuthorities: Set<string>): boolea
 async function proxy(req: IncomingMessage, res: ServerResponse, options: OutboundOptions): Promise<void> {
   const { authority, path } = splitTarget(req.url!, req.headers.host);
   if (!authority) throw new MeshError('BAD_REQUEST', 'the request names no service: send a Host header or an absolute URL');
+  if (!WELL_FORMED_AUTHORITY.test(authority)) throw new MeshError('BAD_REQUEST', `"${authority}" is not a host[:port]`);
   const target = serviceTarget(authority, options.namespace);
   if (!target || !options.isKnownService(target.service, target.namespace)) {
     // Not a service discovery knows: a host outside the mesh, forwarded only if egress allows it.
