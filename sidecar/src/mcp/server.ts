@@ -29,15 +29,40 @@ export interface InboundHandler {
 
 export type MeshServerOptions = LinkEndSettings;
 
+/**
+ * A request message that failed to decode. grpc-js (1.14), when its own deserializer throws, sends
+ * INTERNAL straight on the HTTP/2 stream and ends it, behind the back of the call object: nothing
+ * tells the handler, whose next write (an answer already under way, an ERROR envelope) then hits an
+ * ended HTTP/2 stream, errors it before it can send its trailers, and the call never gets a status
+ * (server-interceptors.js, BaseServerInterceptingCall.sendMessage does not check that a status went
+ * out). So we decode leniently and end the call ourselves, in order with our own writes.
+ */
+class Undecodable {
+  readonly reason: unknown;
+  constructor(reason: unknown) { this.reason = reason; }
+}
+
+function lenient<T>(decode: (bytes: Buffer) => T): (bytes: Buffer) => T {
+  return (bytes) => {
+    try { return decode(bytes); } catch (err) { return new Undecodable(err) as unknown as T; }
+  };
+}
+
+/** The status grpc-js itself would have sent, through the call, so it follows what we wrote. */
+function endUndecodable(call: grpc.ServerDuplexStream<unknown, unknown>): void {
+  if (call.writableEnded) return; // our own answer is out: the call ends with it
+  call.emit('error', { code: grpc.status.INTERNAL, details: 'Error deserializing request' });
+}
+
 const SERVICE: grpc.ServiceDefinition = {
   Link: {
     path: LINK_METHOD, requestStream: true, responseStream: true, originalName: 'link',
-    requestSerialize: encodeBatch, requestDeserialize: decodeBatch,
+    requestSerialize: encodeBatch, requestDeserialize: lenient(decodeBatch),
     responseSerialize: encodeBatch, responseDeserialize: decodeBatch,
   },
   Stream: {
     path: STREAM_METHOD, requestStream: true, responseStream: true, originalName: 'stream',
-    requestSerialize: encodeFrame, requestDeserialize: decodeFrame,
+    requestSerialize: encodeFrame, requestDeserialize: lenient(decodeFrame),
     responseSerialize: encodeFrame, responseDeserialize: decodeFrame,
   },
 };
@@ -211,12 +236,20 @@ export class MeshServer {
       finished = true;
       abort.abort(err);
       body?.destroy(err);
+      if (call.writableEnded) return; // ended already (an undecodable frame): nothing more goes out
       call.write({ error: { code: err.code, message: err.message } });
       call.end();
     };
     call.on('cancelled', () => { abort.abort(new MeshError('CLIENT_CLOSED', 'caller cancelled the stream')); body?.destroy(); });
     call.on('error', (err) => { abort.abort(toMeshError(err, 'PROTOCOL_ERROR')); body?.destroy(); });
     call.on('data', (frame: Frame) => {
+      if (frame instanceof Undecodable) {
+        if (finished) return;
+        finished = true;
+        endUndecodable(call); // its 'error' aborts the app's call and fails the body
+        return;
+      }
+      if (call.writableEnded) return; // the call is over: what the peer still sends goes nowhere
       if (!gotHead) {
         gotHead = true;
         if (!frame.head) return fail(new MeshError('PROTOCOL_ERROR', 'a Stream call must start with a head frame'));
@@ -246,6 +279,7 @@ export class MeshServer {
         this.#begin();
         this.#handler.stream(head, appBody, abort.signal)
           .then(async (response) => {
+            if (finished || call.writableEnded) return; // ended meanwhile (an undecodable frame)
             call.write({ head: response.head });
             if (response.body) await pipeBody(call, response.body, abort.signal);
             else { call.write({ end: {} }); call.end(); }
@@ -378,6 +412,12 @@ class ServerLink {
 
   #onBatch(batch: Batch): void {
     this.#lastReceived = Date.now();
+    if (this.#closed) return; // answered and ending: nothing the peer sends now counts
+    if (batch instanceof Undecodable) {
+      endUndecodable(this.#call); // before close(): its status is INTERNAL, with no ERROR envelope
+      this.close();
+      return;
+    }
     for (const envelope of batch.envelopes) {
       if (!this.#helloDone && envelope.type !== MessageType.HELLO) return this.#reject('PROTOCOL_ERROR', 'the first envelope on a link must be HELLO');
       switch (envelope.type) {
