@@ -66,7 +66,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   const linkSettings = {
     source, instance: config.instance, logger, ...config.link, tls: tlsMaterial ? { trustDomain: config.tls.trustDomain } : undefined,
     maxStreamsPerPeer: config.limits.maxStreamsPerPeer,
-    onLimit: (limit: 'streams_per_peer') => metrics.limitRejections.add(1, { limit }),
+    onLimit: (limit: 'streams_per_peer' | 'frame_size') => metrics.limitRejections.add(1, { limit }),
   };
   const links = new LinkPool({ ...linkSettings, credentials: linkCredentials ? () => linkCredentials! : undefined });
   links.sync(resolver.allAddresses());

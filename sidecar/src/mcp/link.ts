@@ -7,7 +7,7 @@ import { Batcher } from './batcher.ts';
 import { Compression, decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
 import { compressionCode, compressPayload, decompressPayload, type CompressionSetting } from './compression.ts';
 import { newMessageId } from './ids.ts';
-import { CAPABILITIES, channelOptions, type LinkEndSettings, LINK_METHOD, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
+import { CAPABILITIES, channelOptions, type LinkEndSettings, LINK_METHOD, MAX_MESSAGE_BYTES, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
 
 export interface LinkOptions extends LinkEndSettings {
   reconnectBaseMs: number;
@@ -32,6 +32,18 @@ interface PendingCall {
   sent: boolean;
   /** Told how many envelopes shared the batch the request left in (telemetry). */
   onSent: ((batchSize: number) => void) | undefined;
+}
+
+/** Most bytes one envelope may take: gRPC's message limit, less room for the batch around it. */
+export const MAX_ENVELOPE_BYTES = MAX_MESSAGE_BYTES - 64 * 1024;
+
+/** The envelope's approximate size when it could be near the limit, else undefined (cheap on the hot path). */
+function oversized(request: Envelope): number | undefined {
+  const payload = request.payload?.byteLength ?? 0;
+  if (payload + 1024 * 1024 < MAX_ENVELOPE_BYTES) return undefined; // heads are far smaller than 1 MiB
+  let size = payload + 512;
+  for (const h of request.headers ?? []) size += h.name.length + h.value.length + 8;
+  return size > MAX_ENVELOPE_BYTES ? size : undefined;
 }
 
 export class PeerLink extends EventEmitter {
@@ -121,6 +133,12 @@ export class PeerLink extends EventEmitter {
     }
     const batcher = this.#batcher;
     if (signal?.aborted) return Promise.reject(signal.reason instanceof MeshError ? signal.reason : new MeshError('CLIENT_CLOSED', 'call cancelled'));
+    // A message the peer would refuse (gRPC's limit) would break the whole link: refuse this one call instead.
+    const tooLarge = oversized(request);
+    if (tooLarge !== undefined) {
+      this.#options.onLimit?.('frame_size');
+      return Promise.reject(new MeshError('BODY_TOO_LARGE', `the call needs an MCP message of about ${tooLarge} bytes; at most ${MAX_ENVELOPE_BYTES} go between sidecars`));
+    }
     // Only a call that asks for compression pays for it (the default path allocates nothing more).
     if (compression !== undefined && compression.algorithm !== 'none') request = this.#withCompression(request, compression);
     return new Promise<Envelope>((resolve, reject) => {

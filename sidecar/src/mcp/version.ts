@@ -34,8 +34,8 @@ export interface LinkEndSettings {
   capabilities?: readonly string[];
   /** Inbound: most Stream calls (SSE, large bodies) one peer may have open at once; unlimited unless set. */
   maxStreamsPerPeer?: number;
-  /** Inbound: a call refused by a limit (metrics). */
-  onLimit?: (limit: 'streams_per_peer') => void;
+  /** A call refused by a limit (metrics): too many streams from one peer (inbound), a message too large to send (link). */
+  onLimit?: (limit: 'streams_per_peer' | 'frame_size') => void;
 }
 
 /** gRPC channel options shared by both ends: large enough for a full batch, no hidden retries. */
