@@ -164,3 +164,42 @@ describe('TLS at start-up', { timeout: 30_000 }, () => {
     }
   });
 });
+
+describe('mTLS: a rotated client certificate', { timeout: 60_000 }, () => {
+  test('after rotation, the link presents the new certificate on its next connection', async () => {
+    const app = await startTestApp();
+    const certs = makeCertDir(['payments', 'orders']);
+    const started: SidecarProcess[] = [];
+    try {
+      const calleeConfig = (port = 0) => sidecarConfig({ service: 'payments', appPort: app.port, inboundPort: port, extra: { tls: certs.tls('payments', { required: true }), log: { level: 'debug' } } });
+      let callee = await SidecarProcess.start({ config: calleeConfig() });
+      started.push(callee);
+      const port = callee.ports.inbound;
+      const caller = await SidecarProcess.start({
+        config: sidecarConfig({ service: 'orders', appPort: 1, peers: { payments: [callee.inboundAddress] }, extra: { tls: certs.tls('orders'), link: { reconnectBase: '20ms', reconnectMax: '200ms' } } }),
+      });
+      started.push(caller);
+      const fingerprint = () => new X509Certificate(readFileSync(`${certs.dir}/orders.crt`)).fingerprint256;
+      const old = fingerprint();
+      const first = await callee.waitForLog((l) => l.msg === 'link accepted');
+      assert.equal(first.fingerprint, old, 'the caller presents its certificate');
+
+      const mark = caller.mark();
+      certs.issue('orders');
+      const fresh = fingerprint();
+      assert.notEqual(fresh, old);
+      await caller.waitForLog((l) => l.code === 'TLS_RELOADED' && l.fingerprint === fresh, { since: mark });
+      // The next connection (here: the callee restarts on the same port) carries the new certificate.
+      await callee.stop();
+      callee = await SidecarProcess.start({ config: calleeConfig(port) });
+      started.push(callee);
+      const second = await callee.waitForLog((l) => l.msg === 'link accepted', { timeoutMs: 15_000 });
+      assert.equal(second.fingerprint, fresh, 'the reconnected link presents the rotated certificate');
+      assert.equal((await echo(caller)).status, 200);
+    } finally {
+      await Promise.all(started.map((s) => s.stop()));
+      await app.close();
+      certs.remove();
+    }
+  });
+});

@@ -189,6 +189,11 @@ export class MeshServer {
   #onLink(call: grpc.ServerDuplexStream<Batch, Batch>): void {
     const verified = this.#verifiedSource(call);
     if (verified === undefined) return;
+    if (verified !== null) {
+      // Which certificate the peer presented: what an operator checks after rotating certificates.
+      const fingerprint = (call.getAuthContext()?.sslPeerCertificate as { fingerprint256?: string } | undefined)?.fingerprint256;
+      this.#options.logger.debug({ peer: call.getPeer(), source: verified, fingerprint }, 'link accepted');
+    }
     const link = new ServerLink(call, this.#options, {
       onRequest: (request, reply, signal) => {
         this.#useVerifiedSource(request, verified);
