@@ -1,4 +1,5 @@
-import type { ServerResponse } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { ERROR_CODES, type ErrorCodeInfo } from './codes.ts';
 import { MeshError } from './mesh-error.ts';
 
@@ -37,6 +38,19 @@ export function sendMeshError(res: ServerResponse, err: MeshError): void {
     ...(retryAfterOf(err) === undefined ? {} : { 'retry-after': String(retryAfterOf(err)) }),
   });
   res.end(body);
+}
+
+/**
+ * The same answer written on a bare socket, then the connection closed: for the places where no
+ * ServerResponse exists (a CONNECT refused, a request Node's parser gave up on).
+ */
+export function endWithMeshError(socket: Socket, err: MeshError): void {
+  if (socket.writable) {
+    const body = errorBody(err);
+    socket.write(`HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\ncontent-type: application/json\r\n${MESH_ERROR_HEADER}: ${err.code}\r\n`
+      + `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  }
+  socket.end();
 }
 
 function retryAfterOf(err: MeshError): number | undefined {

@@ -2,7 +2,7 @@
 // and the mesh API routes (Host = the sidecar itself); proxied calls are taken off the server before
 // fastify's router (serverFactory), because they need the raw request: absolute-form targets,
 // CONNECT tunnels, exact headers and an unparsed, streaming body.
-import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { pipeline as streamPipeline, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -12,9 +12,8 @@ import { fastifyLogging } from '../telemetry/logger.ts';
 import { levelOf } from '../telemetry/request-log.ts';
 import type { CallPipeline, OutboundCall, RequestBody } from '../call/pipeline.ts';
 import { toMs } from '../config/duration.ts';
-import { ERROR_CODES } from '../errors/codes.ts';
 import { MeshError, toMeshError } from '../errors/mesh-error.ts';
-import { errorBody, MESH_ERROR_HEADER, sendMeshError } from '../errors/respond.ts';
+import { endWithMeshError, errorBody, MESH_ERROR_HEADER, sendMeshError } from '../errors/respond.ts';
 import { endToEndRequestHeaders, toFlat } from '../http/headers.ts';
 import type { Header } from '../mcp/codec.ts';
 import type { AsyncMessaging } from '../async/messaging.ts';
@@ -179,11 +178,7 @@ function refuseClient(err: NodeJS.ErrnoException, socket: Socket, options: Outbo
     inProgress.once('close', () => socket.destroy());
     return;
   }
-  if (socket.writable) {
-    const body = errorBody(meshError);
-    socket.write(`HTTP/1.1 ${meshError.status} ${STATUS_CODES[meshError.status] ?? 'Error'}\r\ncontent-type: application/json\r\n${MESH_ERROR_HEADER}: ${meshError.code}\r\n`
-      + `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-  }
+  endWithMeshError(socket, meshError);
   socket.destroy();
 }
 
@@ -317,19 +312,13 @@ function tunnel(server: Server, req: IncomingMessage, socket: Socket, head: Buff
   // Node drops its own error handler before 'connect': a client resetting now must not crash us.
   socket.on('error', () => socket.destroy());
   const target = serviceTarget(req.url ?? '', options.namespace);
-  const external = !target || !options.isKnownService(target.service, target.namespace) ? allowedBy(hostOf(req.url ?? ''), options.egress.allow) : undefined;
-  if (external !== undefined) {
-    tunnelEgress(socket, head, req.url ?? '').catch((err: unknown) => {
-      const meshError = toMeshError(err);
-      const body = errorBody(meshError);
-      if (socket.writable) socket.end(`HTTP/1.1 ${meshError.status} ${STATUS_CODES[meshError.status] ?? 'Error'}\r\ncontent-type: application/json\r\n${MESH_ERROR_HEADER}: ${meshError.code}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-    });
-    return;
-  }
   if (!target || !options.isKnownService(target.service, target.namespace)) {
-    const err = new MeshError('UNKNOWN_SERVICE', `CONNECT to "${req.url}" refused: not a known mesh service`, { service: target?.service ?? req.url ?? '' });
-    const body = errorBody(err);
-    socket.end(`HTTP/1.1 ${ERROR_CODES.UNKNOWN_SERVICE.status} Not Found\r\ncontent-type: application/json\r\n${MESH_ERROR_HEADER}: ${err.code}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    // Not a mesh service: a host outside the mesh, tunnelled only if egress allows it.
+    if (allowedBy(hostOf(req.url ?? ''), options.egress.allow) !== undefined) {
+      tunnelEgress(socket, head, req.url ?? '').catch((err: unknown) => endWithMeshError(socket, toMeshError(err)));
+      return;
+    }
+    endWithMeshError(socket, new MeshError('UNKNOWN_SERVICE', `CONNECT to "${req.url}" refused: not a known mesh service`, { service: target?.service ?? req.url ?? '' }));
     return;
   }
   socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
