@@ -19,7 +19,7 @@ import type { Subscriber } from '../policy/resolve.ts';
 import type { EffectivePolicy } from '../policy/types.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { openMessageStore } from './store.ts';
-import { STORE_FILE, StorageError, type MessageStore, type MessageSummary, type NewMessage, type PriorityName, type StateCounts, type StoredMessage, type StoredRequest } from './types.ts';
+import { STORE_FILE, toStorageProblem, type StorageError, type MessageStore, type MessageSummary, type NewMessage, type PriorityName, type StateCounts, type StoredMessage, type StoredRequest } from './types.ts';
 
 export interface AsyncMessagingOptions {
   storage: MeshConfig['storage'];
@@ -329,12 +329,6 @@ export class AsyncMessaging {
 function summaryOf(message: NewMessage): MessageSummary {
   const { request: _body, ...rest } = message;
   return { ...rest, seq: 0, state: 'queued', attempts: 0, nextAttemptAt: message.createdAt, updatedAt: message.createdAt };
-}
-
-function toStorageProblem(err: unknown): MeshError {
-  if (err instanceof MeshError) return err;
-  if (err instanceof StorageError) return new MeshError(err.code, err.message, { cause: err });
-  return new MeshError('STORAGE_UNAVAILABLE', `the data directory cannot be used: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
 function rethrow(err: unknown): never {

@@ -1,5 +1,6 @@
 // The durable messages of async calls and pub/sub, as the outbox stores them and the mesh API shows
 // them. Plain data: the store (store.ts) persists it, the dispatcher (dispatcher.ts) moves it along.
+import { MeshError } from '../errors/mesh-error.ts';
 import type { Header } from '../mcp/codec.ts';
 
 /**
@@ -151,4 +152,11 @@ export interface MessageStore {
    */
   onFailure(listener: (err: StorageError) => void): void;
   close(): Promise<void>;
+}
+
+/** Any failure of the store as the coded mesh error a caller answers with (507 or 503). */
+export function toStorageProblem(err: unknown): MeshError {
+  if (err instanceof MeshError) return err;
+  if (err instanceof StorageError) return new MeshError(err.code, err.message, { cause: err });
+  return new MeshError('STORAGE_UNAVAILABLE', `the data directory cannot be used: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }

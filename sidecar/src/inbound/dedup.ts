@@ -17,7 +17,7 @@ import { headerValue } from '../http/headers.ts';
 import { asBuffer, MessageType, type Envelope } from '../mcp/codec.ts';
 import { newMessageId } from '../mcp/ids.ts';
 import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
-import type { MessageStore, SeenRecord, StoredResponse } from '../async/types.ts';
+import { toStorageProblem, type MessageStore, type SeenRecord, type StoredResponse } from '../async/types.ts';
 import { isFinalAnswer } from '../async/outcome.ts';
 
 export interface DedupOptions {
@@ -78,7 +78,7 @@ export class DedupingHandler implements InboundHandler {
   }
 
   async #firstDelivery(store: MessageStore, key: string, request: Envelope, signal: AbortSignal): Promise<Envelope> {
-    const seen = await store.seen(key).catch((err: unknown) => { throw storageProblem(err); });
+    const seen = await store.seen(key).catch((err: unknown) => { throw toStorageProblem(err); });
     if (seen) {
       this.#options.onDuplicate(request.source ?? '');
       this.#options.logger.debug({ messageId: request.messageId, attempt: request.attempt }, 'duplicate delivery answered from the record');
@@ -136,10 +136,4 @@ function recordedAnswer(request: Envelope, response: StoredResponse): Envelope {
 function answerTo(request: Envelope, response: Envelope): Envelope {
   if (response.http?.bodyStreamId) return recordedAnswer(request, storedAnswer(response));
   return { ...response, id: newMessageId(), correlationId: request.id, headers: [...(response.headers ?? []), { name: 'mcp-mesh-duplicate', value: 'true' }] };
-}
-
-function storageProblem(err: unknown): MeshError {
-  if (err instanceof MeshError) return err;
-  const code = (err as { code?: string }).code === 'STORAGE_FULL' ? 'STORAGE_FULL' : 'STORAGE_UNAVAILABLE';
-  return new MeshError(code, `the receiving sidecar cannot read its record of messages: ${(err as Error).message}`);
 }
