@@ -142,6 +142,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   const accessChecked = new AccessCheckingHandler(inboundHandler, {
     service: config.service, namespace: config.namespace, logger,
     policy: (request) => policies.resolve(config.service, config.namespace, request),
+    restricted: () => policies.restrictsAccess(config.service, config.namespace),
     onDenied: (route, caller) => metrics.accessDenied.add(1, { route, source: caller }),
   });
   const inbound = new MeshServer(accessChecked, linkSettings);

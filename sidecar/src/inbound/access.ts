@@ -15,6 +15,8 @@ export interface AccessOptions {
   namespace: string;
   /** The effective policy of a request to this service. */
   policy: (request: { method: string; path: string; headers: NonNullable<Envelope['headers']> }) => EffectivePolicy;
+  /** Whether any policy of this service restricts access; when none does, calls pass without a policy lookup. */
+  restricted?: () => boolean;
   logger: Logger;
   /** A call was refused (metrics). */
   onDenied: (route: string, source: string) => void;
@@ -60,6 +62,7 @@ export class AccessCheckingHandler implements InboundHandler {
 
   /** The error to answer with, or undefined when the call may go on. */
   #check(request: Envelope): MeshError | undefined {
+    if (this.#options.restricted && !this.#options.restricted()) return undefined; // the common case: no rules
     const policy = this.#options.policy({ method: request.http?.method ?? '', path: request.http?.path ?? '/', headers: request.headers ?? [] });
     if (!restricts(policy.access)) return undefined;
     const source = request.source ?? '';

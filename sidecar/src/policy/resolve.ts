@@ -316,6 +316,8 @@ export class PolicyTable {
   readonly #defaultPolicy: EffectivePolicy;
   readonly #services: Map<string, Map<string, ServiceEntry>>;
   readonly #subscribers = new Map<string, Subscriber[]>();
+  /** "service.namespace" of every service one of whose policies (service-wide or route) restricts access. */
+  readonly #guarded = new Set<string>();
 
   constructor(defaults: Layered, services: Map<string, Map<string, ServiceEntry>>) {
     this.#defaults = defaults;
@@ -323,6 +325,8 @@ export class PolicyTable {
     this.#services = services;
     for (const byService of services.values()) {
       for (const entry of byService.values()) {
+        const access = [entry.effective.access, ...entry.routes.map((r) => r.effective.access)];
+        if (access.some((a) => a.allow.length > 0 || a.defaultDeny)) this.#guarded.add(`${entry.service}.${entry.namespace}`);
         for (const { topic, path, delivery } of entry.effective.subscriptions) {
           const list = this.#subscribers.get(topic) ?? [];
           list.push({ service: entry.service, namespace: entry.namespace, path, delivery });
@@ -330,6 +334,11 @@ export class PolicyTable {
         }
       }
     }
+  }
+
+  /** Whether any policy of the service says who may call it (so calls to it need an access check). */
+  restrictsAccess(service: string, namespace: string): boolean {
+    return this.#guarded.has(`${service}.${namespace}`);
   }
 
   /** The services subscribed to `topic` (empty when none). */

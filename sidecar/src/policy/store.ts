@@ -99,6 +99,11 @@ export class PolicyStore {
   }
 
   /** The built-in policy of this sidecar (what a service without any policy gets). */
+  /** Whether any current policy of the service says who may call it. */
+  restrictsAccess(service: string, namespace: string): boolean {
+    return this.#table.restrictsAccess(service, namespace);
+  }
+
   /** The services subscribed to a topic in the current policy set. */
   subscribers(topic: string): readonly Subscriber[] {
     return this.#table.subscribers(topic);

@@ -51,6 +51,21 @@ describe('AccessCheckingHandler', () => {
     assert.deepEqual(denied, ['default intruder.shop', 'refunds orders.shop', 'default intruder.shop']);
   });
 
+  it('the policy table knows which services restrict access; for the others no policy is looked up per call', async () => {
+    assert.equal(table.restrictsAccess('payments', 'shop'), true);
+    assert.equal(table.restrictsAccess('open', 'shop'), false);
+    assert.equal(table.restrictsAccess('unknown', 'shop'), false);
+    let lookups = 0;
+    const quick = new AccessCheckingHandler(app, {
+      service: 'open', namespace: 'shop', logger: pino({ level: 'silent' }),
+      policy: (request) => { lookups++; return table.resolve('open', 'shop', request); },
+      restricted: () => table.restrictsAccess('open', 'shop'),
+      onDenied: () => {},
+    });
+    await quick.unary(request('anyone.else', '/y'), new AbortController().signal);
+    assert.equal(lookups, 0);
+  });
+
   it('a service whose policy says nothing about access lets everyone in', async () => {
     await handler('open').unary(request('anyone.else', '/x'), new AbortController().signal);
     assert.ok(reached.includes('anyone.else /x'));
