@@ -381,8 +381,13 @@ async function balance(ctx: CallContext, tried: ReadonlySet<string>, splitDraw: 
     if (link?.state === 'ready' && healthy && endpoints.some((e) => e.address === preferred)) return link;
   }
   if (endpoints.length === 0) throw new MeshError('NO_HEALTHY_ENDPOINT', `service ${service} has no endpoints`, { service });
-  const ready = endpoints.filter((e) => deps.links.find(e.address)?.state === 'ready');
-  const healthy = ready.filter((e) => !state.outlier.isEjected(e.address) && !deps.breakers.isOpen(service, e.address, policy.circuitBreaker));
+  const ready: Endpoint[] = [];
+  const healthy: Endpoint[] = [];
+  for (const e of endpoints) {
+    if (deps.links.find(e.address)?.state !== 'ready') continue;
+    ready.push(e);
+    if (!state.outlier.isEjected(e.address) && !deps.breakers.isOpen(service, e.address, policy.circuitBreaker)) healthy.push(e);
+  }
   const candidates = healthy.length > 0 ? healthy : ready;
   if (candidates.length === 0) return waitForAnyLink(ctx);
   const selection = selectSubset(candidates, policy, call.headers, () => splitDraw);

@@ -27,9 +27,20 @@ interface Entry {
 
 export class ServiceStates {
   readonly #entries = new Map<string, Entry>();
+  // The state of a (service, policy object) pair, found once: policies are frozen and swapped whole
+  // on reload, so a new policy object finds its state again through the settings keys below.
+  readonly #byPolicy = new WeakMap<EffectivePolicy, Map<string, ServiceState>>();
 
   /** The state of `service` (as "name.namespace") for a call under `policy`. */
   get(service: string, policy: EffectivePolicy): ServiceState {
+    let states = this.#byPolicy.get(policy);
+    if (!states) this.#byPolicy.set(policy, states = new Map());
+    let state = states.get(service);
+    if (!state) states.set(service, state = this.#make(service, policy));
+    return state;
+  }
+
+  #make(service: string, policy: EffectivePolicy): ServiceState {
     let entry = this.#entries.get(service);
     if (!entry) this.#entries.set(service, entry = { outliers: new Map(), limiters: new Map(), balancers: new Map(), budgets: new Map() });
     return {

@@ -256,13 +256,33 @@ async function readBody(req: IncomingMessage, options: OutboundOptions, service:
     req.resume(); // let the client finish sending so it can read the 413
     throw new MeshError('BODY_TOO_LARGE', `request body of ${length} bytes is over the limit of ${options.maxBodyBytes}`, { service });
   }
-  if (length !== undefined && length <= options.inlineBodyBytes) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    return { kind: 'inline', bytes: Buffer.concat(chunks) };
-  }
+  if (length !== undefined && length <= options.inlineBodyBytes) return { kind: 'inline', bytes: await readWhole(req) };
   if (options.maxBodyBytes > 0 && length === undefined) return { kind: 'stream', stream: limitBody(req, options.maxBodyBytes, service) };
   return { kind: 'stream', stream: req };
+}
+
+/**
+ * A small body, read whole. Plain listeners rather than `for await`: an async iterator per request
+ * costs more than the read itself. Fails as the iterator would, with the stream's error.
+ */
+function readWhole(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const onData = (chunk: Buffer) => { chunks.push(chunk); };
+    const done = (err?: Error | null) => {
+      req.off('data', onData);
+      req.off('end', done);
+      req.off('error', done);
+      req.off('close', onClose);
+      if (err) reject(err); else resolve(Buffer.concat(chunks));
+    };
+    const onClose = () => { if (!req.readableEnded) done(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })); };
+    if (req.destroyed) return onClose();
+    req.on('data', onData);
+    req.once('end', done);
+    req.once('error', done);
+    req.once('close', onClose);
+  });
 }
 
 /** A chunked body is counted as it streams; past the limit the call fails with BODY_TOO_LARGE. */

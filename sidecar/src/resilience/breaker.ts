@@ -207,7 +207,9 @@ export interface BreakerOptions {
  * keeps the breaker, so a reload that changes nothing here keeps its state).
  */
 export class BreakerRegistry {
-  readonly #breakers = new Map<string, Breaker>();
+  // settings key → service → the service's breakers. Nested maps, so that finding a call's breakers
+  // (two or three times per try) hashes strings that already exist instead of building a key per call.
+  readonly #breakers = new Map<string, Map<string, ServiceBreakers>>();
   readonly #options: BreakerOptions;
 
   constructor(options: BreakerOptions = {}) {
@@ -216,25 +218,29 @@ export class BreakerRegistry {
 
   /** The service-wide breaker: trips when the service as a whole fails. */
   service(service: string, policy: CircuitBreakerPolicy): Breaker {
-    return this.#get(service, undefined, policy);
+    const group = this.#group(service, policy);
+    return group.service ??= new Breaker(service, undefined, policy, this.#options);
   }
 
   /** One endpoint's breaker: trips on that replica alone, so the balancer can route around it. */
   endpoint(service: string, address: string, policy: CircuitBreakerPolicy): Breaker {
-    return this.#get(service, address, policy);
+    const group = this.#group(service, policy);
+    let breaker = group.endpoints.get(address);
+    if (!breaker) group.endpoints.set(address, breaker = new Breaker(service, address, policy, this.#options));
+    return breaker;
   }
 
   /** True when a call under `policy` would be refused now (open, or half-open with its probe out). */
   isOpen(service: string, address: string | undefined, policy: CircuitBreakerPolicy): boolean {
-    return this.#breakers.get(`${keyOf(service, address)}#${settingsKey(policy)}`)?.refusing ?? false;
+    return this.#find(service, address, policy)?.refusing ?? false;
   }
 
   state(service: string, address: string | undefined, policy: CircuitBreakerPolicy): BreakerState | undefined {
-    return this.#breakers.get(`${keyOf(service, address)}#${settingsKey(policy)}`)?.state;
+    return this.#find(service, address, policy)?.state;
   }
 
   snapshot(): BreakerStats[] {
-    return [...this.#breakers.values()].map((b) => b.stats());
+    return [...this.#all()].map((b) => b.stats());
   }
 
   /**
@@ -244,38 +250,57 @@ export class BreakerRegistry {
    */
   peerRecovered(address: string, services: Iterable<string>): void {
     const recovered = new Set(services);
-    for (const breaker of this.#breakers.values()) {
+    for (const breaker of this.#all()) {
       if (breaker.address === address || (breaker.address === undefined && recovered.has(breaker.service))) breaker.reset();
     }
   }
 
   /** Drop the endpoint breakers of addresses no longer in discovery. */
   retain(liveAddresses: ReadonlySet<string>): void {
-    for (const [key, breaker] of this.#breakers) {
-      if (breaker.address === undefined || liveAddresses.has(breaker.address)) continue;
-      breaker.shutdown();
-      this.#breakers.delete(key);
+    for (const services of this.#breakers.values()) {
+      for (const group of services.values()) {
+        for (const [address, breaker] of group.endpoints) {
+          if (liveAddresses.has(address)) continue;
+          breaker.shutdown();
+          group.endpoints.delete(address);
+        }
+      }
     }
   }
 
   close(): void {
-    for (const breaker of this.#breakers.values()) breaker.shutdown();
+    for (const breaker of this.#all()) breaker.shutdown();
     this.#breakers.clear();
   }
 
   // Keyed by the settings too: a route with breaker settings of its own gets breakers of its own,
   // instead of rebuilding (and so resetting) the service's shared ones each time calls alternate.
-  #get(service: string, address: string | undefined, policy: CircuitBreakerPolicy): Breaker {
-    const key = `${keyOf(service, address)}#${settingsKey(policy)}`;
-    let breaker = this.#breakers.get(key);
-    if (!breaker) {
-      breaker = new Breaker(service, address, policy, this.#options);
-      this.#breakers.set(key, breaker);
+  #group(service: string, policy: CircuitBreakerPolicy): ServiceBreakers {
+    const key = settingsKey(policy);
+    let services = this.#breakers.get(key);
+    if (!services) this.#breakers.set(key, services = new Map());
+    let group = services.get(service);
+    if (!group) services.set(service, group = { service: undefined, endpoints: new Map() });
+    return group;
+  }
+
+  #find(service: string, address: string | undefined, policy: CircuitBreakerPolicy): Breaker | undefined {
+    const group = this.#breakers.get(settingsKey(policy))?.get(service);
+    return address === undefined ? group?.service : group?.endpoints.get(address);
+  }
+
+  *#all(): IterableIterator<Breaker> {
+    for (const services of this.#breakers.values()) {
+      for (const group of services.values()) {
+        if (group.service) yield group.service;
+        yield* group.endpoints.values();
+      }
     }
-    return breaker;
   }
 }
 
-function keyOf(service: string, address: string | undefined): string {
-  return address === undefined ? service : `${service}@${address}`;
+/** The breakers of one service under one group of settings. */
+interface ServiceBreakers {
+  service: Breaker | undefined;
+  endpoints: Map<string, Breaker>;
 }
