@@ -17,7 +17,6 @@
 // operation (tinybench's overriddenDuration), and p99 is the 99th percentile of those batch means.
 //
 //   node bench/micro.ts [--time MS] [--out FILE]
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Bench, type FnReturnedObject } from 'tinybench';
@@ -34,6 +33,7 @@ import { newMessageId } from '../sidecar/src/mcp/ids.ts';
 import { parsePolicyText } from '../sidecar/src/policy/load.ts';
 import { compilePolicies, type PolicyDefaults } from '../sidecar/src/policy/resolve.ts';
 import type { LoadBalancerPolicy, LoadBalancerSettings } from '../sidecar/src/policy/types.ts';
+import { writeSection } from './mcp-section.ts';
 import { machine } from './proc.ts';
 
 /** The micro section of a report file sits between these, so a run replaces just it. */
@@ -259,24 +259,6 @@ function ns(value: number): string {
   if (value < 1000) return `${value < 10 ? value.toFixed(1) : Math.round(value)} ns`;
   if (value < 1e6) return `${(value / 1000).toFixed(value < 1e4 ? 2 : 1)} µs`;
   return `${(value / 1e6).toFixed(2)} ms`;
-}
-
-/**
- * `text` with its section between `begin` and `end` replaced by `section` (which carries the
- * markers); appended when the file has no such section yet.
- */
-export function replaceSection(text: string, section: string, begin: string, end: string): string {
-  const from = text.indexOf(begin);
-  const to = text.indexOf(end, from);
-  if (from < 0 || to < 0) return `${text.trimEnd()}${text.trim() ? '\n\n' : ''}${section}`;
-  const after = text.slice(to + end.length).replace(/^\n/, '');
-  return `${text.slice(0, from)}${section.trimEnd()}\n${after}`;
-}
-
-/** Writes `section` into `file`, replacing only its own section. */
-export function writeSection(file: string, section: string, begin: string, end: string): void {
-  const previous = existsSync(file) ? readFileSync(file, 'utf8') : '';
-  writeFileSync(file, replaceSection(previous, section, begin, end));
 }
 
 async function main(argv: string[]): Promise<number> {
