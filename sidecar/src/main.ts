@@ -17,6 +17,7 @@ import { StaticResolver } from './discovery/static.ts';
 import { AppForwarder } from './inbound/app-forwarder.ts';
 import { DedupingHandler } from './inbound/dedup.ts';
 import { AccessCheckingHandler } from './inbound/access.ts';
+import { SessionLimitingHandler, SessionTable } from './inbound/session-limit.ts';
 import { AsyncMessaging } from './async/messaging.ts';
 import { LinkPool } from './mcp/link-pool.ts';
 import { MeshServer } from './mcp/server.ts';
@@ -133,8 +134,16 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     inlineBodyBytes: config.limits.inlineBodyBytes, connectTimeoutMs: config.timeouts.connectMs,
     parkTimeoutMs: Math.max(10_000, config.timeouts.connectMs * 2), logger, service: source, observer,
   });
+  // MCP sessions the app opens count against limits.maxSessions; next to the app, so answers that
+  // the dedup record gives (never the app's own) do not count again.
+  const sessionTable = new SessionTable(config.limits.maxSessions, config.limits.sessionIdleTimeoutMs);
+  metrics.observeSessionsHeld(() => sessionTable.size);
+  const sessionLimited = new SessionLimitingHandler(forwarder, {
+    table: sessionTable, service: source, logger,
+    onRefused: () => metrics.limitRejections.add(1, { limit: 'sessions' }),
+  });
   // Durable messages from peers pass the dedup record before they reach the app.
-  const inboundHandler = new DedupingHandler(forwarder, {
+  const inboundHandler = new DedupingHandler(sessionLimited, {
     store: () => messaging.store(), logger,
     onDuplicate: (caller) => metrics.asyncDuplicatesDropped.add(1, { source: caller }),
   });

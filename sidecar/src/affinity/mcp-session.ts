@@ -45,8 +45,8 @@ export function routeSession(tokens: OwnerTokens, request: { headers: readonly H
   return owner ? { kind: 'pinned', owner, headers, path } : { kind: 'none' };
 }
 
-/** Where a session parameter's value sits in a path's query string (raw, still URL-encoded). */
-function findSessionParam(path: string): { name: string; value: string; start: number; end: number } | undefined {
+/** Where a session parameter's value sits in a path's query string (the value decoded; start and end of the raw one). */
+export function findSessionParam(path: string): { name: string; value: string; start: number; end: number } | undefined {
   const q = path.indexOf('?');
   if (q < 0) return undefined;
   let start = q + 1;

@@ -58,7 +58,7 @@ export interface MeshConfig {
   discovery: DiscoveryConfig;
   policies: readonly string[];
   timeouts: { connectMs: number; requestMs: number; streamIdleMs: number };
-  limits: { maxBodyBytes: number; inlineBodyBytes: number; maxHeaderBytes: number; headerTimeoutMs: number; maxStreamsPerPeer: number };
+  limits: { maxBodyBytes: number; inlineBodyBytes: number; maxHeaderBytes: number; headerTimeoutMs: number; maxStreamsPerPeer: number; maxSessions: number; sessionIdleTimeoutMs: number };
   link: {
     batchMaxCount: number; batchMaxBytes: number; lingerMs: number;
     heartbeatIntervalMs: number; unhealthyAfterMs: number; reconnectBaseMs: number; reconnectMaxMs: number;
@@ -162,6 +162,7 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
       maxBodyBytes: input.limits.maxBodyBytes, inlineBodyBytes: input.limits.inlineBodyBytes,
       maxHeaderBytes: input.limits.maxHeaderBytes, headerTimeoutMs: toMs(input.limits.headerTimeout),
       maxStreamsPerPeer: input.limits.maxStreamsPerPeer,
+      maxSessions: input.limits.maxSessions, sessionIdleTimeoutMs: toMs(input.limits.sessionIdleTimeout),
     },
     link: {
       batchMaxCount: input.link.batchMaxCount,

@@ -84,6 +84,8 @@ export const MeshConfigSchema = Type.Object({
     maxHeaderBytes: Type.Integer({ minimum: 1024, maximum: 1048576, default: 32768, description: 'largest request head (request line and headers) the app may send' }),
     maxStreamsPerPeer: Type.Integer({ minimum: 1, maximum: 100000, default: 1000, description: 'most streamed calls (SSE, large bodies) one peer sidecar may have open here at once' }),
     headerTimeout: Type.Union([...Duration.anyOf], { description: `how long the app may take to send a whole request head (slow clients); ${Duration.description}`, default: '10s' }),
+    maxSessions: Type.Integer({ minimum: 0, maximum: 10000000, default: 10000, description: 'most MCP sessions the local app (an MCP server) may hold at once; a new one beyond it is closed again and refused with 503 SESSION_LIMIT; 0 means no limit' }),
+    sessionIdleTimeout: Type.Union([...Duration.anyOf], { description: `an MCP session with no request for this long no longer counts against limits.maxSessions; ${Duration.description}`, default: '30m' }),
   }, 'body limits'),
   link: strictObject({
     batchMaxCount: Type.Integer({ minimum: 1, maximum: 10000, default: 128 }),

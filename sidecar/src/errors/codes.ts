@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   UNKNOWN_ROUTE: { status: 404, summary: 'The request was addressed to the sidecar itself, but no mesh API route has that path.' },
   SESSION_OWNER_GONE: { status: 404, jsonRpc: true, summary: 'The MCP session belongs to a replica that is gone; start a new session (never moved to another replica mid-session).' },
   SESSION_TOKEN_INVALID: { status: 404, jsonRpc: true, summary: 'The MCP session id carries an owner token that does not verify (forged or damaged); start a new session.' },
+  SESSION_LIMIT: { status: 503, summary: 'The replica already holds limits.maxSessions MCP sessions: the session its app had just opened was closed again. Another replica may take it (the caller\'s sidecar retries there when its retry policy allows), or try later.' },
   BAD_REQUEST: { status: 400, summary: 'The request cannot be routed: missing or malformed Host or target.' },
   BODY_TOO_LARGE: { status: 413, summary: 'The request body is larger than limits.maxBodyBytes.' },
   HEADERS_TOO_LARGE: { status: 431, summary: 'The request line and headers are larger than limits.maxHeaderBytes.' },

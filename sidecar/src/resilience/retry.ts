@@ -31,6 +31,8 @@ const ERROR_CONDITIONS: Partial<Record<ErrorCode, readonly RetryCondition[]>> = 
   NO_HEALTHY_ENDPOINT: ['connect-failure', '5xx'],
   SHUTTING_DOWN: ['refused-stream', '5xx'],
   OVERLOADED: ['refused-stream', '5xx'],
+  // The replica closed the session it had opened for this call before refusing it: nothing of it remains.
+  SESSION_LIMIT: ['refused-stream', '5xx'],
   LINK_BROKEN: ['reset', '5xx'],
   APP_RESET: ['reset', '5xx'],
   APP_UNAVAILABLE: ['gateway-error', '5xx'],

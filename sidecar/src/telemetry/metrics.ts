@@ -76,6 +76,8 @@ export class MeshMetrics {
   readonly queueDepth: ObservableGauge;
   /** 1 for the sidecar's TLS mode (mode="mutual" or "plaintext"), 0 for the other. */
   readonly tlsMode: ObservableGauge;
+  /** MCP sessions the local app holds, as counted against limits.maxSessions. */
+  readonly sessionsHeld: ObservableGauge;
 
   constructor(identity: { service: string; namespace: string; instance: string }) {
     const resource = resourceFromAttributes({ 'service.name': identity.service, 'service.namespace': identity.namespace, 'service.instance.id': identity.instance });
@@ -105,7 +107,7 @@ export class MeshMetrics {
       description: 'Ends of delivery attempts of async messages and events, by outcome.',
     });
     this.limitRejections = meter.createCounter('mcp_limit_rejections', {
-      description: 'Requests refused by a limit before they became calls (head size, head timeout, malformed, body size, frame size).',
+      description: 'Requests refused by a limit (head size, head timeout, malformed, body size, frame size, streams per peer, MCP sessions).',
     });
     this.accessDenied = meter.createCounter('mcp_access_denied', {
       description: 'Calls refused by the access rules of this sidecar\'s service (403 ACCESS_DENIED).',
@@ -154,6 +156,14 @@ export class MeshMetrics {
     this.tlsMode = meter.createObservableGauge('mcp_tls_mode', {
       description: 'Transport security of sidecar-to-sidecar traffic: 1 for the current mode (mutual or plaintext), 0 for the other.',
     });
+    this.sessionsHeld = meter.createObservableGauge('mcp_sessions_held', {
+      description: 'MCP sessions the local app holds (opened through this sidecar, not yet ended or idle past limits.sessionIdleTimeout).',
+    });
+  }
+
+  /** Report the sessions held whenever metrics are read. */
+  observeSessionsHeld(count: () => number): void {
+    this.sessionsHeld.addCallback((result) => result.observe(count()));
   }
 
   /** Report the TLS mode whenever metrics are read. */

@@ -39,6 +39,7 @@ describe('retryConditions', () => {
       ['NO_HEALTHY_ENDPOINT', ['connect-failure', '5xx']],
       ['SHUTTING_DOWN', ['refused-stream', '5xx']],
       ['OVERLOADED', ['refused-stream', '5xx']],
+      ['SESSION_LIMIT', ['refused-stream', '5xx']],
       ['LINK_BROKEN', ['reset', '5xx']],
       ['APP_RESET', ['reset', '5xx']],
       ['APP_UNAVAILABLE', ['gateway-error', '5xx']],
