@@ -36,7 +36,7 @@ import { connectClient, MeshDispatchers, type ClientSidecar, type LiveClient, ty
 import { SidecarProcess, waitForLinks } from '../sidecar/src/demo/sidecar-process.ts';
 import type { McpAppStats } from '../sidecar/src/demo/mcp-server.ts';
 import { startMcpServerApp, type McpServerApp } from '../test/helpers/mcp-server-app.ts';
-import { findHaproxy, globalAndDefaults, startHaproxy, type HaproxyProcess } from './haproxy.ts';
+import { findHaproxy, haproxyConfig, startHaproxy, type HaproxyProcess } from './haproxy.ts';
 import { writeSection } from './mcp-section.ts';
 import { cpuSeconds, machine, machineBusySeconds, memoryMiB } from './proc.ts';
 
@@ -146,6 +146,7 @@ export async function runMcpBench(options: McpBenchOptions, log: (line: string) 
       ...(procs.haproxy ? { haproxy: procs.haproxy.pid } : {}),
     };
     const run = new Runner(options, procs, dispatchers, pids);
+    const idle = { sidecarA: memoryMiB(procs.sidecarA.pid).current, replica: biggest(procs.replicaSidecars.map((r) => memoryMiB(r.pid))).current };
 
     const tallies: Tally[] = [];
     for (const transport of options.transports) {
@@ -177,7 +178,7 @@ export async function runMcpBench(options: McpBenchOptions, log: (line: string) 
     };
     const problems = [...procs.sidecarA.problems, ...procs.replicaSidecars.flatMap((s) => s.problems)]
       .filter((p) => p.code !== 'PLAINTEXT_LINKS' && !/plaintext|token key/i.test(p.msg));
-    const markdown = report(options, tallies, memory, procs.haproxy ? undefined : run.haproxyWhy, problems.map((p) => `${p.code ?? ''} ${p.msg}`.trim()), { before: loadBefore, after: os.loadavg()[0]! });
+    const markdown = report(options, tallies, { ...memory, idle }, procs.haproxy ? undefined : run.haproxyWhy, problems.map((p) => `${p.code ?? ''} ${p.msg}`.trim()), { before: loadBefore, after: os.loadavg()[0]! });
     const ok = tallies.filter((t) => t.target !== 'haproxy').every((t) => verdict(t).ok);
     return { markdown, ok };
   } finally {
@@ -217,7 +218,7 @@ async function startProcesses(options: McpBenchOptions, dir: string, stops: (() 
     const found = findHaproxy(log);
     if (!found.ok) haproxyWhy = found.why;
     else {
-      haproxy = await startHaproxy(found.binary, (bind) => haproxyConfig(bind, apps.map((a) => `127.0.0.1:${a.port}`)), 'haproxy-mcp');
+      haproxy = await startHaproxy(found.binary, (bind) => mcpHaproxyConfig(bind, apps.map((a) => `127.0.0.1:${a.port}`)), 'haproxy-mcp');
       stops.push(() => haproxy!.stop());
       log(`mcp: HAProxy ${found.binary.version} pid ${haproxy.pid} :${haproxy.port}, stick table on Mcp-Session-Id`);
     }
@@ -229,25 +230,19 @@ async function startProcesses(options: McpBenchOptions, dir: string, stops: (() 
  * Round robin for a new session; then the session id the answer hands out is stored with the server
  * that gave it, and every request carrying it goes there (nginx Plus `sticky learn` does the same).
  */
-export function haproxyConfig(bind: string, servers: string[]): string {
-  return [
-    ...globalAndDefaults(),
-    'frontend in',
-    `  bind ${bind}`,
-    '  option http-no-delay',
-    '  default_backend mcp',
-    '',
-    'backend mcp',
+export function mcpHaproxyConfig(bind: string, servers: string[]): string {
+  return haproxyConfig({
+    bind, servers, balance: 'roundrobin',
     // SSE: send each answer's head and events as they come (HAProxy otherwise holds a head whose
-    // body is still open with MSG_MORE, which here delayed the GET stream's answer by ~200 ms).
-    '  option http-no-delay',
-    '  balance roundrobin',
-    '  stick-table type string len 128 size 1m expire 30m',
-    '  stick match req.hdr(mcp-session-id)',
-    '  stick store-response res.hdr(mcp-session-id)',
-    ...servers.map((server, i) => `  server ${SERVICE}-${i + 1} ${server}`),
-    '',
-  ].join('\n');
+    // body is still open, which here delayed the answer to the SDK's GET stream by ~200 ms).
+    frontendLines: ['option http-no-delay'],
+    backendLines: [
+      'option http-no-delay',
+      'stick-table type string len 128 size 1m expire 30m',
+      'stick match req.hdr(mcp-session-id)',
+      'stick store-response res.hdr(mcp-session-id)',
+    ],
+  });
 }
 
 class Runner {
@@ -470,7 +465,7 @@ function verdict(t: Tally): { ok: boolean; text: string } {
   return broken.length ? { ok: false, text: broken.join(', ') } : { ok: true, text: 'held' };
 }
 
-function report(options: McpBenchOptions, tallies: Tally[], memory: { sidecarA: Mem; replicas: Mem[]; apps: Mem[]; haproxy: Mem | undefined }, haproxyWhy: string | undefined, problems: string[], load: { before: number; after: number }): string {
+function report(options: McpBenchOptions, tallies: Tally[], memory: { sidecarA: Mem; replicas: Mem[]; apps: Mem[]; haproxy: Mem | undefined; idle: { sidecarA: number; replica: number } }, haproxyWhy: string | undefined, problems: string[], load: { before: number; after: number }): string {
   const m = machine();
   const out = [MCP_BEGIN, '## MCP sessions through the mesh', ''];
   out.push(`${m.model}, ${m.cpus} vCPU, ${m.memoryGiB.toFixed(1)} GiB, Node ${m.node}; load average ${load.before.toFixed(2)} before, ${load.after.toFixed(2)} after.`, '');
@@ -544,7 +539,7 @@ function report(options: McpBenchOptions, tallies: Tally[], memory: { sidecarA: 
     for (const t of meshRuns) out.push(`| ${label(t.transport)} ${t.loop} loop | ${t.memory!.sidecarA.current.toFixed(1)} MiB | ${t.memory!.sidecarA.peak.toFixed(1)} MiB | ${t.memory!.replica.current.toFixed(1)} MiB | ${t.memory!.replica.peak.toFixed(1)} MiB |`);
     out.push('');
   }
-  out.push(`Peak RSS (VmHWM) at the end: sidecar A ${mib(memory.sidecarA)}; replica sidecars ${memory.replicas.map(mib).join(', ')}; servers ${memory.apps.map(mib).join(', ')}${memory.haproxy ? `; HAProxy ${mib(memory.haproxy)}` : ''}.`, '');
+  out.push(`RSS of the idle sidecars before the first session: sidecar A ${memory.idle.sidecarA.toFixed(1)} MiB, biggest replica sidecar ${memory.idle.replica.toFixed(1)} MiB. Peak RSS (VmHWM) at the end: sidecar A ${mib(memory.sidecarA)}; replica sidecars ${memory.replicas.map(mib).join(', ')}; servers ${memory.apps.map(mib).join(', ')}${memory.haproxy ? `; HAProxy ${mib(memory.haproxy)}` : ''}.`, '');
   if (problems.length) out.push(`Sidecar warnings and errors during the run: ${[...new Set(problems)].slice(0, 8).join('; ')}.`, '');
   out.push(MCP_END);
   return `${out.join('\n')}\n`;
