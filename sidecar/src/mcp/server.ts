@@ -29,6 +29,12 @@ export interface InboundHandler {
 
 export type MeshServerOptions = LinkEndSettings;
 
+/** The connection injector of one set of credentials, and the connections it accepted that are open. */
+interface CredentialGeneration {
+  injector: ReturnType<grpc.Server['createConnectionInjector']>;
+  open: number;
+}
+
 /**
  * A request message that failed to decode. grpc-js (1.14), when its own deserializer throws, sends
  * INTERNAL straight on the HTTP/2 stream and ends it, behind the back of the call object: nothing
@@ -76,9 +82,9 @@ export class MeshServer {
   readonly #streamsByPeer = new Map<string, number>();
   #inFlight = 0;
   #listener: Server | undefined;
-  #injector: ReturnType<grpc.Server['createConnectionInjector']> | undefined;
-  /** Injectors of earlier credentials: their connections live on until they end (see setCredentials). */
-  readonly #oldInjectors: ReturnType<grpc.Server['createConnectionInjector']>[] = [];
+  #injector: CredentialGeneration | undefined;
+  /** Injectors of earlier credentials with connections still open; each is released when its last one ends. */
+  readonly #oldInjectors = new Set<CredentialGeneration>();
   #draining = false;
   #idleWaiters: (() => void)[] = [];
 
@@ -101,9 +107,17 @@ export class MeshServer {
    * response batches back (Nagle) and answers stall for milliseconds under load.
    */
   async listen(host: string, port: number, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
-    this.#injector = this.#server.createConnectionInjector(credentials);
+    this.#injector = this.#generation(credentials);
     // Each accepted socket goes to the injector of the credentials current at that moment.
-    const listener = createServer({ noDelay: true }, (socket) => this.#injector!.injectConnection(socket));
+    const listener = createServer({ noDelay: true }, (socket) => {
+      const generation = this.#injector!;
+      generation.open++;
+      socket.once('close', () => {
+        generation.open--;
+        if (generation.open === 0 && this.#oldInjectors.delete(generation)) generation.injector.destroy();
+      });
+      generation.injector.injectConnection(socket);
+    });
     this.#listener = listener;
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject);
@@ -115,12 +129,23 @@ export class MeshServer {
   /**
    * New certificates: connections accepted from now on are handshaken with `credentials`. The
    * listener stays; connections already open keep their TLS session (and their streams) until they
-   * end — the old injector is only dropped at close().
+   * end; the old injector is released with the last of them.
    */
   setCredentials(credentials: grpc.ServerCredentials): void {
     if (!this.#injector) throw new Error('setCredentials before listen');
-    this.#oldInjectors.push(this.#injector);
-    this.#injector = this.#server.createConnectionInjector(credentials);
+    const old = this.#injector;
+    this.#injector = this.#generation(credentials);
+    if (old.open > 0) this.#oldInjectors.add(old);
+    else old.injector.destroy();
+  }
+
+  /** Credential sets in use: the current one, and earlier ones that still have open connections. */
+  get credentialGenerations(): number {
+    return (this.#injector ? 1 : 0) + this.#oldInjectors.size;
+  }
+
+  #generation(credentials: grpc.ServerCredentials): CredentialGeneration {
+    return { injector: this.#server.createConnectionInjector(credentials), open: 0 };
   }
 
   get inFlight(): number {
@@ -145,8 +170,9 @@ export class MeshServer {
   async close(): Promise<void> {
     for (const link of this.#links) link.close({ flush: true });
     this.#listener?.close();
-    this.#injector?.destroy();
-    for (const injector of this.#oldInjectors.splice(0)) injector.destroy();
+    this.#injector?.injector.destroy();
+    for (const old of this.#oldInjectors) old.injector.destroy();
+    this.#oldInjectors.clear();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => { this.#server.forceShutdown(); resolve(); }, 1000);
       this.#server.tryShutdown(() => { clearTimeout(timer); resolve(); });

@@ -13,6 +13,7 @@ import { LINK_METHOD, PROTOCOL_MAJOR, STREAM_METHOD } from '../../../sidecar/src
 import {
   FakeInboundHandler, helloEnvelope, openLink, RawLink, requestEnvelope, startServer, watchStates, withTimeout,
 } from './fixtures.ts';
+import { until } from '../../helpers/wait.ts';
 
 describe('MeshServer (raw Link client)', () => {
   let handler: FakeInboundHandler;
@@ -351,5 +352,28 @@ describe('MeshServer compression (raw Link client)', () => {
     stream.write({ head: { ...requestEnvelope('/stream'), ...compressPayload(json, Compression.GZIP, 0) } });
     const answer = await withTimeout(frame, 'the Stream answer');
     assert.equal(answer.error?.code, 'PROTOCOL_ERROR');
+  });
+});
+
+describe('MeshServer credentials (rotation)', () => {
+  it('keeps earlier credentials only while connections made with them are open', async () => {
+    const { server, address } = await startServer(new FakeInboundHandler());
+    try {
+      const link = new RawLink(address);
+      link.send(helloEnvelope(PROTOCOL_MAJOR, 0));
+      await link.envelope(0); // a connection made with the first credentials
+      server.setCredentials(grpc.ServerCredentials.createInsecure());
+      assert.equal(server.credentialGenerations, 2, 'the first set stays for its open connection');
+      server.setCredentials(grpc.ServerCredentials.createInsecure());
+      assert.equal(server.credentialGenerations, 2, 'a set that accepted no connection is released at once');
+      // The open stream goes on over its connection.
+      const request = requestEnvelope('/after-rotation', 'still here');
+      link.send(request);
+      assert.equal(Buffer.from((await link.envelope(1)).payload!).toString(), 'still here');
+      link.close();
+      await until(async () => server.credentialGenerations === 1, { message: 'the first set was released once its connection closed' });
+    } finally {
+      await server.close();
+    }
   });
 });
