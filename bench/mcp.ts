@@ -523,15 +523,19 @@ function report(options: McpBenchOptions, tallies: Tally[], memory: { sidecarA: 
   out.push('### CPU and memory', '');
   out.push('CPU = utime + stime from `/proc/<pid>/stat` over the recorded slices of that target; per 1,000 tool calls (calls loop) or',
     'per 1,000 sessions opened and closed (sessions loop). *Replica sidecars* and *servers* are the sums over the 3 replicas.', '');
-  out.push('| transport | target | loop | per 1,000 | sidecar A | replica sidecars | servers | clients | HAProxy | machine busy (of ' + m.cpus + ') |', '|---|---|---|---|---:|---:|---:|---:|---:|---:|');
+  out.push('| transport | target | loop | per 1,000 | sidecar A | replica sidecars | servers | clients | HAProxy | machine busy (of ' + m.cpus + ') | others |', '|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const t of tallies) {
     const n = t.loop === 'calls' ? t.calls : t.sessions;
     const perK = (s: number) => (n ? ((s / n) * 1000).toFixed(3) : '—');
     const sum = (prefix: string) => Object.entries(t.cpu).filter(([k]) => k.startsWith(prefix)).reduce((a, [, v]) => a + v, 0);
     const mesh = t.target === 'mesh';
-    out.push(`| ${label(t.transport)} | ${t.target} | ${t.loop} | ${t.loop === 'calls' ? 'calls' : 'sessions'} | ${mesh ? perK(t.cpu['sidecar A'] ?? 0) : '—'} | ${mesh ? perK(sum('sidecar of ')) : '—'} | ${perK(sum('server '))} | ${perK(t.cpu['clients (this process)'] ?? 0)} | ${t.target === 'haproxy' ? perK(t.cpu['haproxy'] ?? 0) : '—'} | ${((t.cpu['machine'] ?? 0) / (t.elapsedMs / 1000)).toFixed(2)} vCPU |`);
+    // Busy CPU not used by the benchmark's processes: other programs on the machine, kernel work.
+    const ours = Object.entries(t.cpu).filter(([k]) => k !== 'machine').reduce((a, [, v]) => a + v, 0);
+    const others = Math.max(0, (t.cpu['machine'] ?? 0) - ours) / (t.elapsedMs / 1000);
+    out.push(`| ${label(t.transport)} | ${t.target} | ${t.loop} | ${t.loop === 'calls' ? 'calls' : 'sessions'} | ${mesh ? perK(t.cpu['sidecar A'] ?? 0) : '—'} | ${mesh ? perK(sum('sidecar of ')) : '—'} | ${perK(sum('server '))} | ${perK(t.cpu['clients (this process)'] ?? 0)} | ${t.target === 'haproxy' ? perK(t.cpu['haproxy'] ?? 0) : '—'} | ${((t.cpu['machine'] ?? 0) / (t.elapsedMs / 1000)).toFixed(2)} vCPU | ${others > 0.25 ? `**${others.toFixed(2)}**` : others.toFixed(2)} |`);
   }
-  out.push('');
+  out.push('', '*Others*: busy CPU not used by the benchmark\'s processes (other programs, kernel work); in bold above 0.25 vCPU, where the',
+    'figures of that row are disturbed and the run should be repeated on a quiet machine.', '');
   const mib = (x: Mem) => `${x.peak.toFixed(1)} MiB`;
   const meshRuns = tallies.filter((t) => t.memory);
   if (meshRuns.length) {
