@@ -353,7 +353,9 @@ class Runner {
 
   async #connect(target: Target, transport: McpTransportKind, index: number, tally: Tally): Promise<LiveClient | undefined> {
     try {
-      return await connectClient({ transport, dispatchers: this.#dispatchers, via: target.via, service: SERVICE, requestTimeoutMs: this.#options.requestTimeoutMs, index });
+      // The SDK bounds the initialize request, not the wait for the SSE stream's endpoint event: bound both.
+      const connecting = connectClient({ transport, dispatchers: this.#dispatchers, via: target.via, service: SERVICE, requestTimeoutMs: this.#options.requestTimeoutMs, index });
+      return await within(connecting, 2 * this.#options.requestTimeoutMs);
     } catch (err) {
       const outcome = (err as { outcome?: McpClientOutcome }).outcome;
       bump(tally.errors, `connect: ${outcome ? describe(undefined, outcome) : String(err)}`);
