@@ -56,16 +56,43 @@ export function peerHeadersForApp(headers: readonly Header[] | undefined, extra:
 
 /** End-to-end headers of an app's response as undici reports them (arrays for repeated names). */
 export function endToEndResponseHeaders(headers: Record<string, string | string[] | undefined>): Header[] {
-  const listed = new Set<string>();
   const connection = headers.connection;
-  if (connection) for (const token of [connection].flat().join(',').split(',')) listed.add(token.trim().toLowerCase());
+  const listed = connection ? connectionTokens(connection) : undefined;
   const out: Header[] = [];
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || MESH_CONTROL.has(name)) continue;
-    if (Array.isArray(value)) for (const v of value) out.push({ name, value: v });
-    else out.push({ name, value });
+  // for…in, not Object.entries: this runs for every answer, and undici's header objects are plain.
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || HOP_BY_HOP.has(name) || listed?.has(name) || MESH_CONTROL.has(name)) continue;
+    if (typeof value === 'string') out.push({ name, value });
+    else for (const v of value) out.push({ name, value: v });
   }
   return out;
+}
+
+/**
+ * The same from the raw head undici parsed ([name, value, …] as Buffers, in wire order): names
+ * lower-cased, values read as latin1, as undici's own header objects have them.
+ */
+export function endToEndRawResponseHeaders(raw: readonly Buffer[]): Header[] {
+  const out: Header[] = [];
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    const value = raw[i + 1]!.toString('latin1');
+    if (name === 'connection') {
+      listed ??= new Set();
+      for (const token of value.split(',')) listed.add(token.trim().toLowerCase());
+    }
+    if (HOP_BY_HOP.has(name) || MESH_CONTROL.has(name)) continue;
+    out.push({ name, value });
+  }
+  return listed ? out.filter((h) => !listed.has(h.name)) : out;
+}
+
+function connectionTokens(connection: string | string[]): Set<string> {
+  const listed = new Set<string>();
+  for (const token of [connection].flat().join(',').split(',')) listed.add(token.trim().toLowerCase());
+  return listed;
 }
 
 /** Header list → flat [name, value, name, value…], the form Node's writeHead and undici accept. */

@@ -1,14 +1,15 @@
 // Hands calls that arrived from peer sidecars to the local app through one undici Pool
 // (keep-alive, bounded connections) and turns the app's answers into MCP responses.
 import { PassThrough, type Readable } from 'node:stream';
-import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
+import { Pool, errors as undiciErrors } from 'undici';
 import type { Logger } from 'pino';
 import { MeshError } from '../errors/mesh-error.ts';
-import { endToEndResponseHeaders, headerValue, peerHeadersForApp, SOURCE_HEADER } from '../http/headers.ts';
+import { headerValue, peerHeadersForApp, SOURCE_HEADER } from '../http/headers.ts';
 import { asBuffer, MessageType, type Envelope, type Header } from '../mcp/codec.ts';
 import { newMessageId } from '../mcp/ids.ts';
 import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
 import type { CallObserver } from '../telemetry/observer.ts';
+import { requestApp, type AppAnswer, type ReadWhole } from './app-request.ts';
 
 export interface AppForwarderOptions {
   host: string;
@@ -42,6 +43,9 @@ function deliveryHeaders(request: Envelope): { name: string; value: string }[] {
   return headers;
 }
 
+/** A Stream call's answer always streams (SSE, large bodies): never read whole here. */
+const streamAlways: ReadWhole = () => false;
+
 function statusOfEnvelope(response: Envelope): number {
   return response.http?.status ?? 0;
 }
@@ -69,20 +73,23 @@ export class AppForwarder implements InboundHandler {
 
   async unary(request: Envelope, signal: AbortSignal): Promise<Envelope> {
     const payload = request.payload && request.payload.byteLength > 0 ? asBuffer(request.payload) : null;
-    return this.#withDeadline(request, signal, statusOfEnvelope, async (callSignal, traceHeaders) => {
-      const res = await this.#requestApp(request, payload, callSignal, traceHeaders);
-      const headers = endToEndResponseHeaders(res.headers);
+    const bodiless = request.http?.method === 'HEAD';
+    const inlineBodyBytes = this.#options.inlineBodyBytes;
+    // Read whole: an answer with no body, or one whose length is known and small enough to go inline.
+    const readWhole = (status: number, headers: readonly Header[]) => {
+      if (bodiless || status === 204 || status === 304) return true;
       const length = headerValue(headers, 'content-length');
-      const bodiless = request.http?.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
-      const inline = bodiless || (length !== undefined && Number(length) <= this.#options.inlineBodyBytes);
-      if (inline) {
-        const body = Buffer.from(await res.body.arrayBuffer());
-        return responseEnvelope(request, res.statusCode, headers, body, undefined);
-      }
+      return length !== undefined && Number(length) <= inlineBodyBytes;
+    };
+    return this.#withDeadline(request, signal, statusOfEnvelope, async (callSignal, traceHeaders) => {
+      const res = await this.#requestApp(request, payload, callSignal, traceHeaders, readWhole);
+      const headers = res.headers;
+      if (Buffer.isBuffer(res.body)) return responseEnvelope(request, res.statusCode, headers, res.body, undefined);
       // No length (chunked): a short answer is usually complete already; inline it if so. An event
       // stream is never waited for.
+      const length = headerValue(headers, 'content-length');
       const eventStream = (headerValue(headers, 'content-type') ?? '').includes('text/event-stream');
-      const taken = length === undefined && !eventStream ? await takeIfComplete(res.body, this.#options.inlineBodyBytes) : { rest: res.body };
+      const taken = length === undefined && !eventStream ? await takeIfComplete(res.body, inlineBodyBytes) : { rest: res.body };
       if ('bytes' in taken) return responseEnvelope(request, res.statusCode, headers, taken.bytes, undefined);
       return responseEnvelope(request, res.statusCode, headers, undefined, this.#park(taken.rest));
     });
@@ -90,8 +97,8 @@ export class AppForwarder implements InboundHandler {
 
   async stream(head: Envelope, body: Readable | Buffer | null, signal: AbortSignal): Promise<InboundResponse> {
     return this.#withDeadline(head, signal, (response) => statusOfEnvelope(response.head), async (callSignal, traceHeaders) => {
-      const res = await this.#requestApp(head, body, callSignal, traceHeaders);
-      return { head: responseEnvelope(head, res.statusCode, endToEndResponseHeaders(res.headers), undefined, undefined), body: res.body };
+      const res = await this.#requestApp(head, body, callSignal, traceHeaders, streamAlways);
+      return { head: responseEnvelope(head, res.statusCode, res.headers, undefined, undefined), body: res.body as Readable };
     });
   }
 
@@ -167,7 +174,7 @@ export class AppForwarder implements InboundHandler {
     }
   }
 
-  #requestApp(request: Envelope, body: Buffer | Readable | null, signal: AbortSignal, traceHeaders: readonly Header[]): Promise<Dispatcher.ResponseData> {
+  #requestApp(request: Envelope, body: Buffer | Readable | null, signal: AbortSignal, traceHeaders: readonly Header[], readWhole: ReadWhole): Promise<AppAnswer> {
     const http = request.http;
     if (!http?.method || !http.path) throw new MeshError('PROTOCOL_ERROR', 'REQUEST without method or path');
     const extra = [{ name: SOURCE_HEADER, value: serviceName(request.source) }];
@@ -175,7 +182,7 @@ export class AppForwarder implements InboundHandler {
     if (request.messageId) extra.push(...deliveryHeaders(request));
     // A traced call hands the app this sidecar's span as its parent, in place of the caller's.
     const headers = peerHeadersForApp(traceHeaders.length > 0 ? withoutTraceHeaders(request.headers) : request.headers, [...extra, ...traceHeaders]);
-    return this.#pool.request({ method: http.method as Dispatcher.HttpMethod, path: http.path, headers, body, signal });
+    return requestApp(this.#pool, { method: http.method, path: http.path, headers, body, signal }, readWhole);
   }
 
   #classify(err: unknown, signal: AbortSignal): MeshError {

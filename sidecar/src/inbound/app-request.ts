@@ -1,0 +1,138 @@
+// One request to the local app, on undici's dispatcher API directly. undici's `request()` would wrap
+// every answer in an async resource, a header object and a body stream, even the small answers
+// that are read whole at once (most of them): here the answer's head is turned straight into the
+// end-to-end header list the envelope carries, and a small body is gathered into one Buffer. Only an
+// answer that must stream (large, open-ended, SSE) gets a Readable, with flow control back to the
+// app's socket (undici's pause and resume).
+import { Readable } from 'node:stream';
+import { errors as undiciErrors, type Dispatcher } from 'undici';
+import { endToEndRawResponseHeaders } from '../http/headers.ts';
+import type { Header } from '../mcp/codec.ts';
+
+export interface AppRequest {
+  method: string;
+  path: string;
+  /** Flat [name, value, …]. */
+  headers: string[];
+  body: Buffer | Readable | null;
+  signal: AbortSignal;
+}
+
+export interface AppAnswer {
+  statusCode: number;
+  /** End-to-end headers (hop-by-hop and mesh control headers dropped). */
+  headers: Header[];
+  /** The whole body when `readWhole` said so for this head, else the body as it streams. */
+  body: Buffer | Readable;
+}
+
+/** Given the answer's head: read the body whole (true), or hand it on as a stream (false). */
+export type ReadWhole = (statusCode: number, headers: readonly Header[]) => boolean;
+
+export function requestApp(dispatcher: Dispatcher, request: AppRequest, readWhole: ReadWhole): Promise<AppAnswer> {
+  return new Promise((resolve, reject) => {
+    const handler = new AnswerHandler(request.signal, readWhole, resolve, reject);
+    try {
+      dispatcher.dispatch({ method: request.method as Dispatcher.HttpMethod, path: request.path, headers: request.headers, body: request.body }, handler);
+    } catch (err) {
+      handler.onError(err as Error);
+    }
+  });
+}
+
+/** undici's handler for one request (the callbacks its HTTP/1.1 client calls, in this order). */
+class AnswerHandler implements Dispatcher.DispatchHandler {
+  readonly #signal: AbortSignal;
+  readonly #readWhole: ReadWhole;
+  #resolve: ((answer: AppAnswer) => void) | undefined;
+  readonly #reject: (err: Error) => void;
+  #abort: ((err?: Error) => void) | undefined;
+  #reason: Error | undefined;
+  #head: { statusCode: number; headers: Header[] } | undefined;
+  /** Reading whole: the chunks so far. */
+  #chunks: Buffer[] | undefined;
+  /** Streaming: the body handed out. */
+  #stream: Readable | undefined;
+  #ended = false;
+  readonly #onAbort = (): void => {
+    this.#reason = this.#signal.reason instanceof Error ? this.#signal.reason : new undiciErrors.RequestAbortedError();
+    if (this.#stream) this.#stream.destroy(this.#reason);
+    else this.#abort?.(this.#reason);
+  };
+
+  constructor(signal: AbortSignal, readWhole: ReadWhole, resolve: (answer: AppAnswer) => void, reject: (err: Error) => void) {
+    this.#signal = signal;
+    this.#readWhole = readWhole;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    if (signal.aborted) this.#reason = signal.reason instanceof Error ? signal.reason : new undiciErrors.RequestAbortedError();
+    else signal.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.#reason) return abort(this.#reason);
+    this.#abort = abort;
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true; // 1xx: informational, the real head follows
+    const headers = endToEndRawResponseHeaders(rawHeaders);
+    if (this.#readWhole(statusCode, headers)) {
+      this.#head = { statusCode, headers };
+      this.#chunks = [];
+      return true;
+    }
+    const abort = this.#abort;
+    const stream = new Readable({
+      read: () => resume(),
+      // The reader gave up before the end (a cancelled call, a parked body dropped): stop the app's answer.
+      destroy: (err, callback) => {
+        if (!this.#ended) abort?.(err ?? new undiciErrors.RequestAbortedError());
+        this.#done();
+        callback(err);
+      },
+    });
+    this.#stream = stream;
+    this.#settle({ statusCode, headers, body: stream });
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.#stream) return this.#stream.push(chunk);
+    this.#chunks?.push(chunk);
+    return true;
+  }
+
+  onComplete(): void {
+    this.#ended = true;
+    if (this.#stream) {
+      this.#stream.push(null);
+      this.#done();
+      return;
+    }
+    const head = this.#head!;
+    const chunks = this.#chunks!;
+    this.#done();
+    this.#settle({ statusCode: head.statusCode, headers: head.headers, body: Buffer.concat(chunks) });
+  }
+
+  onError(err: Error): void {
+    this.#ended = true;
+    this.#done();
+    if (this.#resolve) {
+      this.#resolve = undefined;
+      this.#reject(this.#reason ?? err);
+    }
+    this.#stream?.destroy(err);
+  }
+
+  #settle(answer: AppAnswer): void {
+    const resolve = this.#resolve;
+    this.#resolve = undefined;
+    resolve?.(answer);
+  }
+
+  #done(): void {
+    this.#signal.removeEventListener('abort', this.#onAbort);
+  }
+}
