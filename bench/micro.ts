@@ -47,6 +47,8 @@ export interface MicroOptions {
   filter?: string;
 }
 
+export const MICRO_DEFAULTS: MicroOptions = { timeMs: 500 };
+
 export interface MicroOutcome {
   markdown: string;
   ok: boolean;
@@ -264,10 +266,10 @@ function ns(value: number): string {
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, strict: true, options: { time: { type: 'string' }, out: { type: 'string' }, filter: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help) {
-    process.stdout.write('usage: node bench/micro.ts [--time MS (default 500)] [--filter TEXT] [--out FILE]\n');
+    process.stdout.write(`usage: node bench/micro.ts [--time MS (BENCH_MICRO_TIME, default ${MICRO_DEFAULTS.timeMs})] [--filter TEXT] [--out FILE]\n`);
     return 0;
   }
-  const timeMs = Number(values.time ?? process.env['BENCH_MICRO_TIME'] ?? 500);
+  const timeMs = Number(values.time ?? process.env['BENCH_MICRO_TIME'] ?? MICRO_DEFAULTS.timeMs);
   if (!Number.isFinite(timeMs) || timeMs < 10) throw new Error(`--time must be a number of ms ≥ 10, got ${JSON.stringify(values.time)}`);
   const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
   const result = await runMicroBench({ timeMs, filter: values.filter }, log);
