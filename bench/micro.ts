@@ -3,7 +3,7 @@
 //   envelope      encode/decode of a Batch (mcp/codec.ts): one request envelope with a 1 KiB body, and 16
 //   headers       the app's raw request headers → the pipeline's Header[] (http/headers.ts)
 //   balancer      pick() of each balancer over 3 and 100 endpoints; consistent-hash ring lookup and build
-//   hash key      the affinity key of a request (affinity/hash-key.ts): header, cookie
+//   hash key      the affinity key of a request (affinity/hash-key.ts): header, cookie, query
 //   policy        the effective policy of a request (policy/resolve.ts) with 1 and 50 routes, and the
 //                 per-service state lookup that follows it (call/service-state.ts)
 //   affinity      owner-token wrap/unwrap (affinity/token.ts), and routeSession on a tokened request
