@@ -62,7 +62,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     logger.warn({ code: 'TLS_PLAINTEXT' }, 'no tls.cert/tls.key/tls.ca: sidecar-to-sidecar traffic is plaintext and callers are not authenticated (mcp-mesh-source is what the peer claims); see docs/security.md');
   }
 
-  const resolver = createResolver(config, logger);
+  const resolver = await createResolver(config, logger);
   // Both ends of every link share one set of settings: who we are, and config `link.*`.
   const linkSettings = {
     source, instance: config.instance, logger, ...config.link, tls: tlsMaterial ? { trustDomain: config.tls.trustDomain } : undefined,
@@ -97,7 +97,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
 
   const sessions = createSessionAffinity(new OwnerTokens(config.mcp.tokenKey ?? ephemeralTokenKey(logger)), metrics);
   // Telemetry of every call, in one place: spans, request metrics, the status page's live numbers, request logs.
-  const tracing = createTracing({ service: config.service, namespace: config.namespace, instance: config.instance, env: process.env, logger });
+  const tracing = await createTracing({ service: config.service, namespace: config.namespace, instance: config.instance, env: process.env, logger });
   const liveStats = createLiveStats();
   // Inbound calls are labelled with the route this sidecar's own policies give them (route names
   // come from policies, so the label set stays bounded).

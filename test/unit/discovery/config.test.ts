@@ -62,13 +62,13 @@ describe('discovery config', () => {
 
   test('createResolver picks the resolver of the mode', async () => {
     const make = (extra: string) => createResolver(parseConfig(`${BASE}${extra}`, undefined));
-    const s = make('');
+    const s = await make('');
     assert.ok(s instanceof StaticResolver);
     await s.ready();
-    const d = make('discovery: { mode: dns, dns: { servers: [127.0.0.1:9] } }\n');
+    const d = await make('discovery: { mode: dns, dns: { servers: [127.0.0.1:9] } }\n');
     assert.ok(d instanceof DnsResolver);
     d.close();
-    const k = make('discovery: { mode: kubernetes, kubernetes: { server: "http://127.0.0.1:9" } }\n');
+    const k = await make('discovery: { mode: kubernetes, kubernetes: { server: "http://127.0.0.1:9" } }\n');
     assert.ok(k instanceof KubernetesResolver);
     k.close();
   });
