@@ -8,7 +8,8 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { pino, type Logger } from 'pino';
 import { NO_OBSERVER, type CallObserver, type InboundStart, type OutboundStart } from '../../../sidecar/src/telemetry/observer.ts';
-import { createTracing, sampler } from '../../../sidecar/src/telemetry/tracing.ts';
+import { createTracing } from '../../../sidecar/src/telemetry/tracing.ts';
+import { sampler } from '../../../sidecar/src/telemetry/tracing-sdk.ts';
 import { tracingConfig, type SamplerConfig } from '../../../sidecar/src/telemetry/tracing-config.ts';
 import { createTracingObserver, SPAN_NAMES } from '../../../sidecar/src/telemetry/tracing-observer.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../../helpers/otlp-receiver.ts';
@@ -104,7 +105,7 @@ describe('tracing settings (OTEL_* environment)', () => {
   });
 
   it('createTracing without an endpoint is NO_OBSERVER: nothing on the data path', async () => {
-    const tracing = createTracing({ service: 'orders', namespace: 'default', instance: 'i-1', env: {}, logger: quiet });
+    const tracing = await createTracing({ service: 'orders', namespace: 'default', instance: 'i-1', env: {}, logger: quiet });
     assert.equal(tracing.enabled, false);
     assert.equal(tracing.observer, NO_OBSERVER);
     await tracing.shutdown();
@@ -248,7 +249,7 @@ describe('export over OTLP/HTTP', () => {
   for (const protocol of ['http/protobuf', 'http/json'] as const) {
     it(`${protocol}: spans carry the sidecar's resource and are flushed by shutdown()`, async () => {
       const { logger, lines } = memoryLogger();
-      const tracing = createTracing({
+      const tracing = await createTracing({
         service: 'orders', namespace: 'shop', instance: `orders-${protocol}`, logger,
         env: {
           OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: protocol, OTEL_TRACES_SAMPLER: 'always_on',
@@ -317,8 +318,8 @@ describe('what the observer costs a call', () => {
   it('disabled vs enabled but not sampling vs sampling (ns per call, printed)', async () => {
     const env = (sampling: Record<string, string>) => ({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '600000', OTEL_BSP_MAX_QUEUE_SIZE: '100000', ...sampling });
     const identity = { service: 'orders', namespace: 'default', instance: 'bench', logger: quiet };
-    const unsampled = createTracing({ ...identity, env: env({ OTEL_TRACES_SAMPLER_ARG: '0' }) });
-    const sampled = createTracing({ ...identity, env: env({ OTEL_TRACES_SAMPLER: 'always_on' }) });
+    const unsampled = await createTracing({ ...identity, env: env({ OTEL_TRACES_SAMPLER_ARG: '0' }) });
+    const sampled = await createTracing({ ...identity, env: env({ OTEL_TRACES_SAMPLER: 'always_on' }) });
     const withParent = call([{ name: 'traceparent', value: sampledParent }]);
     const results: Record<string, { calling: number; called: number }> = {};
     const row = (name: string, observer: CallObserver, iterations: number, outbound: OutboundStart) => {
