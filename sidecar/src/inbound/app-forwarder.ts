@@ -143,34 +143,18 @@ export class AppForwarder implements InboundHandler {
     });
     const appCall = inbound.appCall();
     try {
-      const answer = await this.#underDeadline(request, signal, (callSignal) => work(callSignal, appCall.headers));
+      // The request to the app watches the caller's signal and deadline itself (app-request.ts).
+      const answer = await work(signal, appCall.headers);
       const outcome = { status: statusOf(answer) };
       appCall.end(outcome);
       inbound.end(outcome);
       return answer;
     } catch (err) {
-      const outcome = err instanceof MeshError ? { status: err.status, code: err.code, message: err.message } : { status: 500, code: 'INTERNAL', message: String(err) };
+      const error = this.#classify(err, signal);
+      const outcome = { status: error.status, code: error.code, message: error.message };
       appCall.end(outcome);
       inbound.end(outcome);
-      throw err;
-    }
-  }
-
-  async #underDeadline<T>(request: Envelope, signal: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const controller = new AbortController();
-    const onAbort = () => controller.abort(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    const deadlineMs = request.deadlineMs ?? 0;
-    const timer = deadlineMs > 0
-      ? setTimeout(() => controller.abort(new MeshError('DEADLINE_EXCEEDED', `the app did not answer within the caller's deadline (${deadlineMs} ms)`)), deadlineMs)
-      : undefined;
-    try {
-      return await work(controller.signal);
-    } catch (err) {
-      throw this.#classify(err, controller.signal);
-    } finally {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
+      throw error;
     }
   }
 
@@ -182,7 +166,7 @@ export class AppForwarder implements InboundHandler {
     if (request.messageId) extra.push(...deliveryHeaders(request));
     // A traced call hands the app this sidecar's span as its parent, in place of the caller's.
     const headers = peerHeadersForApp(traceHeaders.length > 0 ? withoutTraceHeaders(request.headers) : request.headers, [...extra, ...traceHeaders]);
-    return requestApp(this.#pool, { method: http.method, path: http.path, headers, body, signal }, readWhole);
+    return requestApp(this.#pool, { method: http.method, path: http.path, headers, body, signal, deadlineMs: request.deadlineMs ?? 0 }, readWhole);
   }
 
   #classify(err: unknown, signal: AbortSignal): MeshError {

@@ -3,9 +3,11 @@
 // that are read whole at once (most of them): here the answer's head is turned straight into the
 // end-to-end header list the envelope carries, and a small body is gathered into one Buffer. Only an
 // answer that must stream (large, open-ended, SSE) gets a Readable, with flow control back to the
-// app's socket (undici's pause and resume).
+// app's socket (undici's pause and resume). The caller's cancel signal and deadline are watched here
+// too, until the answer's head is in (or, read whole, its body): one listener and one timer a call.
 import { Readable } from 'node:stream';
 import { errors as undiciErrors, type Dispatcher } from 'undici';
+import { MeshError } from '../errors/mesh-error.ts';
 import { endToEndRawResponseHeaders } from '../http/headers.ts';
 import type { Header } from '../mcp/codec.ts';
 
@@ -15,7 +17,10 @@ export interface AppRequest {
   /** Flat [name, value, …]. */
   headers: string[];
   body: Buffer | Readable | null;
+  /** The caller's cancel signal: the request fails with its reason. */
   signal: AbortSignal;
+  /** The caller's deadline (ms left), 0 for none: past it the request fails with DEADLINE_EXCEEDED. */
+  deadlineMs: number;
 }
 
 export interface AppAnswer {
@@ -31,7 +36,7 @@ export type ReadWhole = (statusCode: number, headers: readonly Header[]) => bool
 
 export function requestApp(dispatcher: Dispatcher, request: AppRequest, readWhole: ReadWhole): Promise<AppAnswer> {
   return new Promise((resolve, reject) => {
-    const handler = new AnswerHandler(request.signal, readWhole, resolve, reject);
+    const handler = new AnswerHandler(request.signal, request.deadlineMs, readWhole, resolve, reject);
     try {
       dispatcher.dispatch({ method: request.method as Dispatcher.HttpMethod, path: request.path, headers: request.headers, body: request.body }, handler);
     } catch (err) {
@@ -54,19 +59,31 @@ class AnswerHandler implements Dispatcher.DispatchHandler {
   /** Streaming: the body handed out. */
   #stream: Readable | undefined;
   #ended = false;
-  readonly #onAbort = (): void => {
-    this.#reason = this.#signal.reason instanceof Error ? this.#signal.reason : new undiciErrors.RequestAbortedError();
-    if (this.#stream) this.#stream.destroy(this.#reason);
-    else this.#abort?.(this.#reason);
-  };
+  #watching = false;
+  readonly #timer: NodeJS.Timeout | undefined;
+  readonly #onAbort = (): void => this.#stop(this.#signal.reason instanceof Error ? this.#signal.reason : new undiciErrors.RequestAbortedError());
 
-  constructor(signal: AbortSignal, readWhole: ReadWhole, resolve: (answer: AppAnswer) => void, reject: (err: Error) => void) {
+  constructor(signal: AbortSignal, deadlineMs: number, readWhole: ReadWhole, resolve: (answer: AppAnswer) => void, reject: (err: Error) => void) {
     this.#signal = signal;
     this.#readWhole = readWhole;
     this.#resolve = resolve;
     this.#reject = reject;
-    if (signal.aborted) this.#reason = signal.reason instanceof Error ? signal.reason : new undiciErrors.RequestAbortedError();
-    else signal.addEventListener('abort', this.#onAbort, { once: true });
+    if (signal.aborted) {
+      this.#reason = signal.reason instanceof Error ? signal.reason : new undiciErrors.RequestAbortedError();
+      return;
+    }
+    signal.addEventListener('abort', this.#onAbort, { once: true });
+    this.#watching = true;
+    if (deadlineMs > 0) {
+      this.#timer = setTimeout(() => this.#stop(new MeshError('DEADLINE_EXCEEDED', `the app did not answer within the caller's deadline (${deadlineMs} ms)`)), deadlineMs);
+    }
+  }
+
+  /** Cancelled or out of time before the answer was in: end the request (undici then calls onError). */
+  #stop(reason: Error): void {
+    this.#reason = reason;
+    this.#done();
+    this.#abort?.(reason);
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -82,13 +99,14 @@ class AnswerHandler implements Dispatcher.DispatchHandler {
       this.#chunks = [];
       return true;
     }
+    // The head is in: from here the caller's side ends a streamed body (by destroying it).
+    this.#done();
     const abort = this.#abort;
     const stream = new Readable({
       read: () => resume(),
       // The reader gave up before the end (a cancelled call, a parked body dropped): stop the app's answer.
       destroy: (err, callback) => {
         if (!this.#ended) abort?.(err ?? new undiciErrors.RequestAbortedError());
-        this.#done();
         callback(err);
       },
     });
@@ -132,7 +150,11 @@ class AnswerHandler implements Dispatcher.DispatchHandler {
     resolve?.(answer);
   }
 
+  /** Stop watching the caller's signal and deadline. */
   #done(): void {
+    if (!this.#watching) return;
+    this.#watching = false;
+    clearTimeout(this.#timer);
     this.#signal.removeEventListener('abort', this.#onAbort);
   }
 }
