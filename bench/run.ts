@@ -1,15 +1,17 @@
-// `npm run bench`: the end-to-end benchmark, direct vs through two sidecars, in one run. See README.md.
+// `npm run bench`: the end-to-end benchmark, direct vs through two sidecars vs through two HAProxies,
+// in one run. See README.md.
 //
-//   direct: generator ─────────────────────────────────────────▶ app
-//   mesh:   generator ─▶ sidecar A (outbound) ══MCP/gRPC══▶ sidecar B (inbound) ─▶ app
+//   direct:  generator ─────────────────────────────────────────▶ app
+//   mesh:    generator ─▶ sidecar A (outbound) ══MCP/gRPC══▶ sidecar B (inbound) ─▶ app
+//   haproxy: generator ─▶ haproxy 1 ─▶ haproxy 2 ─▶ app          (the peer to compare with; skipped without haproxy)
 //
-// Every process is separate (app, sidecar A, sidecar B, generator), on 127.0.0.1, ports picked by the
-// kernel. The same load goes to both targets, interleaved in short slices (direct, mesh, mesh, direct…)
-// so drift in the machine (other load, CPU frequency, GC) hits both alike. CPU is read from /proc around
-// every slice, so each target is charged only for its own slices.
+// Every process is separate (app, sidecars, HAProxies, generator), on 127.0.0.1, ports picked by the
+// kernel. The same load goes to every target, interleaved in short slices whose order rotates (direct,
+// mesh, haproxy; mesh, haproxy, direct; …) so drift in the machine (other load, CPU frequency, GC) hits
+// all alike. CPU is read from /proc around every slice, so each target is charged only for its own slices.
 //
-// Then (unless --no-async; alone with --async-only) the durable async scenario of async.ts: the same
-// two sidecars, fresh, with data dirs on disk, `Prefer: respond-async` calls, accept and end-to-end latency.
+// Then the report's other sections (SECTIONS below: the durable async scenario of async.ts, …), each
+// with its own part of the --out file, kept from the previous file when it did not run this time.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,51 +23,251 @@ import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
 import { request } from 'undici';
 import { SidecarProcess } from '../sidecar/src/demo/sidecar-process.ts';
-import { runAsyncBench, SECTION_BEGIN, SECTION_END, type AsyncOptions } from './async.ts';
+import { runAsyncBench } from './async.ts';
 import type { RunResult, RunSpec } from './generator.ts';
+import { findHaproxy, startHaproxyChain, type HaproxyBinary, type HaproxyChain } from './haproxy.ts';
+import { latencyPng, percentilePoints, type Panel } from './plot.ts';
 import { cpuSeconds, machine, machineBusySeconds, memoryMiB } from './proc.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
+type Log = (line: string) => void;
 
-const USAGE = `usage: npm run bench -- [options]   (or node bench/run.ts [options])
-  --rate LIST           open-loop rates in requests/s, comma-separated   (BENCH_RATE, default 1000)
+const USAGE_SYNC = `usage: npm run bench -- [options]   (or node bench/run.ts [options])
+  --rate LIST           open-loop rates in requests/s, comma-separated   (BENCH_RATE, default 1000,5000)
   --duration S          seconds per target at each rate                   (BENCH_DURATION, default 10)
   --max-duration S      seconds per target in the closed-loop run         (BENCH_MAX_DURATION, default 5; 0 skips it)
   --max-connections N   connections in the closed-loop run                (BENCH_MAX_CONNECTIONS, default 32)
   --connections N       connection pool of the open-loop generator        (BENCH_CONNECTIONS, default 16)
   --body BYTES          request and response body size                    (BENCH_BODY, default 1024)
   --slice S             length of one interleaved slice                   (BENCH_SLICE, default 2)
-  --out FILE            where the Markdown results go                     (default bench/results/latest.md; "-" for none)
+  --no-haproxy          leave out the HAProxy target                      (BENCH_NO_HAPROXY=1)
+  --out FILE            where the Markdown results go                     (default bench/results/latest.md; "-" for none);
+                        the latency plot goes next to it (latency.png for latest.md, else <name>-latency.png)
   --sidecar-node-args A Node options for both sidecars, e.g. --sidecar-node-args="--trace-gc" (note the =);
                         their non-log output goes to bench/results/raw/sidecar-{a,b}.log
-Durable async calls (Prefer: respond-async), run after the rest unless --no-async:
-  --async-only          only the async scenario; its section of the --out file is replaced, the rest kept
-  --no-async            skip it
+Other sections, run after the rest: --no-NAME skips one (the --out file keeps its previous text),
+--NAME-only runs only that one (several may be given) and keeps the rest of the --out file.`;
+
+// ---------------------------------------------------------------------------------------------------
+// The report's sections. The direct/mesh/HAProxy scenarios make the main part of the report; every
+// other part is a section of its own between `<!-- NAME:begin -->` and `<!-- NAME:end -->`. Adding a
+// section is one entry in SECTIONS.
+
+export interface SectionResult {
+  /** Its Markdown, markers included (they are added when missing). */
+  markdown: string;
+  ok: boolean;
+}
+
+/** What every section may use from the common options. */
+export interface CommonOptions {
+  connections: number;
+  body: number;
+  sidecarNodeArgs: string[];
+  /** Where a sidecar's non-log output goes (with --sidecar-node-args), by file name. */
+  rawLog: (name: string) => ((line: string) => void) | undefined;
+}
+
+type FlagValues = Record<string, string | boolean | undefined>;
+
+interface Section {
+  name: string;
+  /** Its own flags (besides --no-NAME and --NAME-only), for parseArgs, and their lines in the usage text. */
+  flags: Record<string, { type: 'string' | 'boolean' }>;
+  usage: string;
+  /** Reads its flags (then BENCH_* variables, then defaults); throws on a bad one, before anything runs. */
+  prepare(values: FlagValues, common: CommonOptions): (log: Log) => Promise<SectionResult>;
+  /** Logged when it ends not ok. */
+  failure: string;
+}
+
+const SECTIONS: Section[] = [
+  {
+    name: 'async',
+    flags: {
+      'async-messages': { type: 'string' }, 'async-connections': { type: 'string' }, 'async-max-duration': { type: 'string' },
+      'async-rate': { type: 'string' }, 'async-duration': { type: 'string' }, 'async-warm-up': { type: 'string' }, 'async-data-dir': { type: 'string' },
+    },
+    usage: `Durable async calls (Prefer: respond-async), section "async" (--async-only, --no-async):
   --async-messages N    closed loop: at most N messages                   (BENCH_ASYNC_MESSAGES, default 20000)
   --async-connections N closed loop: connections                          (BENCH_ASYNC_CONNECTIONS, default 64)
   --async-max-duration S closed loop: at most S seconds of sending         (BENCH_ASYNC_MAX_DURATION, default 15)
   --async-rate R        open loop: messages/s                             (BENCH_ASYNC_RATE, default 1000)
   --async-duration S    open loop: seconds; 0 skips it                    (BENCH_ASYNC_DURATION, default 10)
   --async-warm-up N     unrecorded messages first                         (BENCH_ASYNC_WARM_UP, default 2000)
-  --async-data-dir DIR  where the sidecars' temporary data dirs go        (BENCH_ASYNC_DATA_DIR, default the OS temp dir)`;
+  --async-data-dir DIR  where the sidecars' temporary data dirs go        (BENCH_ASYNC_DATA_DIR, default the OS temp dir)`,
+    prepare: (values, common) => {
+      const env = process.env;
+      const options = {
+        messages: Math.round(num('async-messages', str(values['async-messages']) ?? env['BENCH_ASYNC_MESSAGES'], 20_000, 0)),
+        connections: Math.round(num('async-connections', str(values['async-connections']) ?? env['BENCH_ASYNC_CONNECTIONS'], 64, 1)),
+        maxDurationS: num('async-max-duration', str(values['async-max-duration']) ?? env['BENCH_ASYNC_MAX_DURATION'], 15, 0),
+        rate: num('async-rate', str(values['async-rate']) ?? env['BENCH_ASYNC_RATE'], 1000, 1),
+        durationS: num('async-duration', str(values['async-duration']) ?? env['BENCH_ASYNC_DURATION'], 10, 0),
+        warmUpMessages: Math.round(num('async-warm-up', str(values['async-warm-up']) ?? env['BENCH_ASYNC_WARM_UP'], 2000, 0)),
+        openConnections: common.connections,
+        // A message carries its sequence number at the start of its body.
+        body: Math.max(32, common.body),
+        dataParent: path.resolve(str(values['async-data-dir']) ?? env['BENCH_ASYNC_DATA_DIR'] ?? tmpdir()),
+        sidecarNodeArgs: common.sidecarNodeArgs,
+        rawLog: (name: string) => common.rawLog(`async-${name}`),
+      };
+      return (log) => runAsyncBench(options, log);
+    },
+    failure: 'ASYNC: MESSAGES WERE REFUSED, LOST OR DELIVERED TWICE (see the "Delivered exactly once?" table)',
+  },
+];
 
-interface Options {
+export function markers(name: string): { begin: string; end: string } {
+  return { begin: `<!-- ${name}:begin -->`, end: `<!-- ${name}:end -->` };
+}
+
+/** A report file cut into its main part (everything outside sections) and its sections, in file order. */
+export function splitReport(text: string): { main: string | undefined; sections: Map<string, string> } {
+  const sections = new Map<string, string>();
+  let main = '';
+  let at = 0;
+  const begins = /<!-- ([\w.-]+):begin -->/g;
+  for (let found = begins.exec(text); found; found = begins.exec(text)) {
+    const name = found[1]!;
+    const { end } = markers(name);
+    const endAt = text.indexOf(end, found.index);
+    if (endAt < 0) continue; // an unfinished section stays in the text around it
+    main += text.slice(at, found.index);
+    sections.set(name, `${text.slice(found.index, endAt + end.length)}\n`);
+    at = endAt + end.length;
+    begins.lastIndex = at;
+  }
+  main += text.slice(at);
+  main = main.replace(/\n{3,}/g, '\n\n').trim();
+  return { main: main ? `${main}\n` : undefined, sections };
+}
+
+/** A section's Markdown exactly from its begin marker to its end marker; the markers are added if missing. */
+export function asSection(name: string, markdown: string): string {
+  const own = splitReport(markdown).sections.get(name);
+  if (own) return own;
+  const { begin, end } = markers(name);
+  return `${begin}\n${markdown.trim()}\n${end}\n`;
+}
+
+/**
+ * The new report file: this run's main part and sections where they ran, the previous file's where
+ * they did not; sections in the order of `order`, then any other section the previous file had.
+ */
+export function mergeReport(previous: string | undefined, fresh: { main: string | undefined; sections: Map<string, string> }, order: string[]): string {
+  const old = previous === undefined ? { main: undefined, sections: new Map<string, string>() } : splitReport(previous);
+  const names = [...new Set([...order, ...fresh.sections.keys(), ...old.sections.keys()])];
+  const parts = [fresh.main ?? old.main, ...names.map((name) => fresh.sections.get(name) ?? old.sections.get(name))];
+  return parts.filter((part): part is string => Boolean(part)).map((part) => `${part.trimEnd()}\n`).join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Batch sizes from sidecar A's Prometheus histogram
+
+/** A Prometheus histogram summed over its label sets: cumulative counts per upper bound (`le`). */
+export interface Buckets {
+  /** Upper bounds, ascending; the last is Infinity (`+Inf`). */
+  le: number[];
+  /** Cumulative: observations ≤ le[i]. */
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+export const NO_BUCKETS: Buckets = { le: [], counts: [], sum: 0, count: 0 };
+
+/** Reads histogram `name` from a Prometheus text exposition, adding up every label set. */
+export function parseHistogram(text: string, name: string): Buckets {
+  const byLe = new Map<number, number>();
+  let sum = 0;
+  let count = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || line.startsWith('#')) continue;
+    const m = /^(\w+?)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const value = Number(m[3]);
+    if (m[1] === `${name}_bucket`) {
+      const le = /(?:^|,)le="([^"]+)"/.exec(m[2] ?? '')?.[1];
+      if (le === undefined) continue;
+      const bound = le === '+Inf' ? Infinity : Number(le);
+      byLe.set(bound, (byLe.get(bound) ?? 0) + value);
+    } else if (m[1] === `${name}_sum`) {
+      sum += value;
+    } else if (m[1] === `${name}_count`) {
+      count += value;
+    }
+  }
+  const le = [...byLe.keys()].sort((a, b) => a - b);
+  return { le, counts: le.map((b) => byLe.get(b)!), sum, count };
+}
+
+/** a + sign × b, bound by bound (a bound missing on one side counts 0 there: a series not yet born). */
+export function combineBuckets(a: Buckets, b: Buckets, sign: 1 | -1): Buckets {
+  const le = [...new Set([...a.le, ...b.le])].sort((x, y) => x - y);
+  const at = (h: Buckets, bound: number) => {
+    // Cumulative counts: a bound the histogram lacks holds what the next lower bound holds.
+    let value = 0;
+    for (let i = 0; i < h.le.length && h.le[i]! <= bound; i++) value = h.counts[i]!;
+    return value;
+  };
+  return { le, counts: le.map((bound) => at(a, bound) + sign * at(b, bound)), sum: a.sum + sign * b.sum, count: a.count + sign * b.count };
+}
+
+/** One row per bucket (not cumulative) from the first to the last that holds anything: "1", "3–4", "> 1024". */
+export function bucketRows(h: Buckets): { label: string; n: number; share: number }[] {
+  const rows = h.le.map((bound, i) => {
+    const below = i === 0 ? undefined : h.le[i - 1]!;
+    const n = h.counts[i]! - (i === 0 ? 0 : h.counts[i - 1]!);
+    // Batch sizes are whole numbers: the bucket (below, bound] holds below+1 … bound.
+    const label = bound === Infinity ? `> ${below}` : below === undefined || below + 1 >= bound ? `${bound}` : `${below + 1}–${bound}`;
+    return { label, n, share: h.count ? n / h.count : 0 };
+  });
+  const first = rows.findIndex((r) => r.n > 0);
+  if (first < 0) return [];
+  const last = rows.length - 1 - [...rows].reverse().findIndex((r) => r.n > 0);
+  return rows.slice(first, last + 1);
+}
+
+/** The order of the targets in slice `i`: rotated, so that each target gets each position in turn. */
+export function sliceOrder<T>(targets: readonly T[], i: number): T[] {
+  const k = i % targets.length;
+  return [...targets.slice(k), ...targets.slice(0, k)];
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The direct / mesh / HAProxy scenarios
+
+interface Options extends CommonOptions {
   rates: number[];
   durationS: number;
   maxDurationS: number;
   maxConnections: number;
-  connections: number;
-  body: number;
   sliceS: number;
+  haproxy: boolean;
   out: string | undefined;
-  sidecarNodeArgs: string[];
-  /** The durable async scenario: undefined with --no-async. */
-  async: AsyncOptions | undefined;
-  asyncOnly: boolean;
+  /** The direct/mesh/HAProxy scenarios run (not with --NAME-only, nor with both durations 0). */
+  sync: boolean;
+  /** The sections to run, in SECTIONS order. */
+  sections: { name: string; failure: string; run: (log: Log) => Promise<SectionResult> }[];
 }
 
-type TargetName = 'direct' | 'mesh';
-type ProcName = 'sidecarA' | 'sidecarB' | 'app' | 'generator' | 'machine';
+type TargetName = 'direct' | 'mesh' | 'haproxy';
+const TARGETS: Record<TargetName, { row: string; short: string; colour: string }> = {
+  direct: { row: 'direct', short: 'direct', colour: '#4c78a8' },
+  mesh: { row: 'mesh (A → B)', short: 'mesh', colour: '#e45756' },
+  haproxy: { row: 'HAProxy (1 → 2)', short: 'HAProxy', colour: '#54a24b' },
+};
+/** The processes in the path of a request besides the app: two sidecars, or two HAProxies. */
+type Hop = 'sidecarA' | 'sidecarB' | 'haproxy1' | 'haproxy2';
+type ProcName = Hop | 'app' | 'generator';
+const HOPS: Record<Hop, { target: TargetName; row: string }> = {
+  sidecarA: { target: 'mesh', row: 'sidecar A (client side)' },
+  sidecarB: { target: 'mesh', row: 'sidecar B (server side)' },
+  haproxy1: { target: 'haproxy', row: 'haproxy 1 (client side)' },
+  haproxy2: { target: 'haproxy', row: 'haproxy 2 (server side)' },
+};
+type Memory = Partial<Record<Hop, { peak: number; current: number }>>;
 
 /** Everything measured for one target in one scenario, summed over its slices. */
 interface Tally {
@@ -79,9 +281,11 @@ interface Tally {
   errors: number;
   outcomes: Record<string, number>;
   elapsedMs: number;
-  cpu: Record<ProcName, number>;
+  cpu: Record<ProcName | 'machine', number>;
   batches: number;
   envelopes: number;
+  /** Sidecar A's mcp_link_batch_size over this target's slices (mesh only). */
+  batchSizes: Buckets;
 }
 
 interface Scenario {
@@ -91,10 +295,14 @@ interface Scenario {
   connections: number;
   perTargetS: number;
   tallies: Record<TargetName, Tally>;
-  /** VmHWM of each sidecar (MiB) right after this scenario. */
-  peakMiB: { sidecarA: number; sidecarB: number };
-  /** VmRSS of each sidecar (MiB) right after this scenario. */
-  currentMiB: { sidecarA: number; sidecarB: number };
+  /** VmHWM and VmRSS of each hop (MiB) right after this scenario. */
+  memory: Memory;
+}
+
+/** How the run went without HAProxy, when it did. */
+interface Peer {
+  binary: HaproxyBinary | undefined;
+  skipped: string | undefined;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -102,41 +310,38 @@ export async function main(argv: string[]): Promise<number> {
   try {
     options = parseOptions(argv);
   } catch (err) {
-    process.stderr.write(`bench: ${(err as Error).message}\n${USAGE}\n`);
+    process.stderr.write(`bench: ${(err as Error).message}\n${usage()}\n`);
     return 2;
   }
-  const sync = !options.asyncOnly && (options.durationS > 0 || options.maxDurationS > 0);
-  if (!sync && !options.async) {
-    process.stdout.write(`${USAGE}\n`);
+  if (!options.sync && options.sections.length === 0) {
+    process.stdout.write(`${usage()}\n`);
     return 0;
   }
 
-  const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+  const log: Log = (line) => process.stderr.write(`[bench] ${line}\n`);
   const loadBefore = os.loadavg()[0]!;
   if (loadBefore > 0.5) log(`note: the machine is already busy (1-minute load average ${loadBefore.toFixed(2)}); figures will be noisier`);
-  let syncPart: string | undefined;
-  let asyncPart: string | undefined;
+  let main: string | undefined;
+  const sections = new Map<string, string>();
   let ok = true;
-  if (sync) {
+  if (options.sync) {
     const result = await runSync(options, log);
-    syncPart = result.markdown;
+    main = result.markdown;
     ok = result.errors === 0;
   }
-  if (options.async) {
-    const result = await runAsyncBench(options.async, log);
-    asyncPart = result.markdown;
+  for (const section of options.sections) {
+    const result = await section.run(log);
+    sections.set(section.name, asSection(section.name, result.markdown));
     if (!result.ok) {
       ok = false;
-      log('ASYNC: MESSAGES WERE REFUSED, LOST OR DELIVERED TWICE (see the "Delivered exactly once?" table)');
+      log(section.failure);
     }
   }
-  process.stdout.write([syncPart, asyncPart].filter(Boolean).join('\n'));
+  process.stdout.write([main, ...sections.values()].filter(Boolean).join('\n'));
   if (options.out) {
-    // The part that did not run this time (sync with --async-only, async with --no-async) is kept from the file.
-    const previous = existsSync(options.out) ? splitReport(readFileSync(options.out, 'utf8')) : { sync: undefined, async: undefined };
-    const text = [syncPart ?? previous.sync, asyncPart ?? previous.async].filter(Boolean).join('\n');
+    const previous = existsSync(options.out) ? readFileSync(options.out, 'utf8') : undefined;
     mkdirSync(path.dirname(options.out), { recursive: true });
-    writeFileSync(options.out, text);
+    writeFileSync(options.out, mergeReport(previous, { main, sections }, SECTIONS.map((s) => s.name)));
     log(`written to ${path.relative(process.cwd(), options.out) || options.out}`);
   }
   return ok ? 0 : 1;
@@ -151,85 +356,105 @@ function rawLog(sidecarNodeArgs: string[], name: string): ((line: string) => voi
   return (line: string) => appendFileSync(file, `${line}\n`);
 }
 
-/** A report file cut into its sync part and its async section (between the markers). */
-function splitReport(text: string): { sync: string | undefined; async: string | undefined } {
-  const begin = text.indexOf(SECTION_BEGIN);
-  const end = text.indexOf(SECTION_END);
-  if (begin < 0 || end < begin) return { sync: text.trim() ? text : undefined, async: undefined };
-  const sync = `${text.slice(0, begin).trimEnd()}\n${text.slice(end + SECTION_END.length).replace(/^\n+/, '')}`;
-  return { sync: sync.trim() ? sync : undefined, async: `${text.slice(begin, end + SECTION_END.length)}\n` };
+/** Where the latency plot of a report goes: results/latency.png beside latest.md, else <name>-latency.png. */
+export function plotFile(out: string): string {
+  const base = path.basename(out, path.extname(out));
+  return path.join(path.dirname(out), base === 'latest' ? 'latency.png' : `${base}-latency.png`);
 }
 
-/** The direct-vs-mesh scenarios (open loop, closed loop): their Markdown report and the error count. */
-async function runSync(options: Options, log: (line: string) => void): Promise<{ markdown: string; errors: number }> {
+/** The direct-vs-mesh-vs-HAProxy scenarios (open loop, closed loop): their Markdown report and the error count. */
+async function runSync(options: Options, log: Log): Promise<{ markdown: string; errors: number }> {
   const loadBefore = os.loadavg()[0]!;
   const dir = mkdtempSync(path.join(tmpdir(), 'mcp-mesh-bench-'));
   const children: { stop(): Promise<unknown> }[] = [];
   try {
-    // The processes: app, sidecar B next to it, sidecar A next to the generator, the generator.
+    // The processes: app, sidecar B next to it, sidecar A next to the generator, the HAProxy chain, the generator.
     const app = await startApp(options.body);
     children.push(app);
-    const raw = (name: string) => rawLog(options.sidecarNodeArgs, name);
+    const raw = (name: string) => options.rawLog(name);
     const nodeArgs = options.sidecarNodeArgs;
     const sidecarB = await SidecarProcess.start({ service: 'target', replica: 'sidecar-b', appPort: app.port, peers: {}, nodeArgs, onOtherLine: raw('sidecar-b') }, dir);
     children.unshift(sidecarB);
     const sidecarA = await SidecarProcess.start({ service: 'client', replica: 'sidecar-a', appPort: app.port, peers: { target: [`127.0.0.1:${sidecarB.ports!.inbound}`] }, nodeArgs, onOtherLine: raw('sidecar-a') }, dir);
     children.unshift(sidecarA);
+    const peer: Peer = { binary: undefined, skipped: options.haproxy ? undefined : 'left out with --no-haproxy' };
+    let chain: HaproxyChain | undefined;
+    if (options.haproxy) {
+      const found = findHaproxy(log);
+      if (found.ok) {
+        peer.binary = found.binary;
+        try {
+          chain = await startHaproxyChain(found.binary, app.port);
+          children.unshift(chain);
+        } catch (err) {
+          peer.skipped = `HAProxy did not start: ${(err as Error).message.split('\n')[0]}`;
+        }
+      } else {
+        peer.skipped = found.why;
+      }
+      if (peer.skipped) log(`no HAProxy column: ${peer.skipped}`);
+    }
     const generator = await Generator.start();
     children.unshift(generator);
     await waitForLink(sidecarA.ports!.admin);
-    const pids: Record<Exclude<ProcName, 'machine'>, number> = { sidecarA: sidecarA.pid, sidecarB: sidecarB.pid, app: app.pid, generator: generator.pid };
-    log(`app pid ${app.pid} :${app.port}; sidecar A pid ${sidecarA.pid} outbound :${sidecarA.ports!.outbound}; sidecar B pid ${sidecarB.pid} inbound :${sidecarB.ports!.inbound}; generator pid ${generator.pid}`);
+    const pids: Partial<Record<ProcName, number>> = { sidecarA: sidecarA.pid, sidecarB: sidecarB.pid, app: app.pid, generator: generator.pid };
+    if (chain) Object.assign(pids, { haproxy1: chain.first.pid, haproxy2: chain.second.pid });
+    log(`app pid ${app.pid} :${app.port}; sidecar A pid ${sidecarA.pid} outbound :${sidecarA.ports!.outbound}; sidecar B pid ${sidecarB.pid} inbound :${sidecarB.ports!.inbound}; ${chain ? `haproxy 1 pid ${chain.first.pid} :${chain.port}; haproxy 2 pid ${chain.second.pid} :${chain.second.port}; ` : ''}generator pid ${generator.pid}`);
 
-    const targets: Record<TargetName, { origin: string; host: string }> = {
-      direct: { origin: `http://127.0.0.1:${app.port}`, host: 'target' },
-      mesh: { origin: `http://127.0.0.1:${sidecarA.ports!.outbound}`, host: 'target' },
+    const targets: TargetName[] = chain ? ['direct', 'mesh', 'haproxy'] : ['direct', 'mesh'];
+    const origins: Record<TargetName, string> = {
+      direct: `http://127.0.0.1:${app.port}`,
+      mesh: `http://127.0.0.1:${sidecarA.ports!.outbound}`,
+      haproxy: `http://127.0.0.1:${chain?.port ?? 0}`,
     };
+    const batchSizes = async () => parseHistogram(await metricsText(sidecarA.ports!.admin), 'mcp_link_batch_size');
     const slice = async (scenario: Scenario, target: TargetName, ms: number, record: boolean) => {
+      const mesh = record && target === 'mesh';
+      const linkBefore = mesh ? await linkStats(sidecarA.ports!.admin) : undefined;
+      const sizesBefore = mesh ? await batchSizes() : undefined;
       const before = readCpu(pids);
-      const linkBefore = target === 'mesh' ? await linkStats(sidecarA.ports!.admin) : undefined;
       const result = await generator.run({
-        origin: targets[target].origin, host: targets[target].host, mode: scenario.mode,
+        origin: origins[target], host: 'target', mode: scenario.mode,
         rate: scenario.rate, durationMs: ms, connections: scenario.connections, bodyBytes: options.body,
       });
       const after = readCpu(pids);
       if (!record) return;
       const tally = scenario.tallies[target];
-      const histogram = hdr.decodeFromCompressedBase64(result.histogram);
-      const service = hdr.decodeFromCompressedBase64(result.service);
-      const lag = hdr.decodeFromCompressedBase64(result.sendLag);
-      tally.histogram.add(histogram);
-      tally.service.add(service);
-      tally.lag.add(lag);
-      histogram.destroy();
-      service.destroy();
-      lag.destroy();
+      for (const [into, encoded] of [[tally.histogram, result.histogram], [tally.service, result.service], [tally.lag, result.sendLag]] as const) {
+        const decoded = hdr.decodeFromCompressedBase64(encoded);
+        into.add(decoded);
+        decoded.destroy();
+      }
       tally.sent += result.sent;
       tally.ok += result.ok;
       tally.errors += result.errors;
       tally.elapsedMs += result.elapsedMs;
       for (const [outcome, n] of Object.entries(result.outcomes)) tally.outcomes[outcome] = (tally.outcomes[outcome] ?? 0) + n;
-      for (const name of Object.keys(after) as ProcName[]) tally.cpu[name] += after[name] - before[name];
-      if (linkBefore) {
+      for (const name of Object.keys(after) as (keyof Tally['cpu'])[]) tally.cpu[name] += after[name] - before[name];
+      if (linkBefore && sizesBefore) {
         const linkAfter = await linkStats(sidecarA.ports!.admin);
         tally.batches += linkAfter.batches - linkBefore.batches;
         tally.envelopes += linkAfter.envelopes - linkBefore.envelopes;
+        tally.batchSizes = combineBuckets(tally.batchSizes, combineBuckets(await batchSizes(), sizesBefore, -1), 1);
       }
+    };
+    const memory = (): Memory => {
+      const out: Memory = {};
+      for (const hop of Object.keys(HOPS) as Hop[]) if (pids[hop]) out[hop] = memoryMiB(pids[hop]);
+      return out;
     };
     const runScenario = async (scenario: Scenario) => {
       const slices = Math.max(1, Math.round(scenario.perTargetS / options.sliceS));
       const sliceMs = (scenario.perTargetS * 1000) / slices;
       log(`${scenario.title}: ${slices} × ${(sliceMs / 1000).toFixed(1)} s per target, interleaved`);
       for (let i = 0; i < slices; i++) {
-        const order: TargetName[] = i % 2 === 0 ? ['direct', 'mesh'] : ['mesh', 'direct'];
-        for (const target of order) await slice(scenario, target, sliceMs, true);
+        for (const target of sliceOrder(targets, i)) await slice(scenario, target, sliceMs, true);
       }
-      const [memA, memB] = [memoryMiB(sidecarA.pid), memoryMiB(sidecarB.pid)];
-      scenario.peakMiB = { sidecarA: memA.peak, sidecarB: memB.peak };
-      scenario.currentMiB = { sidecarA: memA.current, sidecarB: memB.current };
-      const d = scenario.tallies.direct;
-      const m = scenario.tallies.mesh;
-      log(`  direct p50 ${ms(d.histogram.getValueAtPercentile(50))} p99 ${ms(d.histogram.getValueAtPercentile(99))}, ${rps(d)}; mesh p50 ${ms(m.histogram.getValueAtPercentile(50))} p99 ${ms(m.histogram.getValueAtPercentile(99))}, ${rps(m)}; errors ${d.errors}/${m.errors}`);
+      scenario.memory = memory();
+      log(`  ${targets.map((t) => {
+        const tally = scenario.tallies[t];
+        return `${TARGETS[t].short} p50 ${ms(tally.histogram.getValueAtPercentile(50))} p99 ${ms(tally.histogram.getValueAtPercentile(99))}, ${rps(tally)}, errors ${tally.errors}`;
+      }).join('; ')}`);
     };
 
     // Warm-up (not recorded) before each kind of run, so the JIT has compiled the hot paths of every
@@ -238,7 +463,7 @@ async function runSync(options: Options, log: (line: string) => void): Promise<{
     const warmUp = async (mode: 'open' | 'closed') => {
       log(`warm-up (${mode} loop)`);
       const warm = newScenario('warm-up', mode, 1000, mode === 'open' ? options.connections : options.maxConnections, 0);
-      for (const target of ['direct', 'mesh'] as const) await slice(warm, target, mode === 'open' ? 1500 : 1000, false);
+      for (const target of targets) await slice(warm, target, mode === 'open' ? 1500 : 1000, false);
     };
 
     const scenarios: Scenario[] = [];
@@ -256,10 +481,21 @@ async function runSync(options: Options, log: (line: string) => void): Promise<{
       await runScenario(scenario);
       scenarios.push(scenario);
     }
-    const final = { sidecarA: memoryMiB(sidecarA.pid), sidecarB: memoryMiB(sidecarB.pid) };
+    const final = memory();
 
-    const markdown = report(options, scenarios, final, { before: loadBefore, after: os.loadavg()[0]! });
-    const errors = scenarios.reduce((n, s) => n + s.tallies.direct.errors + s.tallies.mesh.errors, 0);
+    let plot: string | undefined;
+    if (options.out) {
+      const file = plotFile(options.out);
+      try {
+        writeFileSync(file, await latencyPng(panels(scenarios, targets), Object.fromEntries(targets.map((t) => [TARGETS[t].short, TARGETS[t].colour]))));
+        plot = path.basename(file);
+        log(`latency plot written to ${path.relative(process.cwd(), file) || file}`);
+      } catch (err) {
+        log(`no latency plot: ${(err as Error).message}`);
+      }
+    }
+    const markdown = report(options, scenarios, targets, final, peer, plot, { before: loadBefore, after: os.loadavg()[0]! });
+    const errors = scenarios.reduce((n, s) => n + targets.reduce((m, t) => m + s.tallies[t].errors, 0), 0);
     return { markdown, errors };
   } finally {
     for (const child of children) await child.stop();
@@ -272,94 +508,168 @@ function newScenario(title: string, mode: 'open' | 'closed', rate: number, conne
   const tally = (): Tally => ({
     histogram: histogram(), service: histogram(), lag: histogram(),
     sent: 0, ok: 0, errors: 0, outcomes: {}, elapsedMs: 0,
-    cpu: { sidecarA: 0, sidecarB: 0, app: 0, generator: 0, machine: 0 }, batches: 0, envelopes: 0,
+    cpu: { sidecarA: 0, sidecarB: 0, haproxy1: 0, haproxy2: 0, app: 0, generator: 0, machine: 0 },
+    batches: 0, envelopes: 0, batchSizes: NO_BUCKETS,
   });
-  return { title, mode, rate, connections, perTargetS, tallies: { direct: tally(), mesh: tally() }, peakMiB: { sidecarA: 0, sidecarB: 0 }, currentMiB: { sidecarA: 0, sidecarB: 0 } };
+  return { title, mode, rate, connections, perTargetS, tallies: { direct: tally(), mesh: tally(), haproxy: tally() }, memory: {} };
 }
 
-function readCpu(pids: Record<Exclude<ProcName, 'machine'>, number>): Record<ProcName, number> {
-  return { sidecarA: cpuSeconds(pids.sidecarA), sidecarB: cpuSeconds(pids.sidecarB), app: cpuSeconds(pids.app), generator: cpuSeconds(pids.generator), machine: machineBusySeconds() };
+function readCpu(pids: Partial<Record<ProcName, number>>): Tally['cpu'] {
+  const cpu: Tally['cpu'] = { sidecarA: 0, sidecarB: 0, haproxy1: 0, haproxy2: 0, app: 0, generator: 0, machine: machineBusySeconds() };
+  for (const [name, pid] of Object.entries(pids) as [ProcName, number][]) cpu[name] = cpuSeconds(pid);
+  return cpu;
+}
+
+/** The plot's panels: one per scenario, one line per target. */
+function panels(scenarios: Scenario[], targets: TargetName[]): Panel[] {
+  return scenarios.map((s) => ({
+    title: s.mode === 'open' ? s.title : `closed loop, ${s.connections} connections`,
+    series: targets.map((t) => {
+      const h = s.tallies[t].histogram;
+      return { target: TARGETS[t].short, points: percentilePoints((p) => h.getValueAtPercentile(p), h.totalCount) };
+    }),
+  }));
 }
 
 // ---------------------------------------------------------------------------------------------------
 // The report
 
-function report(options: Options, scenarios: Scenario[], final: { sidecarA: { peak: number; current: number }; sidecarB: { peak: number; current: number } }, load: { before: number; after: number }): string {
+function report(options: Options, scenarios: Scenario[], targets: TargetName[], final: Memory, peer: Peer, plot: string | undefined, load: { before: number; after: number }): string {
   const m = machine();
   let commit = 'unknown';
   try {
     commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: HERE, encoding: 'utf8' }).trim();
   } catch { /* not a git checkout */ }
+  const withPeer = targets.includes('haproxy');
   const out: string[] = [];
   out.push('# mcp-mesh benchmark: latest run', '');
   out.push(`${new Date().toISOString()} · commit ${commit} · \`npm run bench\``, '');
   out.push(`**Machine:** ${m.cpus} CPUs (nproc), ${m.model}, ${m.memoryGiB.toFixed(1)} GiB RAM, ${m.kernel}, Node ${m.node}. 1-minute load average ${load.before.toFixed(2)} before the run (other work on the machine), ${load.after.toFixed(2)} after.`, '');
-  out.push('**Setup:** four processes on 127.0.0.1: a plain `node:http` app, sidecar B next to it, sidecar A,',
-    'and the load generator (undici Pool). *direct*: generator → app. *mesh*: generator → sidecar A (outbound,',
-    'HTTP/1.1, `Host: target`) ⇒ MCP/gRPC link ⇒ sidecar B (inbound) → app. Default sidecar config (batching on,',
-    'no linger, log level info, no per-request logs). Each request is a `POST` with a',
-    `${options.body.toLocaleString('en')}-byte body; the app answers with ${options.body.toLocaleString('en')} bytes. Both targets get the same load,`,
-    `interleaved in slices of about ${options.sliceS} s (direct, mesh, mesh, direct, …), after a warm-up of both.`,
+  out.push(`**Setup:** separate processes on 127.0.0.1: a plain \`node:http\` app, the load generator (undici Pool), and three ways to reach the app:`,
+    '*direct*: generator → app. *mesh*: generator → sidecar A (outbound, HTTP/1.1, `Host: target`) ⇒ MCP/gRPC link ⇒',
+    'sidecar B (inbound) → app; default sidecar config (batching on, no linger, log level info, no per-request logs).',
+    withPeer
+      ? `*HAProxy*: generator → haproxy 1 → haproxy 2 → app, HAProxy ${peer.binary!.version} (Debian's package), \`mode http\`, keep-alive on both sides, \`http-reuse always\` to the next hop, no logging, \`nbthread 1\` in each process (our sidecars are single-threaded Node processes too).`
+      : `*HAProxy*: **skipped in this run** (${peer.skipped}); the HAProxy columns and ratios are missing.`,
+    `Each request is a \`POST\` with a ${options.body.toLocaleString('en')}-byte body; the app answers with ${options.body.toLocaleString('en')} bytes. Every target gets the same load,`,
+    `interleaved in slices of about ${options.sliceS} s whose order rotates (${sliceOrder(targets, 0).map((t) => TARGETS[t].short).join(', ')}; ${sliceOrder(targets, 1).map((t) => TARGETS[t].short).join(', ')}; …), after a warm-up of each.`,
     'Open loop: evenly paced at a constant rate, latency measured from each request\'s *intended* send time',
     '(no coordinated omission), into an HDR histogram. Closed loop: N connections, each sending as soon as its',
     'last answer is in. CPU = utime + stime from `/proc/<pid>/stat` over the slices of that target only.', '');
+  if (plot) out.push(`![Latency by percentile, one panel per scenario, one line per target](${plot})`, '');
 
-  for (const s of scenarios) {
-    const d = s.tallies.direct;
-    const me = s.tallies.mesh;
-    const p = (t: Tally, q: number) => t.histogram.getValueAtPercentile(q);
-    out.push(`## ${capitalise(s.title)}, ${s.perTargetS} s per target`, '');
-    out.push('| target | requests | errors | req/s | p50 | p90 | p99 | p99.9 | max |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
-    for (const [name, t] of [['direct', d], ['mesh (A → B)', me]] as const) {
-      out.push(`| ${name} | ${t.sent.toLocaleString('en')} | ${t.errors} | ${Math.round(t.ok / (t.elapsedMs / 1000)).toLocaleString('en')} | ${ms(p(t, 50))} | ${ms(p(t, 90))} | ${ms(p(t, 99))} | ${ms(p(t, 99.9))} | ${ms(t.histogram.maxValue)} |`);
-    }
-    out.push(`| **mesh added** | | | | **${plus(p(me, 50) - p(d, 50))}** | ${plus(p(me, 90) - p(d, 90))} | **${plus(p(me, 99) - p(d, 99))}** | ${plus(p(me, 99.9) - p(d, 99.9))} | |`, '');
-    if (s.mode === 'open') {
-      const q = (t: Tally, x: number) => t.service.getValueAtPercentile(x);
-      out.push(`Generator health: requests left on average ${ms(d.lag.mean)} / ${ms(me.lag.mean)} after their due time (direct / mesh), p99 ${ms(d.lag.getValueAtPercentile(99))} / ${ms(me.lag.getValueAtPercentile(99))}, max ${ms(Math.max(d.lag.maxValue, me.lag.maxValue))} (Node timers tick in whole milliseconds); that lag is inside the latencies above and hits both targets alike. Measured from the moment each request actually left instead (service time): direct p50 ${ms(q(d, 50))} / p99 ${ms(q(d, 99))}, mesh p50 ${ms(q(me, 50))} / p99 ${ms(q(me, 99))}, added ${plus(q(me, 50) - q(d, 50))} / ${plus(q(me, 99) - q(d, 99))}.`, '');
-    } else {
-      out.push(`**Throughput ratio mesh / direct: ${(rate(me) / rate(d) * 100).toFixed(1)}%** (${Math.round(rate(me)).toLocaleString('en')} vs ${Math.round(rate(d)).toLocaleString('en')} req/s).`, '');
-    }
-    const perK = (cpu: number, t: Tally) => (t.ok ? (cpu / t.ok) * 1000 : 0);
-    const vcpu = (cpu: number, t: Tally) => cpu / (t.elapsedMs / 1000);
-    out.push('| process | CPU s per 1,000 requests | vCPU used | peak RSS so far (VmHWM) | RSS after (VmRSS) |', '|---|---:|---:|---:|---:|');
-    out.push(`| sidecar A (client side) | ${perK(me.cpu.sidecarA, me).toFixed(3)} | ${vcpu(me.cpu.sidecarA, me).toFixed(2)} | ${s.peakMiB.sidecarA.toFixed(1)} MiB | ${s.currentMiB.sidecarA.toFixed(1)} MiB |`);
-    out.push(`| sidecar B (server side) | ${perK(me.cpu.sidecarB, me).toFixed(3)} | ${vcpu(me.cpu.sidecarB, me).toFixed(2)} | ${s.peakMiB.sidecarB.toFixed(1)} MiB | ${s.currentMiB.sidecarB.toFixed(1)} MiB |`);
-    out.push(`| app, direct / mesh | ${perK(d.cpu.app, d).toFixed(3)} / ${perK(me.cpu.app, me).toFixed(3)} | ${vcpu(d.cpu.app, d).toFixed(2)} / ${vcpu(me.cpu.app, me).toFixed(2)} | | |`);
-    out.push(`| generator, direct / mesh | ${perK(d.cpu.generator, d).toFixed(3)} / ${perK(me.cpu.generator, me).toFixed(3)} | ${vcpu(d.cpu.generator, d).toFixed(2)} / ${vcpu(me.cpu.generator, me).toFixed(2)} | | |`, '');
-    const ours = (t: Tally) => t.cpu.sidecarA * (t === me ? 1 : 0) + t.cpu.sidecarB * (t === me ? 1 : 0) + t.cpu.app + t.cpu.generator;
-    const others = (t: Tally) => Math.max(0, t.cpu.machine - ours(t)) / (t.elapsedMs / 1000);
-    out.push(`Whole machine (\`/proc/stat\`): ${vcpu(d.cpu.machine, d).toFixed(2)} / ${vcpu(me.cpu.machine, me).toFixed(2)} of ${machine().cpus} vCPU busy during the direct / mesh slices; everything other than the benchmark's own processes (kernel work not charged to them, other programs) took ${others(d).toFixed(2)} / ${others(me).toFixed(2)} vCPU.`, '');
-    out.push(`Batching on the A → B link (sidecar A's admin \`/endpoints\`): ${me.envelopes.toLocaleString('en')} envelopes in ${me.batches.toLocaleString('en')} batches, **${me.batches ? (me.envelopes / me.batches).toFixed(2) : '-'} per batch** on average.`, '');
-    const odd = [...Object.entries(d.outcomes).filter(([k]) => k !== '200').map(([k, n]) => `direct ${k}: ${n}`),
-      ...Object.entries(me.outcomes).filter(([k]) => k !== '200').map(([k, n]) => `mesh ${k}: ${n}`)];
-    if (odd.length) out.push(`Non-200 outcomes: ${odd.join('; ')}.`, '');
-  }
-
-  out.push('## Against the targets of issue 9 (1,000 req/s, 1 KiB)', '');
-  const at1000 = scenarios.find((s) => s.mode === 'open' && s.rate === 1000);
-  const max = scenarios.find((s) => s.mode === 'closed');
-  out.push('| figure | measured | target | for reference |', '|---|---:|---:|---|');
-  if (at1000) {
-    const d = at1000.tallies.direct;
-    const me = at1000.tallies.mesh;
-    const added = (q: number) => me.histogram.getValueAtPercentile(q) - d.histogram.getValueAtPercentile(q);
-    const cpu = Math.max(me.cpu.sidecarA, me.cpu.sidecarB) / me.ok * 1000;
-    out.push(`| added latency, p50 | ${plus(added(50))} | ≤ +0.50 ms ${mark(added(50) <= 500)} | Dapr +1.06 ms, HAProxy pair +0.15–0.24 ms |`);
-    out.push(`| added latency, p99 | ${plus(added(99))} | ≤ +2.00 ms ${mark(added(99) <= 2000)} | Dapr +2.90 ms, HAProxy pair +0.7–1.0 ms |`);
-    out.push(`| CPU per 1,000 requests, busier sidecar | ${cpu.toFixed(3)} s | ≤ 0.20 s ${mark(cpu <= 0.2)} | Dapr 0.20–0.48, Istio 0.20, HAProxy ≈0.1 |`);
-    const rss = Math.max(at1000.peakMiB.sidecarA, at1000.peakMiB.sidecarB) * 1.048576;
-    out.push(`| peak RSS, bigger sidecar | ${rss.toFixed(0)} MB | ≤ 100 MB ${mark(rss <= 100)} | Dapr 51 MB, Istio 60 MB |`);
-  }
-  if (max) {
-    const ratio = rate(max.tallies.mesh) / rate(max.tallies.direct);
-    out.push(`| max throughput, mesh / direct | ${(ratio * 100).toFixed(1)}% | — | HAProxy chain ≈ 35–40% of direct here; target is ≥ 35% of HAProxy's |`);
-  }
-  out.push('', `Peak RSS at the end of the run (after the maximum-throughput run): sidecar A ${final.sidecarA.peak.toFixed(1)} MiB, sidecar B ${final.sidecarB.peak.toFixed(1)} MiB (current ${final.sidecarA.current.toFixed(1)} / ${final.sidecarB.current.toFixed(1)} MiB).`, '');
+  for (const s of scenarios) out.push(...scenarioReport(s, targets));
+  out.push(...targetsReport(scenarios, withPeer));
+  const peaks = (Object.keys(HOPS) as Hop[]).filter((hop) => final[hop]).map((hop) => `${HOPS[hop].row.replace(/ \(.*/, '')} ${final[hop]!.peak.toFixed(1)} MiB (now ${final[hop]!.current.toFixed(1)})`);
+  out.push('', `Peak RSS at the end of the run (after the maximum-throughput run): ${peaks.join(', ')}.`, '');
   return `${out.join('\n')}\n`;
 }
 
-const rate = (t: Tally) => t.ok / (t.elapsedMs / 1000);
+const pct = (t: Tally, q: number) => t.histogram.getValueAtPercentile(q);
+const PERCENTILES = [50, 90, 99, 99.9];
+/** CPU seconds of `proc` per 1,000 requests answered in `t`'s slices. */
+const perK = (t: Tally, proc: ProcName) => (t.ok ? (t.cpu[proc] / t.ok) * 1000 : 0);
+const vcpu = (t: Tally, proc: ProcName | 'machine') => t.cpu[proc] / (t.elapsedMs / 1000);
+
+function scenarioReport(s: Scenario, targets: TargetName[]): string[] {
+  const out: string[] = [];
+  const d = s.tallies.direct;
+  const me = s.tallies.mesh;
+  const h = s.tallies.haproxy;
+  const withPeer = targets.includes('haproxy');
+  const added = (t: Tally, q: number) => pct(t, q) - pct(d, q);
+  const list = (f: (t: Tally) => string) => targets.map((t) => f(s.tallies[t])).join(' / ');
+  const names = targets.map((t) => TARGETS[t].short).join(' / ');
+  out.push(`## ${capitalise(s.title)}, ${s.perTargetS} s per target`, '');
+  out.push('| target | requests | errors | req/s | p50 | p90 | p99 | p99.9 | max |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const t of targets) {
+    const tally = s.tallies[t];
+    out.push(`| ${TARGETS[t].row} | ${tally.sent.toLocaleString('en')} | ${tally.errors} | ${Math.round(rate(tally)).toLocaleString('en')} | ${PERCENTILES.map((q) => ms(pct(tally, q))).join(' | ')} | ${ms(tally.histogram.maxValue)} |`);
+  }
+  out.push(`| **mesh added** | | | | **${plus(added(me, 50))}** | ${plus(added(me, 90))} | **${plus(added(me, 99))}** | ${plus(added(me, 99.9))} | |`);
+  if (withPeer) {
+    out.push(`| HAProxy added | | | | ${PERCENTILES.map((q) => plus(added(h, q))).join(' | ')} | |`);
+    out.push(`| mesh added ÷ HAProxy added | | | | ${PERCENTILES.map((q) => times(added(me, q), added(h, q))).join(' | ')} | |`);
+  }
+  out.push('');
+  if (s.mode === 'open') {
+    const q = (t: Tally, x: number) => t.service.getValueAtPercentile(x);
+    out.push(`Generator health: requests left on average ${list((t) => ms(t.lag.mean))} after their due time (${names}), p99 ${list((t) => ms(t.lag.getValueAtPercentile(99)))}, max ${ms(Math.max(...targets.map((t) => s.tallies[t].lag.maxValue)))}; Node timers tick in whole milliseconds, so at ${s.rate.toLocaleString('en')} req/s about ${Math.max(1, Math.round(s.rate / 1000))} request${s.rate >= 1500 ? 's leave' : ' leaves'} per tick. That lag is inside the latencies above and hits every target alike. Measured from the moment each request actually left instead (service time): ${targets.map((t) => `${TARGETS[t].short} p50 ${ms(q(s.tallies[t], 50))} / p99 ${ms(q(s.tallies[t], 99))}`).join(', ')}; mesh added ${plus(q(me, 50) - q(d, 50))} / ${plus(q(me, 99) - q(d, 99))}${withPeer ? `, HAProxy added ${plus(q(h, 50) - q(d, 50))} / ${plus(q(h, 99) - q(d, 99))}` : ''}.`, '');
+  } else {
+    const share = (a: Tally, b: Tally) => `${(rate(a) / rate(b) * 100).toFixed(1)}%`;
+    out.push(`**Throughput: mesh ${rps(me)}, ${share(me, d)} of direct (${rps(d)})${withPeer ? `; HAProxy chain ${rps(h)}, ${share(h, d)} of direct; mesh ÷ HAProxy ${share(me, h)}** (target ≥ 35%)` : '**'}.`, '');
+  }
+  out.push('| process | CPU s per 1,000 requests | vCPU used | peak RSS so far (VmHWM) | RSS after (VmRSS) |', '|---|---:|---:|---:|---:|');
+  for (const hop of Object.keys(HOPS) as Hop[]) {
+    const mem = s.memory[hop];
+    if (!mem) continue;
+    const t = s.tallies[HOPS[hop].target];
+    out.push(`| ${HOPS[hop].row} | ${perK(t, hop).toFixed(3)} | ${vcpu(t, hop).toFixed(2)} | ${mem.peak.toFixed(1)} MiB | ${mem.current.toFixed(1)} MiB |`);
+  }
+  out.push(`| app, ${names} | ${list((t) => perK(t, 'app').toFixed(3))} | ${list((t) => vcpu(t, 'app').toFixed(2))} | | |`);
+  out.push(`| generator, ${names} | ${list((t) => perK(t, 'generator').toFixed(3))} | ${list((t) => vcpu(t, 'generator').toFixed(2))} | | |`, '');
+  if (withPeer && s.memory.haproxy1 && s.memory.haproxy2) {
+    const hop = (a: Hop, b: Hop) => `${times(perK(me, a), perK(h, b))} CPU per request, ${times(s.memory[a]!.peak, s.memory[b]!.peak)} peak RSS`;
+    out.push(`Per hop, mesh ÷ HAProxy: sidecar A ÷ haproxy 1 ${hop('sidecarA', 'haproxy1')}; sidecar B ÷ haproxy 2 ${hop('sidecarB', 'haproxy2')}.`, '');
+  }
+  const ours = (t: TargetName) => {
+    const tally = s.tallies[t];
+    const hops = (Object.keys(HOPS) as Hop[]).filter((hop) => HOPS[hop].target === t);
+    return hops.reduce((sum, hop) => sum + tally.cpu[hop], tally.cpu.app + tally.cpu.generator);
+  };
+  const others = (t: TargetName) => Math.max(0, s.tallies[t].cpu.machine - ours(t)) / (s.tallies[t].elapsedMs / 1000);
+  out.push(`Whole machine (\`/proc/stat\`): ${list((t) => vcpu(t, 'machine').toFixed(2))} of ${machine().cpus} vCPU busy during the ${names} slices; everything other than the benchmark's own processes for that target (kernel work not charged to them, other programs) took ${targets.map((t) => others(t).toFixed(2)).join(' / ')} vCPU.`, '');
+  out.push(`Batching on the A → B link (sidecar A's admin \`/endpoints\`): ${me.envelopes.toLocaleString('en')} envelopes in ${me.batches.toLocaleString('en')} batches, **${me.batches ? (me.envelopes / me.batches).toFixed(2) : '-'} per batch** on average.`, '');
+  const rows = bucketRows(me.batchSizes);
+  if (rows.length) {
+    out.push(`Batch sizes from sidecar A's \`mcp_link_batch_size\` histogram (admin \`/metrics\`, before and after each mesh slice; ${me.batchSizes.count.toLocaleString('en')} batches, ${me.batchSizes.count ? (me.batchSizes.sum / me.batchSizes.count).toFixed(2) : '-'} envelopes per batch):`, '');
+    out.push('| envelopes per batch | batches | share |', '|---|---:|---:|');
+    for (const r of rows) out.push(`| ${r.label} | ${r.n.toLocaleString('en')} | ${(r.share * 100).toFixed(1)}% |`);
+    out.push('');
+  }
+  const odd = targets.flatMap((t) => Object.entries(s.tallies[t].outcomes).filter(([k]) => k !== '200').map(([k, n]) => `${TARGETS[t].short} ${k}: ${n}`));
+  if (odd.length) out.push(`Non-200 outcomes: ${odd.join('; ')}.`, '');
+  return out;
+}
+
+function targetsReport(scenarios: Scenario[], withPeer: boolean): string[] {
+  const out: string[] = ['## Against the targets of issue 9 (1,000 req/s, 1 KiB)', ''];
+  const at = (r: number) => scenarios.find((s) => s.mode === 'open' && s.rate === r);
+  const at1000 = at(1000);
+  const at5000 = at(5000);
+  const max = scenarios.find((s) => s.mode === 'closed');
+  const none = withPeer ? '—' : 'skipped';
+  out.push('| figure | mesh | target | HAProxy, same run | mesh ÷ HAProxy | for reference |', '|---|---:|---:|---:|---:|---|');
+  if (at1000) {
+    const { direct: d, mesh: me, haproxy: h } = at1000.tallies;
+    const added = (t: Tally, q: number) => pct(t, q) - pct(d, q);
+    const row = (figure: string, mesh: number, target: string, good: boolean, peer: number, show: (v: number) => string, reference: string) =>
+      out.push(`| ${figure} | ${show(mesh)} | ${target} ${mark(good)} | ${withPeer ? show(peer) : none} | ${withPeer ? times(mesh, peer) : none} | ${reference} |`);
+    row('added latency, p50', added(me, 50), '≤ +0.50 ms', added(me, 50) <= 500, added(h, 50), plus, 'Dapr +1.06 ms');
+    row('added latency, p99', added(me, 99), '≤ +2.00 ms', added(me, 99) <= 2000, added(h, 99), plus, 'Dapr +2.90 ms');
+    const busier = (t: Tally, hops: Hop[]) => Math.max(...hops.map((hop) => perK(t, hop)));
+    const cpu = busier(me, ['sidecarA', 'sidecarB']);
+    row('CPU per 1,000 requests, busier hop', cpu, '≤ 0.20 s', cpu <= 0.2, busier(h, ['haproxy1', 'haproxy2']), (v) => `${v.toFixed(3)} s`, 'Dapr 0.20–0.48 s, Istio 0.20 s');
+    const mb = (hops: Hop[]) => Math.max(...hops.map((hop) => at1000.memory[hop]?.peak ?? 0)) * 1.048576;
+    const rss = mb(['sidecarA', 'sidecarB']);
+    row('peak RSS, bigger hop', rss, '≤ 100 MB', rss <= 100, mb(['haproxy1', 'haproxy2']), (v) => `${v.toFixed(0)} MB`, 'Dapr 51 MB, Istio 60 MB');
+    if (at5000) {
+      // Per-request CPU at 5,000 req/s as a share of that at 1,000, for the hop where it fell least.
+      const scaling = (hops: Hop[], t: TargetName) => Math.max(...hops.map((hop) => perK(at5000.tallies[t], hop) / perK(at1000.tallies[t], hop)));
+      const mesh = scaling(['sidecarA', 'sidecarB'], 'mesh');
+      const percent = (v: number) => (Number.isFinite(v) ? `${(v * 100).toFixed(0)}%` : '—');
+      out.push(`| CPU per request at 5,000 req/s ÷ at 1,000, worse hop | ${percent(mesh)} | ≤ 80% ${mark(mesh <= 0.8)} | ${withPeer ? percent(scaling(['haproxy1', 'haproxy2'], 'haproxy')) : none} | | batching should make a busier sidecar cheaper per request |`);
+    }
+  }
+  if (max) {
+    const { direct: d, mesh: me, haproxy: h } = max.tallies;
+    const ratio = rate(me) / rate(h);
+    out.push(`| max throughput | ${rps(me)} | ≥ 35% of HAProxy's${withPeer ? ` ${mark(ratio >= 0.35)}` : ''} | ${withPeer ? rps(h) : none} | ${withPeer ? `**${(ratio * 100).toFixed(1)}%**` : none} | direct ${rps(d)}: mesh ${(rate(me) / rate(d) * 100).toFixed(1)}%${withPeer ? `, HAProxy ${(rate(h) / rate(d) * 100).toFixed(1)}%` : ''} of it |`);
+  }
+  return out;
+}
+
+const rate = (t: Tally) => (t.elapsedMs ? t.ok / (t.elapsedMs / 1000) : 0);
 const rps = (t: Tally) => `${Math.round(rate(t)).toLocaleString('en')} req/s`;
 /** µs → "0.213 ms" / "12.4 ms". */
 function ms(us: number): string {
@@ -368,6 +678,12 @@ function ms(us: number): string {
 }
 function plus(us: number): string {
   return `${us >= 0 ? '+' : '−'}${ms(Math.abs(us))}`;
+}
+/** a ÷ b as "2.4×"; "—" when b is not a positive figure. */
+export function times(a: number, b: number): string {
+  if (!(b > 0) || !Number.isFinite(a)) return '—';
+  const r = a / b;
+  return `${r < 10 ? r.toFixed(2) : r.toFixed(1)}×`;
 }
 function mark(ok: boolean): string {
   return ok ? '✅' : '❌';
@@ -466,61 +782,72 @@ async function waitForLink(adminPort: number, timeoutMs = 10_000): Promise<void>
   }
 }
 
+/** Sidecar A's Prometheus exposition (admin /metrics). */
+async function metricsText(adminPort: number): Promise<string> {
+  const res = await request(`http://127.0.0.1:${adminPort}/metrics`);
+  return await res.body.text();
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Options: flags, then BENCH_* environment variables, then defaults.
 
+function usage(): string {
+  return [USAGE_SYNC, ...SECTIONS.map((s) => s.usage)].join('\n');
+}
+
+function str(value: string | boolean | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+function num(flag: string, value: string | undefined, fallback: number, min: number): number {
+  const n = Number(value ?? fallback);
+  if (!Number.isFinite(n) || n < min) throw new Error(`--${flag} must be a number ≥ ${min}, got ${JSON.stringify(value)}`);
+  return n;
+}
+
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
+  const sectionFlags = Object.fromEntries(SECTIONS.flatMap((s) => [
+    [`no-${s.name}`, { type: 'boolean' as const }], [`${s.name}-only`, { type: 'boolean' as const }], ...Object.entries(s.flags),
+  ]));
+  const { values: parsed } = parseArgs({
     args: argv, strict: true,
     options: {
       rate: { type: 'string' }, duration: { type: 'string' }, 'max-duration': { type: 'string' },
       'max-connections': { type: 'string' }, connections: { type: 'string' }, body: { type: 'string' },
-      slice: { type: 'string' }, out: { type: 'string' }, 'sidecar-node-args': { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      'async-only': { type: 'boolean' }, 'no-async': { type: 'boolean' }, 'async-messages': { type: 'string' },
-      'async-connections': { type: 'string' }, 'async-max-duration': { type: 'string' }, 'async-rate': { type: 'string' },
-      'async-duration': { type: 'string' }, 'async-warm-up': { type: 'string' }, 'async-data-dir': { type: 'string' },
+      slice: { type: 'string' }, out: { type: 'string' }, 'sidecar-node-args': { type: 'string' }, 'no-haproxy': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      ...sectionFlags,
     },
   });
-  if (values.help) return { rates: [], durationS: 0, maxDurationS: 0, maxConnections: 0, connections: 0, body: 0, sliceS: 1, out: undefined, sidecarNodeArgs: [], async: undefined, asyncOnly: false };
-  if (values['async-only'] && values['no-async']) throw new Error('--async-only and --no-async exclude each other');
+  const values = parsed as FlagValues;
   const env = process.env;
-  const num = (flag: string, value: string | undefined, fallback: number, min: number) => {
-    const n = Number(value ?? fallback);
-    if (!Number.isFinite(n) || n < min) throw new Error(`--${flag} must be a number ≥ ${min}, got ${JSON.stringify(value)}`);
-    return n;
-  };
-  const rates = (values.rate ?? env['BENCH_RATE'] ?? '1000').split(',').map((r) => num('rate', r.trim(), 1000, 1));
-  const out = values.out ?? path.join(HERE, 'results', 'latest.md');
-  const connections = Math.round(num('connections', values.connections ?? env['BENCH_CONNECTIONS'], 16, 1));
-  const body = Math.round(num('body', values.body ?? env['BENCH_BODY'], 1024, 0));
-  const sidecarNodeArgs = (values['sidecar-node-args'] ?? '').split(/\s+/).filter(Boolean);
-  const asyncOptions: AsyncOptions | undefined = values['no-async'] ? undefined : {
-    messages: Math.round(num('async-messages', values['async-messages'] ?? env['BENCH_ASYNC_MESSAGES'], 20_000, 0)),
-    connections: Math.round(num('async-connections', values['async-connections'] ?? env['BENCH_ASYNC_CONNECTIONS'], 64, 1)),
-    maxDurationS: num('async-max-duration', values['async-max-duration'] ?? env['BENCH_ASYNC_MAX_DURATION'], 15, 0),
-    rate: num('async-rate', values['async-rate'] ?? env['BENCH_ASYNC_RATE'], 1000, 1),
-    durationS: num('async-duration', values['async-duration'] ?? env['BENCH_ASYNC_DURATION'], 10, 0),
-    warmUpMessages: Math.round(num('async-warm-up', values['async-warm-up'] ?? env['BENCH_ASYNC_WARM_UP'], 2000, 0)),
-    openConnections: connections,
-    // A message carries its sequence number at the start of its body.
-    body: Math.max(32, body),
-    dataParent: path.resolve(values['async-data-dir'] ?? env['BENCH_ASYNC_DATA_DIR'] ?? tmpdir()),
-    sidecarNodeArgs,
-    rawLog: (name) => rawLog(sidecarNodeArgs, `async-${name}`),
-  };
-  return {
-    rates,
-    durationS: num('duration', values.duration ?? env['BENCH_DURATION'], 10, 0),
-    maxDurationS: num('max-duration', values['max-duration'] ?? env['BENCH_MAX_DURATION'], 5, 0),
-    maxConnections: Math.round(num('max-connections', values['max-connections'] ?? env['BENCH_MAX_CONNECTIONS'], 32, 1)),
-    connections,
-    body,
-    sliceS: num('slice', values.slice ?? env['BENCH_SLICE'], 2, 0.1),
+  const connections = Math.round(num('connections', str(values['connections']) ?? env['BENCH_CONNECTIONS'], 16, 1));
+  const body = Math.round(num('body', str(values['body']) ?? env['BENCH_BODY'], 1024, 0));
+  const sidecarNodeArgs = (str(values['sidecar-node-args']) ?? '').split(/\s+/).filter(Boolean);
+  const common: CommonOptions = { connections, body, sidecarNodeArgs, rawLog: (name) => rawLog(sidecarNodeArgs, name) };
+  const out = str(values['out']) ?? path.join(HERE, 'results', 'latest.md');
+  const options: Options = {
+    ...common,
+    rates: (str(values['rate']) ?? env['BENCH_RATE'] ?? '1000,5000').split(',').map((r) => num('rate', r.trim(), 1000, 1)),
+    durationS: num('duration', str(values['duration']) ?? env['BENCH_DURATION'], 10, 0),
+    maxDurationS: num('max-duration', str(values['max-duration']) ?? env['BENCH_MAX_DURATION'], 5, 0),
+    maxConnections: Math.round(num('max-connections', str(values['max-connections']) ?? env['BENCH_MAX_CONNECTIONS'], 32, 1)),
+    sliceS: num('slice', str(values['slice']) ?? env['BENCH_SLICE'], 2, 0.1),
+    haproxy: !(values['no-haproxy'] === true || ['1', 'true'].includes(env['BENCH_NO_HAPROXY'] ?? '')),
     out: out === '-' ? undefined : path.resolve(out),
-    sidecarNodeArgs,
-    async: asyncOptions,
-    asyncOnly: values['async-only'] ?? false,
+    sync: false,
+    sections: [],
   };
+  if (values['help']) return options;
+  for (const s of SECTIONS) {
+    if (values[`no-${s.name}`] && values[`${s.name}-only`]) throw new Error(`--${s.name}-only and --no-${s.name} exclude each other`);
+  }
+  const only = SECTIONS.filter((s) => values[`${s.name}-only`]);
+  options.sync = only.length === 0 && (options.durationS > 0 || options.maxDurationS > 0);
+  // Each section reads its flags now, so a bad one stops the bench before anything runs.
+  options.sections = (only.length ? only : SECTIONS.filter((s) => !values[`no-${s.name}`]))
+    .map((s) => ({ name: s.name, failure: s.failure, run: s.prepare(values, common) }));
+  return options;
 }
 
 if (import.meta.main) {
