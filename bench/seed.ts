@@ -1,0 +1,559 @@
+// The seed scenario of issue 9: two hosts 5 ms apart (round trip), the same small calls made three ways.
+//
+//   host 1 (callers, sidecar A)                 the link            host 2 (app, sidecar B)
+//   a. sync:   8 workers ─────────────────────▶ relay 2.5 ms each way ─▶ app
+//   b. async:  caller ─▶ sidecar A (Prefer: respond-async, 202 once on disk)
+//                        A's outbox ══MCP/gRPC══▶ relay ══▶ sidecar B ─▶ app
+//   c. batch:  8 workers ─▶ sidecar A (POST /mesh/v1/batch, N calls) ══▶ relay ══▶ B ─▶ app, answers back
+//
+// The kernel here has no netem, so the link is delay-relay.ts in its own process: 127.0.0.2 is host 2
+// as host 1 sees it, and every port there is a relay port, so every byte between the hosts (the direct
+// calls, the MCP link's gRPC connection) crosses the relay. Host 2's own processes (app, sidecar B)
+// talk on 127.0.0.1, without delay, as processes on one host do.
+//
+// Processes: the app (async-app.ts: notes each call's arrival, counts copies), sidecar B, the relay,
+// sidecar A (real `mcp-mesh sidecar` processes via SidecarProcess), and a generator (this file with
+// `generator`, forked, driven over IPC). Each mode sends the same number of ~100-byte POSTs whose body
+// starts with "<run>:<seq>\n"; a warm-up of every mode comes first and is not reported.
+//
+// QPS = completed calls per second, from the first send to the last completion: for sync the answer,
+// for batches the batch's answer (every call in it 200), for async the arrival at the app (delivered)
+// — accepted/s (202s) is given too, but a 202 is a promise, not a completed call. Latency: per call
+// (sync), per call = its batch's round trip (batch), send → 202 and send → arrival at the app (async;
+// both clocks are process.hrtime(), CLOCK_MONOTONIC, shared by all processes on the machine).
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as hdr from 'hdr-histogram-js';
+import { request } from 'undici';
+import { SidecarProcess, waitForLinks, type SidecarSpec } from '../sidecar/src/demo/sidecar-process.ts';
+import { nowUs, type AppCount, type AppReport } from './async-app.ts';
+import { PoolCache, serveSpecs } from './child-ipc.ts';
+import { sumStats, type RelayStats } from './delay-relay.ts';
+import { cpuSeconds, machine, machineBusySeconds } from './proc.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** The seed section of a report file sits between these, so `--out` can replace just it. */
+export const SEED_BEGIN = '<!-- seed:begin -->';
+export const SEED_END = '<!-- seed:end -->';
+
+/** Host 2 as host 1 sees it: only relay ports listen here. */
+const HOST2 = '127.0.0.2';
+
+export interface SeedOptions {
+  /** Calls per mode. */
+  calls: number;
+  /** Sync workers, and the callers sending batches. */
+  workers: number;
+  /** Connections from the async caller to sidecar A (it does not wait for answers, only for the 202). */
+  asyncConnections: number;
+  /** Calls per batch (at most 1,000); they all run at once (the batch's concurrency, at most 256). */
+  batchSize: number;
+  /** Round trip between the hosts, ms (half each way). */
+  rttMs: number;
+  bodyBytes: number;
+  /** Unreported calls per mode first (JIT, connections, database pages); 0 for none. */
+  warmUpCalls: number;
+  /** Most seconds of sending per mode (the call count usually ends it first). */
+  maxDurationS: number;
+  /** Extra sidecar YAML for both sidecars (e.g. link settings), and A's storage.deliveryConcurrency. */
+  sidecarYaml: string;
+  deliveryConcurrency: number | undefined;
+  sidecarNodeArgs: string[];
+  /** Where the sidecars' temporary data dirs go. */
+  dataParent: string;
+}
+
+export const SEED_DEFAULTS: SeedOptions = {
+  calls: 10_000, workers: 8, asyncConnections: 64, batchSize: 100, rttMs: 5, bodyBytes: 100, warmUpCalls: 2_000,
+  maxDurationS: 60, sidecarYaml: '', deliveryConcurrency: undefined, sidecarNodeArgs: [], dataParent: os.tmpdir(),
+};
+
+type Mode = 'sync' | 'async' | 'batch';
+
+// ---------------------------------------------------------------------------------------------------
+// The generator (a forked process)
+
+interface GenSpec {
+  id: number;
+  mode: Mode;
+  /** Goes into every body ("<run>:<seq>\n…"), so the app can tell runs apart. */
+  run: string;
+  origin: string;
+  calls: number;
+  connections: number;
+  batchSize: number;
+  bodyBytes: number;
+  maxDurationMs: number;
+}
+
+interface GenResult {
+  sent: number;
+  /** Calls answered as they should be: 200 (sync, each batch entry) or 202 + Location (async). */
+  ok: number;
+  outcomes: Record<string, number>;
+  /** First send, last send, last answer: µs, CLOCK_MONOTONIC. */
+  firstUs: number;
+  lastSendUs: number;
+  lastDoneUs: number;
+  /** Per call: sync round trip, batch round trip, or async send → 202; µs, compressed. */
+  latency: string;
+  /** async: when each call left (µs), and 1 where it got its 202. */
+  left: number[];
+  accepted: number[];
+}
+
+const newHistogram = () => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 });
+
+function bodyOf(run: string, seq: number, bytes: number): string {
+  const head = `${run}:${seq}\n`;
+  return head + 'b'.repeat(Math.max(0, bytes - head.length));
+}
+
+function generatorMain(): void {
+  const pools = new PoolCache();
+
+  const run = async (spec: GenSpec): Promise<GenResult> => {
+    const pool = pools.get(spec.origin, spec.connections);
+    const latency = newHistogram();
+    const outcomes: Record<string, number> = {};
+    const left: number[] = [];
+    const accepted: number[] = [];
+    const tally = (outcome: string, n = 1) => { outcomes[outcome] = (outcomes[outcome] ?? 0) + n; };
+    let ok = 0;
+    let sent = 0;
+    let lastSendUs = 0;
+    let lastDoneUs = 0;
+    const failure = (err: unknown) => `error ${(err as { code?: string }).code ?? (err as Error).message}`;
+
+    /** One call (sync, or async to the local sidecar). */
+    const one = async (seq: number): Promise<void> => {
+      const headers: Record<string, string> = { host: 'target', 'content-type': 'text/plain' };
+      if (spec.mode === 'async') headers['prefer'] = 'respond-async';
+      sent++;
+      const at = nowUs();
+      lastSendUs = at;
+      left[seq] = at;
+      accepted[seq] = 0;
+      try {
+        const res = await pool.request({ path: '/seed', method: 'POST', headers, body: bodyOf(spec.run, seq, spec.bodyBytes) });
+        await res.body.dump();
+        const code = res.headers['mcp-mesh-error'];
+        tally(code ? `${res.statusCode} ${String(code)}` : String(res.statusCode));
+        const location = res.headers['location'];
+        const good = spec.mode === 'async' ? res.statusCode === 202 && typeof location === 'string' : res.statusCode === 200;
+        if (good) { ok++; accepted[seq] = 1; }
+      } catch (err) {
+        tally(failure(err));
+      }
+      lastDoneUs = nowUs();
+      latency.recordValue(Math.max(1, Math.round(lastDoneUs - at)));
+    };
+
+    /** One batch of `n` calls from `first` on: every call of it is charged the batch's round trip. */
+    const batch = async (first: number, n: number): Promise<void> => {
+      const calls = Array.from({ length: n }, (_, i) => ({ service: 'target', method: 'POST', path: '/seed', headers: { 'content-type': 'text/plain' }, body: bodyOf(spec.run, first + i, spec.bodyBytes) }));
+      sent += n;
+      const at = nowUs();
+      lastSendUs = at;
+      let good = 0;
+      try {
+        const res = await pool.request({ path: '/mesh/v1/batch', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ concurrency: Math.min(n, 256), calls }) });
+        if (res.statusCode !== 200) {
+          await res.body.dump();
+          tally(`batch ${res.statusCode} ${String(res.headers['mcp-mesh-error'] ?? '')}`.trim(), n);
+        } else {
+          const { results } = await res.body.json() as { results: { status?: number; error?: { code: string } }[] };
+          for (const r of results) {
+            tally(r.error ? `error ${r.error.code}` : String(r.status));
+            if (r.status === 200) good++;
+          }
+        }
+      } catch (err) {
+        tally(failure(err), n);
+      }
+      ok += good;
+      lastDoneUs = nowUs();
+      latency.recordValueWithCount(Math.max(1, Math.round(lastDoneUs - at)), n);
+    };
+
+    const firstUs = nowUs();
+    const end = firstUs + spec.maxDurationMs * 1000;
+    let next = 0;
+    // Each worker sends its next call (or batch) when the previous answer is in; bounded in count and time.
+    await Promise.all(Array.from({ length: spec.connections }, async () => {
+      while (next < spec.calls && nowUs() < end) {
+        if (spec.mode !== 'batch') { await one(next++); continue; }
+        const first = next;
+        const n = Math.min(spec.batchSize, spec.calls - first);
+        next += n;
+        await batch(first, n);
+      }
+    }));
+    const result: GenResult = { sent, ok, outcomes, firstUs, lastSendUs, lastDoneUs, latency: hdr.encodeIntoCompressedBase64(latency), left, accepted };
+    latency.destroy();
+    return result;
+  };
+
+  serveSpecs(run, () => pools.closeAll(), (spec, result) => ({ id: spec.id, value: result }));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Helper processes
+
+interface Helper {
+  readonly pid: number;
+  /** The helper's first message ({port}, {ports}, {ready}). */
+  readonly hello: { port?: number; ports?: number[] };
+  call<T>(command: object): Promise<T>;
+  stop(): Promise<void>;
+}
+
+/** Forks `file` and waits for its first message; commands and answers are matched by id. */
+async function forkHelper(file: string, args: string[]): Promise<Helper> {
+  const child: ChildProcess = fork(file, args, { execPath: process.execPath, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const hello = await new Promise<Helper['hello']>((resolve, reject) => {
+    child.once('message', resolve);
+    child.once('exit', (code) => reject(new Error(`${path.basename(file)} exited before it was ready (code ${code})`)));
+  });
+  child.removeAllListeners('exit');
+  const pending = new Map<number, (answer: { value?: unknown; error?: string }) => void>();
+  child.on('message', (m: { id?: number; value?: unknown; error?: string }) => { if (m.id !== undefined) pending.get(m.id)?.(m); });
+  child.on('exit', (code) => { for (const answer of pending.values()) answer({ error: `${path.basename(file)} exited (code ${code})` }); });
+  let ids = 0;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    pid: child.pid ?? 0,
+    hello,
+    call: <T>(command: object) => new Promise<T>((resolve, reject) => {
+      const id = ++ids;
+      pending.set(id, (answer) => {
+        pending.delete(id);
+        if (answer.error !== undefined) reject(new Error(answer.error)); else resolve(answer.value as T);
+      });
+      child.send({ ...command, id });
+    }),
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+      if (child.connected) child.send({ id: 0, stop: true }); else child.kill('SIGTERM');
+      await exited;
+      clearTimeout(kill);
+    },
+  };
+}
+
+/**
+ * Starts a sidecar with extra environment overrides (MESH_…; they win over the config file). The
+ * process is spawned synchronously inside SidecarProcess.start, so the variables are set only for it.
+ */
+function startSidecar(spec: SidecarSpec, dir: string, env: Record<string, string>): Promise<SidecarProcess> {
+  const saved = Object.keys(env).map((k) => [k, process.env[k]] as const);
+  Object.assign(process.env, env);
+  try {
+    return SidecarProcess.start(spec, dir);
+  } finally {
+    for (const [k, v] of saved) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+  }
+}
+
+/** Sidecar A's async messages still queued in its outbox (admin /metrics). */
+async function outboxQueued(sidecar: SidecarProcess): Promise<number> {
+  const res = await request(`http://127.0.0.1:${sidecar.ports!.admin}/metrics`);
+  const text = await res.body.text();
+  let queued = 0;
+  for (const m of text.matchAll(/^mcp_outbox_messages\{[^}]*state="queued"[^}]*\}\s+(\S+)/gm)) queued += Number(m[1]);
+  return queued;
+}
+
+const sleep = (msDelay: number) => new Promise((resolve) => setTimeout(resolve, msDelay));
+
+/** Polls `check` every 20 ms until it returns true, or nothing changed in `quietMs`. */
+async function waitUntil(check: () => Promise<{ done: boolean; progress: number }>, quietMs: number): Promise<boolean> {
+  let last = -1;
+  let since = Date.now();
+  for (;;) {
+    const { done, progress } = await check();
+    if (done) return true;
+    if (progress !== last) { last = progress; since = Date.now(); }
+    if (Date.now() - since > quietMs) return false;
+    await sleep(20);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The scenario
+
+type ProcName = 'app' | 'sidecarA' | 'sidecarB' | 'relay' | 'generator';
+const PROCS: ProcName[] = ['generator', 'sidecarA', 'relay', 'sidecarB', 'app'];
+
+interface Measured {
+  mode: Mode;
+  gen: GenResult;
+  app: AppReport;
+  latency: hdr.Histogram;
+  /** async: send → arrival at the app. */
+  e2e: hdr.Histogram | undefined;
+  lastArrivalUs: number;
+  /** Calls answered ok that never reached the app; copies beyond the first. */
+  lost: number;
+  copies: number;
+  settled: boolean;
+  cpu: Record<ProcName, number>;
+  busy: number;
+  windowS: number;
+}
+
+/** Completed calls per second: answered (sync, batch) or delivered to the app (async). */
+function qps(m: Measured): number {
+  if (m.mode === 'async') return m.app.unique / ((m.lastArrivalUs - m.gen.firstUs) / 1e6 || 1);
+  return m.gen.ok / ((m.gen.lastDoneUs - m.gen.firstUs) / 1e6 || 1);
+}
+
+const acceptedPerS = (m: Measured) => m.gen.ok / ((m.gen.lastDoneUs - m.gen.firstUs) / 1e6 || 1);
+
+/** The latency a mode is judged on: per call (sync, batch), send → arrival at the app (async). */
+const judged = (m: Measured) => m.e2e ?? m.latency;
+
+function problemsOf(m: Measured): string[] {
+  const p: string[] = [];
+  if (m.gen.ok < m.gen.sent) p.push(`${m.gen.sent - m.gen.ok} not ${m.mode === 'async' ? 'accepted' : '200'}`);
+  if (m.lost) p.push(`${m.lost} answered but never reached the app`);
+  if (m.copies) p.push(`${m.copies} duplicate arrivals`);
+  if (m.mode === 'async' && !m.settled) p.push('outbox not settled');
+  return p;
+}
+
+export async function runSeedBench(options: SeedOptions, log: (line: string) => void): Promise<{ markdown: string; ok: boolean; targetMet: boolean }> {
+  const dir = mkdtempSync(path.join(options.dataParent, 'mcp-mesh-seed-'));
+  const helpers: { stop(): Promise<unknown> }[] = [];
+  const loadBefore = os.loadavg()[0]!;
+  try {
+    const nodeArgs = options.sidecarNodeArgs;
+    const app = await forkHelper(path.join(HERE, 'async-app.ts'), []);
+    helpers.unshift(app);
+    const extraYaml = options.sidecarYaml || undefined;
+    const sidecarB = await startSidecar({ service: 'target', replica: 'seed-b', appPort: app.hello.port!, peers: {}, nodeArgs, extraYaml }, dir, {});
+    helpers.unshift(sidecarB);
+    const delay = String(options.rttMs / 2);
+    const relay = await forkHelper(path.join(HERE, 'delay-relay.ts'), ['--delay-ms', delay, '--route', `${HOST2}:0=127.0.0.1:${app.hello.port}`, '--route', `${HOST2}:0=127.0.0.1:${sidecarB.ports!.inbound}`]);
+    helpers.unshift(relay);
+    const [appVia, inboundVia] = relay.hello.ports!;
+    const envA: Record<string, string> = options.deliveryConcurrency ? { MESH_STORAGE_DELIVERY_CONCURRENCY: String(options.deliveryConcurrency) } : {};
+    const sidecarA = await startSidecar({ service: 'client', replica: 'seed-a', appPort: app.hello.port!, peers: { target: [`${HOST2}:${inboundVia}`] }, nodeArgs, extraYaml }, dir, envA);
+    helpers.unshift(sidecarA);
+    const generator = await forkHelper(fileURLToPath(import.meta.url), ['generator']);
+    helpers.unshift(generator);
+    await waitForLinks([sidecarA], 10_000);
+    const pids: Record<ProcName, number> = { app: app.pid, sidecarA: sidecarA.pid, sidecarB: sidecarB.pid, relay: relay.pid, generator: generator.pid };
+    log(`seed: app pid ${app.pid}, sidecar B ${sidecarB.pid}, relay ${relay.pid} (${HOST2}:${appVia} → app, ${HOST2}:${inboundVia} → B inbound, ${delay} ms each way), sidecar A ${sidecarA.pid}, generator ${generator.pid}`);
+
+    const origins: Record<Mode, string> = { sync: `http://${HOST2}:${appVia}`, async: sidecarA.outboundUrl, batch: sidecarA.outboundUrl };
+    const connectionsOf = (mode: Mode) => (mode === 'async' ? options.asyncConnections : options.workers);
+    let runs = 0;
+    const measure = async (mode: Mode, calls: number): Promise<Measured> => {
+      const run = `s${++runs}`;
+      const cpuBefore = Object.fromEntries(PROCS.map((p) => [p, cpuSeconds(pids[p])])) as Record<ProcName, number>;
+      const busyBefore = machineBusySeconds();
+      const t0 = nowUs();
+      const gen = await generator.call<GenResult>({
+        mode, run, origin: origins[mode], calls, connections: connectionsOf(mode), batchSize: options.batchSize, bodyBytes: options.bodyBytes, maxDurationMs: options.maxDurationS * 1000,
+      } satisfies Omit<GenSpec, 'id'>);
+      // Every call answered ok must reach the app (async ones after their 202); wait while that progresses.
+      await waitUntil(async () => {
+        const count = await app.call<AppCount>({ cmd: 'count', run });
+        return { done: count.unique >= gen.ok, progress: count.unique };
+      }, 10_000);
+      const settled = mode !== 'async' || await waitUntil(async () => {
+        const queued = await outboxQueued(sidecarA);
+        return { done: queued === 0, progress: queued };
+      }, 10_000);
+      const cpu = Object.fromEntries(PROCS.map((p) => [p, cpuSeconds(pids[p]) - cpuBefore[p]])) as Record<ProcName, number>;
+      const busy = machineBusySeconds() - busyBefore;
+      const windowS = (nowUs() - t0) / 1e6;
+      await sleep(200); // a late copy would show up here
+      const report = await app.call<AppReport>({ cmd: 'report', run });
+      const e2e = mode === 'async' ? newHistogram() : undefined;
+      let lost = 0;
+      let lastArrivalUs = 0;
+      for (let seq = 0; seq < gen.sent; seq++) {
+        const at = report.arrivals[seq] ?? -1;
+        if (at >= 0) lastArrivalUs = Math.max(lastArrivalUs, at);
+        if (mode === 'async') {
+          if (gen.accepted[seq] !== 1) continue;
+          if (at < 0) lost++;
+          else e2e!.recordValue(Math.max(1, Math.round(at - gen.left[seq]!)));
+        }
+      }
+      if (mode !== 'async') lost = Math.max(0, gen.ok - report.unique);
+      const m: Measured = {
+        mode, gen, app: report, latency: hdr.decodeFromCompressedBase64(gen.latency), e2e, lastArrivalUs, lost,
+        copies: report.received - report.unique, settled, cpu, busy, windowS,
+      };
+      const p = problemsOf(m);
+      log(`seed ${mode}: ${gen.sent} sent, ${gen.ok} ok, ${report.unique} at the app; ${Math.round(qps(m))} calls/s${mode === 'async' ? ` delivered (${Math.round(acceptedPerS(m))}/s accepted)` : ''}; p50 ${ms(judged(m).getValueAtPercentile(50))} p99 ${ms(judged(m).getValueAtPercentile(99))}${p.length ? `; PROBLEMS: ${p.join(', ')}` : ''}`);
+      return m;
+    };
+
+    const modes: Mode[] = ['sync', 'async', 'batch'];
+    const warmUps: Measured[] = [];
+    if (options.warmUpCalls > 0) {
+      log(`seed: warm-up, ${options.warmUpCalls.toLocaleString('en')} calls per mode (not reported)`);
+      for (const mode of modes) warmUps.push(await measure(mode, options.warmUpCalls));
+    }
+    const measured: Measured[] = [];
+    for (const mode of modes) {
+      log(`seed: ${mode}, ${options.calls.toLocaleString('en')} calls`);
+      measured.push(await measure(mode, options.calls));
+    }
+    const relayStats = sumStats(await relay.call<RelayStats[]>({ cmd: 'stats' }));
+    const markdown = section(options, measured, relayStats, { before: loadBefore, after: os.loadavg()[0]! });
+    const ok = [...warmUps, ...measured].every((m) => problemsOf(m).length === 0);
+    const targetMet = measured.some((m) => m.mode !== 'sync' && verdict(m, measured[0]!).met);
+    for (const m of [...warmUps, ...measured]) { m.latency.destroy(); m.e2e?.destroy(); }
+    return { markdown, ok, targetMet };
+  } finally {
+    for (const helper of helpers) await helper.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Against the target: ≥ 7× the sync QPS with a lower p99. */
+function verdict(m: Measured, sync: Measured): { ratio: number; met: boolean } {
+  const ratio = qps(m) / (qps(sync) || 1);
+  return { ratio, met: ratio >= 7 && judged(m).getValueAtPercentile(99) < sync.latency.getValueAtPercentile(99) };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The report section
+
+/** µs → "0.213 ms" / "12.4 ms" / "1.52 s". */
+function ms(us: number): string {
+  const v = us / 1000;
+  if (v >= 1000) return `${(v / 1000).toFixed(v >= 10_000 ? 1 : 2)} s`;
+  return `${v < 10 ? v.toFixed(3) : v < 100 ? v.toFixed(2) : v.toFixed(1)} ms`;
+}
+
+const n0 = (v: number) => Math.round(v).toLocaleString('en');
+
+function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { before: number; after: number }): string {
+  const mc = machine();
+  const sync = runs.find((r) => r.mode === 'sync')!;
+  const out: string[] = [SEED_BEGIN, '## Seed scenario: two hosts 5 ms apart, sync calls vs the mesh (async, batches)', ''];
+  out.push(`${new Date().toISOString()} · \`node bench/seed.ts\` · ${mc.cpus} CPUs (nproc), ${mc.model}, Node ${mc.node}; 1-minute load average ${load.before.toFixed(2)} before, ${load.after.toFixed(2)} after.`, '');
+  out.push(`**Setup:** host 1 (127.0.0.1: the callers, sidecar A) and host 2 (the app, sidecar B) joined by a userspace relay`,
+    `(\`delay-relay.ts\`, its own process) that holds every chunk ${o.rttMs / 2} ms in each direction (${o.rttMs} ms round trip, no bandwidth`,
+    `limit); host 1 reaches host 2 only through it (${HOST2}:*). ${o.calls.toLocaleString('en')} calls per mode, each a \`POST\` with a ${o.bodyBytes}-byte body`,
+    `(the app answers 200, empty). **sync**: ${o.workers} workers call the app directly across the relay, each sending its next call`,
+    `when the answer is in. **async**: the caller sends each call to sidecar A with \`Prefer: respond-async\` over ${o.asyncConnections} connections`,
+    `(a 202 means the message is on A's disk); A delivers it over the MCP link, across the relay, to B and the app.`,
+    `**batch**: ${o.workers} workers each send \`POST /mesh/v1/batch\` with ${o.batchSize} calls (all at once), answers back across the relay.`,
+    `A warm-up of ${o.warmUpCalls.toLocaleString('en')} calls per mode ran first. Sidecars: default config${o.sidecarYaml ? ` plus \`${o.sidecarYaml.replace(/\n/g, ' ')}\`` : ''}${o.deliveryConcurrency ? `, A's \`storage.deliveryConcurrency\` ${o.deliveryConcurrency}` : ''}.`, '');
+  out.push(`**The link as measured:** the relay held chunks p50 ${ms(relay.holdP50Us)}, p99 ${ms(relay.holdP99Us)}, max ${ms(relay.holdMaxUs)} per direction`,
+    `(never less than ${o.rttMs / 2} ms; Node's timers tick in whole milliseconds) — ${relay.chunks.toLocaleString('en')} chunks, ${(relay.bytes / 2 ** 20).toFixed(1)} MiB in ${relay.flushes.toLocaleString('en')} timer wake-ups, ${relay.connections} connections.`, '');
+
+  const pct = (h: hdr.Histogram) => [50, 90, 99, 99.9].map((q) => ms(h.getValueAtPercentile(q))).join(' | ');
+  out.push('| mode | calls | completed calls/s | × sync | latency | p50 | p90 | p99 | p99.9 | max |', '|---|---:|---:|---:|---|---:|---:|---:|---:|---:|');
+  for (const r of runs) {
+    const ratio = r === sync ? '1' : `**${(qps(r) / (qps(sync) || 1)).toFixed(2)}×**`;
+    if (r.mode === 'async') {
+      out.push(`| async (accepted) | ${r.gen.sent.toLocaleString('en')} | ${n0(acceptedPerS(r))} accepted | | send → 202 | ${pct(r.latency)} | ${ms(r.latency.maxValue)} |`);
+      out.push(`| async (delivered) | ${r.app.unique.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | send → at the app | ${pct(r.e2e!)} | ${ms(r.e2e!.maxValue)} |`);
+    } else {
+      out.push(`| ${r.mode === 'sync' ? `sync, ${o.workers} workers` : `batch of ${o.batchSize}`} | ${r.gen.sent.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | ${r.mode === 'sync' ? 'per call' : 'per call (its batch)'} | ${pct(r.latency)} | ${ms(r.latency.maxValue)} |`);
+    }
+  }
+  out.push('', '*completed calls/s*: sync and batch, calls answered 200 per second from the first send to the last answer; async,',
+    'distinct calls reaching the app per second from the first send to the last arrival (accepted/s counts 202s to the last 202).', '');
+
+  out.push('**Against the target** (≥ 7× the sync QPS with a lower p99; the seed reports 8,500 vs 1,200):', '');
+  for (const r of runs.filter((x) => x !== sync)) {
+    const v = verdict(r, sync);
+    out.push(`- ${r.mode === 'async' ? 'async (delivered, p99 send → at the app)' : `batch of ${o.batchSize} (p99 per call)`}: ${v.ratio.toFixed(2)}× the sync QPS (${n0(qps(r))} vs ${n0(qps(sync))}), p99 ${ms(judged(r).getValueAtPercentile(99))} vs ${ms(sync.latency.getValueAtPercentile(99))} — ${v.met ? '✅ met' : '❌ not met'}.`);
+  }
+  out.push('');
+
+  out.push('**Every call once?**', '', '| mode | sent | 200 / 202 | reached the app | lost | duplicates | other answers |', '|---|---:|---:|---:|---:|---:|---|');
+  for (const r of runs) {
+    const others = Object.entries(r.gen.outcomes).filter(([k]) => k !== (r.mode === 'async' ? '202' : '200')).map(([k, v]) => `${k}: ${v}`).join('; ') || '—';
+    const p = problemsOf(r);
+    out.push(`| ${r.mode} | ${r.gen.sent.toLocaleString('en')} | ${r.gen.ok.toLocaleString('en')} | ${r.app.unique.toLocaleString('en')} | ${r.lost ? `**${r.lost}**` : 0} | ${r.copies ? `**${r.copies}**` : 0} | ${others}${p.length ? ` ❌ **${p.join(', ')}**` : ''} |`);
+  }
+  out.push('');
+
+  out.push('**CPU** (utime + stime from `/proc/<pid>/stat`, from the first send until every call had reached the app and, for async, A\'s outbox was settled): seconds per 1,000 calls, and vCPU in brackets.', '');
+  const names: Record<ProcName, string> = { generator: 'callers', sidecarA: 'sidecar A', relay: 'relay', sidecarB: 'sidecar B', app: 'app' };
+  out.push(`| mode | ${PROCS.map((p) => names[p]).join(' | ')} | machine busy (of ${mc.cpus}) | others |`, `|---|${PROCS.map(() => '---:').join('|')}|---:|---:|`);
+  for (const r of runs) {
+    const cells = PROCS.map((p) => `${((r.cpu[p] / (r.gen.sent || 1)) * 1000).toFixed(3)} (${(r.cpu[p] / r.windowS).toFixed(2)})`);
+    const ours = PROCS.reduce((s, p) => s + r.cpu[p], 0);
+    out.push(`| ${r.mode} | ${cells.join(' | ')} | ${(r.busy / r.windowS).toFixed(2)} | ${(Math.max(0, r.busy - ours) / r.windowS).toFixed(2)} |`);
+  }
+  out.push('', SEED_END);
+  return `${out.join('\n')}\n`;
+}
+
+/** Replaces the seed section of `text` (or appends one). */
+export function withSeedSection(text: string, markdown: string): string {
+  const begin = text.indexOf(SEED_BEGIN);
+  const end = text.indexOf(SEED_END);
+  if (begin < 0 || end < begin) return `${text.trimEnd()}${text.trim() ? '\n\n' : ''}${markdown}`;
+  return `${text.slice(0, begin)}${markdown.trimEnd()}${text.slice(end + SEED_END.length)}`;
+}
+
+const USAGE = `usage: node bench/seed.ts [options]
+  --calls N               calls per mode (default 10000)
+  --workers N             sync workers, and batch callers (default 8)
+  --async-connections N   connections of the async caller to sidecar A (default 64)
+  --batch N               calls per batch (default 100)
+  --delay-ms X            round trip between the hosts, ms (default 5: 2.5 each way)
+  --body BYTES            request body (default 100)
+  --warm-up N             unreported calls per mode first (default 2000)
+  --max-duration S        most seconds of sending per mode (default 60)
+  --sidecar-yaml TEXT     extra YAML for both sidecars, e.g. "link: { linger: 1ms }"
+  --delivery-concurrency N  sidecar A's storage.deliveryConcurrency (default: the sidecar's)
+  --sidecar-node-args A   Node options for both sidecars, e.g. --sidecar-node-args="--cpu-prof --cpu-prof-dir=DIR"
+  --out FILE              replace the seed section of FILE (the rest is kept), or append it`;
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      calls: { type: 'string' }, workers: { type: 'string' }, 'async-connections': { type: 'string' }, batch: { type: 'string' },
+      'delay-ms': { type: 'string' }, body: { type: 'string' }, 'warm-up': { type: 'string' }, 'max-duration': { type: 'string' },
+      'sidecar-yaml': { type: 'string' }, 'delivery-concurrency': { type: 'string' }, 'sidecar-node-args': { type: 'string' },
+      out: { type: 'string' }, help: { type: 'boolean' },
+    },
+  });
+  if (values.help) { console.log(USAGE); return 0; }
+  const int = (v: string | undefined, fallback: number, min: number) => {
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`bad value ${v}\n${USAGE}`);
+    return n;
+  };
+  const d = SEED_DEFAULTS;
+  const options: SeedOptions = {
+    calls: int(values.calls, d.calls, 1), workers: int(values.workers, d.workers, 1), asyncConnections: int(values['async-connections'], d.asyncConnections, 1),
+    batchSize: Math.min(1000, int(values.batch, d.batchSize, 1)), rttMs: int(values['delay-ms'], d.rttMs, 0), bodyBytes: int(values.body, d.bodyBytes, 16),
+    warmUpCalls: int(values['warm-up'], d.warmUpCalls, 0), maxDurationS: int(values['max-duration'], d.maxDurationS, 1),
+    sidecarYaml: values['sidecar-yaml'] ?? '', deliveryConcurrency: values['delivery-concurrency'] ? int(values['delivery-concurrency'], 0, 1) : undefined,
+    sidecarNodeArgs: values['sidecar-node-args']?.split(' ').filter(Boolean) ?? [], dataParent: d.dataParent,
+  };
+  const log = (line: string) => console.error(line);
+  const { markdown, ok, targetMet } = await runSeedBench(options, log);
+  process.stdout.write(markdown);
+  if (values.out) {
+    writeFileSync(values.out, withSeedSection(existsSync(values.out) ? readFileSync(values.out, 'utf8') : '', markdown));
+    log(`seed section written to ${values.out}`);
+  }
+  log(`seed: ${ok ? 'every call answered and delivered once' : 'PROBLEMS (see the report)'}; target ${targetMet ? 'met' : 'not met'}`);
+  return ok ? 0 : 1;
+}
+
+if (import.meta.main) {
+  if (process.argv[2] === 'generator') generatorMain();
+  else process.exitCode = await main();
+}
