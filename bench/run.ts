@@ -14,6 +14,8 @@
 // with its own part of the --out file, kept from the previous file when it did not run this time.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -41,6 +43,7 @@ const USAGE_SYNC = `usage: npm run bench -- [options]   (or node bench/run.ts [o
   --body BYTES          request and response body size                    (BENCH_BODY, default 1024)
   --slice S             length of one interleaved slice                   (BENCH_SLICE, default 2)
   --no-haproxy          leave out the HAProxy target                      (BENCH_NO_HAPROXY=1)
+  --bare-mesh           sidecars with their default config: no policy, no tracing (BENCH_BARE_MESH=1)
   --out FILE            where the Markdown results go                     (default bench/results/latest.md; "-" for none);
                         the latency plot goes next to it (latency.png for latest.md, else <name>-latency.png)
   --sidecar-node-args A Node options for both sidecars, e.g. --sidecar-node-args="--trace-gc" (note the =);
@@ -245,6 +248,8 @@ interface Options extends CommonOptions {
   maxConnections: number;
   sliceS: number;
   haproxy: boolean;
+  /** The sidecars' default config only: no policy, no tracing. */
+  bareMesh: boolean;
   out: string | undefined;
   /** The direct/mesh/HAProxy scenarios run (not with --NAME-only, nor with both durations 0). */
   sync: boolean;
@@ -373,10 +378,16 @@ async function runSync(options: Options, log: Log): Promise<{ markdown: string; 
     children.push(app);
     const raw = (name: string) => options.rawLog(name);
     const nodeArgs = options.sidecarNodeArgs;
-    const sidecarB = await SidecarProcess.start({ service: 'target', replica: 'sidecar-b', appPort: app.port, peers: {}, nodeArgs, onOtherLine: raw('sidecar-b') }, dir);
-    children.unshift(sidecarB);
-    const sidecarA = await SidecarProcess.start({ service: 'client', replica: 'sidecar-a', appPort: app.port, peers: { target: [`127.0.0.1:${sidecarB.ports!.inbound}`] }, nodeArgs, onOtherLine: raw('sidecar-a') }, dir);
-    children.unshift(sidecarA);
+    const setup = options.bareMesh ? undefined : await meshSetup(dir);
+    if (setup) children.push(setup.sink);
+    const { sidecarA, sidecarB } = await withEnv(setup?.env ?? {}, async () => {
+      const extraYaml = setup?.extraYaml;
+      const b = await SidecarProcess.start({ service: 'target', replica: 'sidecar-b', appPort: app.port, peers: {}, nodeArgs, extraYaml, onOtherLine: raw('sidecar-b') }, dir);
+      children.unshift(b);
+      const a = await SidecarProcess.start({ service: 'client', replica: 'sidecar-a', appPort: app.port, peers: { target: [`127.0.0.1:${b.ports!.inbound}`] }, nodeArgs, extraYaml, onOtherLine: raw('sidecar-a') }, dir);
+      children.unshift(a);
+      return { sidecarA: a, sidecarB: b };
+    });
     const peer: Peer = { binary: undefined, skipped: options.haproxy ? undefined : 'left out with --no-haproxy' };
     let chain: HaproxyChain | undefined;
     if (options.haproxy) {
@@ -494,12 +505,94 @@ async function runSync(options: Options, log: Log): Promise<{ markdown: string; 
         log(`no latency plot: ${(err as Error).message}`);
       }
     }
-    const markdown = report(options, scenarios, targets, final, peer, plot, { before: loadBefore, after: os.loadavg()[0]! });
+    const traces = setup ? { exports: setup.sink.exports, bytes: setup.sink.bytes } : undefined;
+    const markdown = report(options, scenarios, targets, final, peer, traces, plot, { before: loadBefore, after: os.loadavg()[0]! });
     const errors = scenarios.reduce((n, s) => n + targets.reduce((m, t) => m + s.tallies[t].errors, 0), 0);
     return { markdown, errors };
   } finally {
     for (const child of children) await child.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The mesh as issue 9 runs it: a policy for the target service in both sidecars (timeouts, retries with a
+ * budget, circuit breaker, outlier detection, P2C-EWMA balancing, an access rule), metrics (always on),
+ * and tracing with the default sampler (1% of new traces) exported over OTLP/HTTP to a sink in this
+ * process that only counts what it gets.
+ */
+async function meshSetup(dir: string): Promise<{ extraYaml: string; env: Record<string, string>; sink: TraceSink }> {
+  const policy = path.join(dir, 'bench-policy.yaml');
+  writeFileSync(policy, BENCH_POLICY);
+  const sink = await TraceSink.start();
+  return {
+    extraYaml: `policies: [${JSON.stringify(policy)}]`,
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.01' },
+    sink,
+  };
+}
+
+export const BENCH_POLICY = `apiVersion: mcp-mesh.io/v1
+kind: Policy
+metadata:
+  name: bench-target
+spec:
+  service: target
+  timeouts: { connect: 1s, perTry: 5s, request: 15s }
+  retries:
+    attempts: 2
+    backoff: { base: 25ms, max: 250ms }
+    retryOn: [connect-failure, refused-stream, reset]
+    budget: { ratio: 0.2, minPerSecond: 10, window: 10s }
+  circuitBreaker: { enabled: true, errorThresholdPercentage: 50, volumeThreshold: 20, rollingWindow: 10s, resetTimeout: 5s }
+  outlierDetection: { enabled: true, consecutiveFailures: 5 }
+  loadBalancer: { policy: p2c-ewma }
+  access: { allow: [client] }
+`;
+
+/** An OTLP/HTTP endpoint that accepts every export and counts requests and bytes. */
+class TraceSink {
+  exports = 0;
+  bytes = 0;
+  readonly #server: Server;
+  readonly url: string;
+
+  private constructor(server: Server) {
+    this.#server = server;
+    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  static async start(): Promise<TraceSink> {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const sink = new TraceSink(server);
+    server.on('request', (req, res) => {
+      req.on('data', (chunk: Buffer) => { sink.bytes += chunk.length; });
+      req.on('end', () => {
+        sink.exports++;
+        res.writeHead(200, { 'content-type': req.headers['content-type'] ?? 'application/x-protobuf' }).end();
+      });
+    });
+    return sink;
+  }
+
+  stop(): Promise<unknown> {
+    this.#server.closeAllConnections();
+    return new Promise((resolve) => this.#server.close(resolve));
+  }
+}
+
+/** Runs `fn` with these environment variables set (children it starts inherit them), then puts them back. */
+async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
   }
 }
 
@@ -534,7 +627,7 @@ function panels(scenarios: Scenario[], targets: TargetName[]): Panel[] {
 // ---------------------------------------------------------------------------------------------------
 // The report
 
-function report(options: Options, scenarios: Scenario[], targets: TargetName[], final: Memory, peer: Peer, plot: string | undefined, load: { before: number; after: number }): string {
+function report(options: Options, scenarios: Scenario[], targets: TargetName[], final: Memory, peer: Peer, traces: { exports: number; bytes: number } | undefined, plot: string | undefined, load: { before: number; after: number }): string {
   const m = machine();
   let commit = 'unknown';
   try {
@@ -547,7 +640,10 @@ function report(options: Options, scenarios: Scenario[], targets: TargetName[], 
   out.push(`**Machine:** ${m.cpus} CPUs (nproc), ${m.model}, ${m.memoryGiB.toFixed(1)} GiB RAM, ${m.kernel}, Node ${m.node}. 1-minute load average ${load.before.toFixed(2)} before the run (other work on the machine), ${load.after.toFixed(2)} after.`, '');
   out.push(`**Setup:** separate processes on 127.0.0.1: a plain \`node:http\` app, the load generator (undici Pool), and three ways to reach the app:`,
     '*direct*: generator → app. *mesh*: generator → sidecar A (outbound, HTTP/1.1, `Host: target`) ⇒ MCP/gRPC link ⇒',
-    'sidecar B (inbound) → app; default sidecar config (batching on, no linger, log level info, no per-request logs).',
+    'sidecar B (inbound) → app; default sidecar config (batching on, no linger, log level info, no per-request logs)',
+    traces
+      ? `plus, in both sidecars, a policy for \`target\` (timeouts, retries with a budget, circuit breaker, outlier detection, P2C-EWMA, an access rule: \`BENCH_POLICY\` in run.ts), metrics on, and tracing with the default sampler (1% of new traces) exported over OTLP/HTTP to a sink in the orchestrator (${traces.exports.toLocaleString('en')} exports, ${(traces.bytes / 1024).toFixed(0)} KiB by the end of the last scenario).`
+      : 'with nothing added (`--bare-mesh`: no policy, no tracing).',
     withPeer
       ? `*HAProxy*: generator → haproxy 1 → haproxy 2 → app, HAProxy ${peer.binary!.version} (Debian's package), \`mode http\`, keep-alive on both sides, \`http-reuse always\` to the next hop, no logging, \`nbthread 1\` in each process (our sidecars are single-threaded Node processes too).`
       : `*HAProxy*: **skipped in this run** (${peer.skipped}); the HAProxy columns and ratios are missing.`,
@@ -814,7 +910,7 @@ function parseOptions(argv: string[]): Options {
     options: {
       rate: { type: 'string' }, duration: { type: 'string' }, 'max-duration': { type: 'string' },
       'max-connections': { type: 'string' }, connections: { type: 'string' }, body: { type: 'string' },
-      slice: { type: 'string' }, out: { type: 'string' }, 'sidecar-node-args': { type: 'string' }, 'no-haproxy': { type: 'boolean' },
+      slice: { type: 'string' }, out: { type: 'string' }, 'sidecar-node-args': { type: 'string' }, 'no-haproxy': { type: 'boolean' }, 'bare-mesh': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       ...sectionFlags,
     },
@@ -834,6 +930,7 @@ function parseOptions(argv: string[]): Options {
     maxConnections: Math.round(num('max-connections', str(values['max-connections']) ?? env['BENCH_MAX_CONNECTIONS'], 32, 1)),
     sliceS: num('slice', str(values['slice']) ?? env['BENCH_SLICE'], 2, 0.1),
     haproxy: !(values['no-haproxy'] === true || ['1', 'true'].includes(env['BENCH_NO_HAPROXY'] ?? '')),
+    bareMesh: values['bare-mesh'] === true || ['1', 'true'].includes(env['BENCH_BARE_MESH'] ?? ''),
     out: out === '-' ? undefined : path.resolve(out),
     sync: false,
     sections: [],
