@@ -27,15 +27,16 @@ const CANDIDATES = ['/usr/sbin/haproxy', '/usr/local/sbin/haproxy', '/usr/bin/ha
 
 /** Finds `haproxy` (PATH, then the usual sbin folders); installs it with apt-get when root and apt exist. */
 export function findHaproxy(log: (line: string) => void = () => {}): HaproxyFound {
-  const found = locate();
+  const found = locateHaproxy();
   if (found) return { ok: true, binary: found };
   const why = installHaproxy(log);
   if (why) return { ok: false, why };
-  const installed = locate();
+  const installed = locateHaproxy();
   return installed ? { ok: true, binary: installed } : { ok: false, why: 'apt-get install haproxy ran, but no haproxy binary was found afterwards' };
 }
 
-function locate(): HaproxyBinary | undefined {
+/** The installed `haproxy`, if any; never installs. */
+export function locateHaproxy(): HaproxyBinary | undefined {
   for (const candidate of ['haproxy', ...CANDIDATES]) {
     if (candidate.startsWith('/') && !existsSync(candidate)) continue;
     try {

@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { haproxyConfig, parseVersion } from '../../../bench/haproxy.ts';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { request } from 'undici';
+import { haproxyConfig, locateHaproxy, parseVersion, startHaproxy, startHaproxyChain } from '../../../bench/haproxy.ts';
 
 test('the chain config: one frontend on the given bind, one backend to the next hop, keep-alive and reuse, one thread, no log', () => {
   const text = haproxyConfig({ bind: 'fd@3', servers: ['127.0.0.1:8080'] });
@@ -39,4 +42,36 @@ test('the version is read from haproxy -v', () => {
   assert.equal(parseVersion('HAProxy version 2.6.12-1+deb12u3 2025/10/03 - https://haproxy.org/\nStatus: …'), '2.6.12-1+deb12u3');
   assert.equal(parseVersion('HA-Proxy version 1.8.19 2019/02/11'), '1.8.19');
   assert.equal(parseVersion('something else'), undefined);
+});
+
+const installed = locateHaproxy();
+
+test('the chain carries a request through two HAProxies to the app, each its own process, and stops', { skip: installed ? false : 'haproxy is not installed' }, async () => {
+  const seen: { host?: string; body: string }[] = [];
+  const app = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8').on('data', (c: string) => { body += c; }).on('end', () => {
+      seen.push({ host: req.headers.host, body });
+      res.end(`echo ${body}`);
+    });
+  });
+  await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+  const chain = await startHaproxyChain(installed!, (app.address() as AddressInfo).port);
+  try {
+    assert.notEqual(chain.first.pid, chain.second.pid);
+    assert.notEqual(chain.first.port, chain.second.port);
+    assert.match(chain.first.config, new RegExp(`server s1 127\\.0\\.0\\.1:${chain.second.port}\\b`));
+    const res = await request(`http://127.0.0.1:${chain.port}/x`, { method: 'POST', headers: { host: 'target' }, body: 'hello' });
+    assert.equal(res.statusCode, 200);
+    assert.equal(await res.body.text(), 'echo hello');
+    assert.deepEqual(seen, [{ host: 'target', body: 'hello' }]);
+  } finally {
+    await chain.stop();
+    app.close();
+  }
+  for (const pid of [chain.first.pid, chain.second.pid]) assert.throws(() => process.kill(pid, 0), /ESRCH/);
+});
+
+test('a config HAProxy rejects is reported with its own words', { skip: installed ? false : 'haproxy is not installed' }, async () => {
+  await assert.rejects(startHaproxy(installed!, (bind) => `${haproxyConfig({ bind, servers: ['127.0.0.1:1'] })}\nbackend broken\n  nonsense-keyword 1\n`, 'broken'), /broken: HAProxy rejected its configuration[\s\S]*nonsense-keyword/);
 });
