@@ -304,7 +304,7 @@ interface Scenario {
   memory: Memory;
 }
 
-/** How the run went without HAProxy, when it did. */
+/** The HAProxy that ran, or why the HAProxy column is missing. */
 interface Peer {
   binary: HaproxyBinary | undefined;
   skipped: string | undefined;
