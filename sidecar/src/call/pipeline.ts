@@ -127,7 +127,7 @@ export function createCallPipeline(deps: PipelineDeps): CallPipeline {
     const service = `${call.target.service}.${call.target.namespace}`;
     const observed = deps.observer.outbound({
       service, method: call.method, path: call.path, headers: call.headers, kind: call.delivery ? 'delivery' : call.batched ? 'batch' : 'call',
-      ...(call.delivery ? { messageId: call.delivery.messageId } : {}),
+      messageId: call.delivery?.messageId,
     });
     const tries = { count: 0 };
     try {
@@ -223,6 +223,7 @@ function bindSession(deps: PipelineDeps, service: string, result: CallResult, re
     deps.sessions.onBound(service);
     observed.affinity('bound');
   }
+  if (bound.headers === result.headers && bound.body === result.body) return result; // most answers: nothing to bind
   if (!Buffer.isBuffer(bound.body) && bound.body !== result.body) {
     // An SSE stream whose first event may bind the session (HTTP+SSE): counted when it does.
     (bound.body as EndpointEventRewriter).once('bound', () => deps.sessions.onBound(service));
@@ -297,7 +298,10 @@ async function withRetries(ctx: CallContext): Promise<CallResult> {
     const delay = decision.retry ? retryDelay(retries, attempt, outcome) : 0;
     const retry = decision.retry && performance.now() + delay < ctx.deadlineAt && state.budget.tryAcquire();
     if (!retry) {
-      if (result) return { ...result, headers: [...result.headers, { name: ATTEMPTS_HEADER, value: String(attempt) }] };
+      if (result) {
+        result.headers.push({ name: ATTEMPTS_HEADER, value: String(attempt) }); // the answer's own list, made for this try
+        return result;
+      }
       throw withAttempts((outcome as { error: unknown }).error, attempt);
     }
     if (result && !Buffer.isBuffer(result.body)) result.body.destroy(); // the answer we will not use
@@ -390,7 +394,7 @@ async function balance(ctx: CallContext, tried: ReadonlySet<string>, splitDraw: 
   }
   const candidates = healthy.length > 0 ? healthy : ready;
   if (candidates.length === 0) return waitForAnyLink(ctx);
-  const selection = selectSubset(candidates, policy, call.headers, () => splitDraw);
+  const selection = policy.subsets.length === 0 ? { subset: undefined, endpoints: candidates } : selectSubset(candidates, policy, call.headers, () => splitDraw);
   // Under consistent hashing the key owns the endpoint: retries stay on it (no exclusion).
   const hashing = policy.loadBalancer.policy === 'consistent-hash';
   const key = hashing ? hashKey(policy.loadBalancer.consistentHash.hashOn, { headers: call.headers, path: call.path, source: deps.instance }) : undefined;
@@ -529,8 +533,7 @@ function requestEnvelope(source: string, destination: string, call: OutboundCall
 
 async function sendOnLink(ctx: CallContext, link: PeerLink, request: Envelope, signal: AbortSignal, observed: AttemptObservation): Promise<CallResult> {
   const compression = ctx.policy.compression;
-  const onSent = observed.batched ? (size: number) => observed.batched!(size) : undefined;
-  const response = await link.call(request, signal, compression.algorithm === 'none' ? undefined : compression, onSent);
+  const response = await link.call(request, signal, compression.algorithm === 'none' ? undefined : compression, observed.batched ? observed : undefined);
   const status = response.http?.status ?? 0;
   const headers = response.headers ?? [];
   const bodyStreamId = response.http?.bodyStreamId;

@@ -13,29 +13,23 @@ export const SOURCE_HEADER = 'mcp-mesh-source';
 // priority and ordering key are read by the outbound listener; message id and topic are set by the receiving sidecar.
 const MESH_CONTROL = new Set([SOURCE_HEADER, 'mcp-mesh-timeout', 'mcp-mesh-error', 'mcp-mesh-priority', 'mcp-mesh-ordering-key', 'mcp-mesh-message-id', 'mcp-mesh-topic']);
 
-/** Names listed in `Connection` are hop-by-hop for this message too. */
-function connectionListed(rawHeaders: readonly string[]): Set<string> {
-  const listed = new Set<string>();
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]!.toLowerCase() !== 'connection') continue;
-    for (const token of rawHeaders[i + 1]!.split(',')) listed.add(token.trim().toLowerCase());
-  }
-  return listed;
-}
-
 /**
  * The end-to-end headers of a request from the app, in order, names lower-cased; `host` is left
- * out (it travels as the authority) and so are mesh control headers.
+ * out (it travels as the authority) and so are mesh control headers, and `also` if given.
  */
-export function endToEndRequestHeaders(rawHeaders: readonly string[]): Header[] {
-  const listed = connectionListed(rawHeaders);
+export function endToEndRequestHeaders(rawHeaders: readonly string[], also?: string): Header[] {
   const out: Header[] = [];
+  let listed: Set<string> | undefined; // names listed in `Connection` are hop-by-hop for this message too
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
-    if (HOP_BY_HOP.has(name) || listed.has(name) || MESH_CONTROL.has(name) || name === 'host') continue;
+    if (name === 'connection') {
+      listed ??= new Set();
+      for (const token of rawHeaders[i + 1]!.split(',')) listed.add(token.trim().toLowerCase());
+    }
+    if (HOP_BY_HOP.has(name) || MESH_CONTROL.has(name) || name === 'host' || name === also) continue;
     out.push({ name, value: rawHeaders[i + 1]! });
   }
-  return out;
+  return listed ? out.filter((h) => !listed.has(h.name)) : out;
 }
 
 /**

@@ -26,12 +26,37 @@ export interface LinkOptions extends LinkEndSettings {
  */
 export type LinkState = 'connecting' | 'ready' | 'draining' | 'broken' | 'closed';
 
-interface PendingCall {
-  resolve: (response: Envelope) => void;
-  reject: (err: MeshError) => void;
-  sent: boolean;
-  /** Told how many envelopes shared the batch the request left in (telemetry). */
-  onSent: ((batchSize: number) => void) | undefined;
+/** Told how many envelopes shared the batch a request left in (telemetry). */
+export interface BatchObserver {
+  batched?(batchSize: number): void;
+}
+
+/** A call waiting for its answer. Settling it stops watching the caller's signal. */
+class PendingCall {
+  sent = false;
+  readonly observer: BatchObserver | undefined;
+  /** Set when the caller passed a signal. */
+  onAbort: (() => void) | undefined;
+  readonly #resolve: (response: Envelope) => void;
+  readonly #reject: (err: MeshError) => void;
+  readonly #signal: AbortSignal | undefined;
+
+  constructor(resolve: (response: Envelope) => void, reject: (err: MeshError) => void, signal: AbortSignal | undefined, observer: BatchObserver | undefined) {
+    this.#resolve = resolve;
+    this.#reject = reject;
+    this.#signal = signal;
+    this.observer = observer;
+  }
+
+  resolve(response: Envelope): void {
+    if (this.onAbort) this.#signal!.removeEventListener('abort', this.onAbort);
+    this.#resolve(response);
+  }
+
+  reject(err: MeshError): void {
+    if (this.onAbort) this.#signal!.removeEventListener('abort', this.onAbort);
+    this.#reject(err);
+  }
 }
 
 /** Most bytes one envelope may take: gRPC's message limit, less room for the batch around it. */
@@ -123,9 +148,9 @@ export class PeerLink extends EventEmitter {
    * `compression` (the caller's policy): if both sides speak the algorithm, the payload is compressed
    * (when large enough and it helps) and the peer may compress the answer likewise; otherwise both go
    * plain. The caller's `request` is not modified; the promise resolves with the payload decompressed.
-   * `onSent` is told the size of the batch the request left in.
+   * `observer` is told the size of the batch the request left in.
    */
-  call(request: Envelope, signal?: AbortSignal, compression?: CompressionSetting, onSent?: (batchSize: number) => void): Promise<Envelope> {
+  call(request: Envelope, signal?: AbortSignal, compression?: CompressionSetting, observer?: BatchObserver): Promise<Envelope> {
     if (this.#state !== 'ready' || !this.#batcher) {
       return Promise.reject(this.#state === 'draining'
         ? new MeshError('SHUTTING_DOWN', `peer ${this.address} is draining`)
@@ -142,20 +167,18 @@ export class PeerLink extends EventEmitter {
     // Only a call that asks for compression pays for it (the default path allocates nothing more).
     if (compression !== undefined && compression.algorithm !== 'none') request = this.#withCompression(request, compression);
     return new Promise<Envelope>((resolve, reject) => {
-      const onAbort = () => {
-        const pending = this.#pending.get(request.id);
-        if (!pending) return;
-        this.#pending.delete(request.id);
-        // Not sent yet: take it back, so the peer never runs it. Sent: tell the peer to stop.
-        if (pending.sent || !batcher.remove(request)) this.#sendControl(MessageType.CANCEL, request.id);
-        reject(signal!.reason instanceof MeshError ? signal!.reason : new MeshError('CLIENT_CLOSED', 'call cancelled'));
-      };
-      const settle = <T>(fn: (value: T) => void) => (value: T) => {
-        signal?.removeEventListener('abort', onAbort);
-        fn(value);
-      };
-      this.#pending.set(request.id, { resolve: settle(resolve), reject: settle(reject), sent: false, onSent });
-      signal?.addEventListener('abort', onAbort, { once: true });
+      const pending = new PendingCall(resolve, reject, signal, observer);
+      this.#pending.set(request.id, pending);
+      if (signal) {
+        pending.onAbort = () => {
+          if (this.#pending.get(request.id) !== pending) return;
+          this.#pending.delete(request.id);
+          // Not sent yet: take it back, so the peer never runs it. Sent: tell the peer to stop.
+          if (pending.sent || !batcher.remove(request)) this.#sendControl(MessageType.CANCEL, request.id);
+          reject(signal.reason instanceof MeshError ? signal.reason : new MeshError('CLIENT_CLOSED', 'call cancelled'));
+        };
+        signal.addEventListener('abort', pending.onAbort, { once: true });
+      }
       batcher.enqueue(request);
     });
   }
@@ -304,7 +327,7 @@ export class PeerLink extends EventEmitter {
       const pending = this.#pending.get(envelope.id);
       if (pending) {
         pending.sent = true;
-        pending.onSent?.(envelopes.length);
+        pending.observer?.batched?.(envelopes.length);
       }
     }
     this.#lastSent = Date.now();

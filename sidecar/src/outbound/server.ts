@@ -59,7 +59,7 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
   const handleProxy = (req: IncomingMessage, res: ServerResponse): void => {
     if (!accepting) return sendMeshError(res, new MeshError('SHUTTING_DOWN', 'this sidecar is shutting down'));
     inFlight++;
-    res.once('close', () => {
+    res.on('close', () => { // 'close' comes once; `on` spares the wrapper `once` makes
       inFlight--;
       if (inFlight === 0) for (const wake of idleWaiters.splice(0)) wake();
     });
@@ -73,17 +73,11 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
   // A call that fails in the pipeline has its line in the request log (telemetry/request-log.ts),
   // at warn with its code; the failures it never sees are logged by logFailure.
   const inRequestLog = new WeakSet<object>();
-  const proxyOptions: OutboundOptions = {
-    ...options,
-    pipeline: async (call) => {
-      try {
-        return await options.pipeline(call);
-      } catch (err) {
-        if (typeof err === 'object' && err !== null) inRequestLog.add(err);
-        throw err;
-      }
-    },
+  const inRequestLogToo = (err: unknown): never => {
+    if (typeof err === 'object' && err !== null) inRequestLog.add(err);
+    throw err;
   };
+  const proxyOptions: OutboundOptions = { ...options, pipeline: (call) => options.pipeline(call).catch(inRequestLogToo) };
 
   const app = Fastify({
     ...fastifyLogging(options.logger),
@@ -209,15 +203,14 @@ async function proxy(req: IncomingMessage, res: ServerResponse, options: Outboun
   }
 
   const clientGone = new AbortController();
-  res.once('close', () => { if (!res.writableFinished) clientGone.abort(new MeshError('CLIENT_CLOSED', 'the calling app went away', { service: target.service })); });
+  res.on('close', () => { if (!res.writableFinished) clientGone.abort(new MeshError('CLIENT_CLOSED', 'the calling app went away', { service: target.service })); });
 
   const call: OutboundCall = {
     target,
     method: req.method!,
     path,
     authority,
-    // forwardingHeaders() re-emits x-forwarded-for with this hop appended, so the app's own line goes.
-    headers: [...endToEndRequestHeaders(req.rawHeaders).filter((h) => h.name !== 'x-forwarded-for'), ...forwardingHeaders(req, authority)],
+    headers: requestHeaders(req, authority),
     body: await readBody(req, options, target.service),
     expectStream: (req.headers.accept ?? '').includes('text/event-stream'),
     deadlineMs: deadlineOf(req),
@@ -278,10 +271,11 @@ function readWhole(req: IncomingMessage): Promise<Buffer> {
     };
     const onClose = () => { if (!req.readableEnded) done(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })); };
     if (req.destroyed) return onClose();
+    // on, not once (done removes them all): once wraps each listener in another closure.
     req.on('data', onData);
-    req.once('end', done);
-    req.once('error', done);
-    req.once('close', onClose);
+    req.on('end', done);
+    req.on('error', done);
+    req.on('close', onClose);
   });
 }
 
@@ -310,6 +304,15 @@ function deadlineOf(req: IncomingMessage): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The app's end-to-end headers, then the forwarding ones. */
+function requestHeaders(req: IncomingMessage, authority: string): Header[] {
+  // forwardingHeaders() re-emits x-forwarded-for with this hop appended, so the app's own line goes.
+  const headers = endToEndRequestHeaders(req.rawHeaders, 'x-forwarded-for');
+  const [forwarded, forwardedFor] = forwardingHeaders(req, authority);
+  headers.push(forwarded!, forwardedFor!);
+  return headers;
 }
 
 /** RFC 7239 `Forwarded` and the de-facto `X-Forwarded-For`, appended to what the app sent. */
