@@ -1,18 +1,14 @@
-// Circuit breakers, one per service and one per endpoint of a service, built from the service's
-// CircuitBreakerPolicy. What counts as a failure is ours to decide:
+// Circuit breakers on opossum, one per service and one per endpoint of a service, built from the
+// service's CircuitBreakerPolicy. What counts as a failure is ours to decide, not opossum's:
 //   - an answer the caller marks as a failure (a listed 5xx) is counted, yet handed back unchanged;
 //   - mesh errors meaning "the service did not answer" count (connection, reset, timeout);
-//   - everything else (4xx, the caller going away, local faults) is not a failure: it is recorded as
-//     a success (so it lowers the failure share a little), except on the half-open probe, where any
-//     outcome but an answer is taken as the probe failing.
-//
-// The state machine is opossum's (the library this started on), kept exactly: closed → open when,
-// with at least volumeThreshold calls in the rolling window, the failure share is over
-// errorThresholdPercentage; open → half-open after resetTimeout; one probe call then closes it (a
-// success) or opens it again. Refused calls count as calls in the window, as opossum counts them.
-// It is written out here because a breaker is on every try, twice (service and endpoint): opossum's
-// events, argument copies and promise chains per call were a tenth of the calling sidecar's garbage.
-// The window is ten buckets of counters, rotated from the clock (no timers), cleared on closing.
+//   - everything else (4xx, the caller going away, local faults) is not a failure: opossum records it
+//     as a success (so it lowers the failure share a little), except on the half-open probe, where
+//     any outcome but an answer is taken as the probe failing.
+// Opossum's own timeout is off (deadlines are the pipeline's job) and its rolling window is rotated
+// by us from the clock instead of by two intervals per breaker.
+import { EventEmitter } from 'node:events';
+import CircuitBreaker from 'opossum';
 import type { ErrorCode } from '../errors/codes.ts';
 import { MeshError } from '../errors/mesh-error.ts';
 import { settingsKey } from '../policy/settings-key.ts';
@@ -63,7 +59,16 @@ export function failureStatuses(policy: CircuitBreakerPolicy): (result: { status
 
 const failureTests = new WeakMap<CircuitBreakerPolicy, (result: { status: number }) => boolean>();
 
+/** Carries an answer the caller called a failure through opossum's rejection path, and back out. */
+class FailedAnswer {
+  readonly result: unknown;
+  constructor(result: unknown) {
+    this.result = result;
+  }
+}
+
 const BUCKETS = 10;
+type Attempt = () => Promise<unknown>;
 
 export interface BreakerStats {
   service: string;
@@ -81,138 +86,99 @@ export class Breaker {
   readonly service: string;
   readonly address: string | undefined;
   readonly policy: CircuitBreakerPolicy;
-  readonly #enabled: boolean;
-  readonly #notify: ((breaker: Breaker, state: BreakerState) => void) | undefined;
+  readonly #circuit: CircuitBreaker<[Attempt], unknown> | undefined;
+  readonly #rotator = new EventEmitter();
   readonly #now: () => number;
   readonly #bucketMs: number;
   #rotatedAt: number;
-  #state: BreakerState = 'closed';
-  /** Half-open with its one probe not yet sent. */
-  #probeAllowed = false;
-  #shutdown = false;
-  #resetTimer: NodeJS.Timeout | undefined;
-  // The rolling window: counters per bucket, the current one at #bucket.
-  readonly #calls = new Uint32Array(BUCKETS);
-  readonly #failures = new Uint32Array(BUCKETS);
-  readonly #rejected = new Uint32Array(BUCKETS);
-  #bucket = 0;
 
   constructor(service: string, address: string | undefined, policy: CircuitBreakerPolicy, options: BreakerOptions = {}) {
     this.service = service;
     this.address = address;
     this.policy = policy;
-    this.#enabled = policy.enabled;
-    this.#notify = options.onStateChange;
     this.#now = options.now ?? Date.now;
     this.#bucketMs = Math.max(1, policy.rollingWindowMs / BUCKETS);
     this.#rotatedAt = this.#now();
+    if (!policy.enabled) return;
+
+    const circuit: CircuitBreaker<[Attempt], unknown> = new CircuitBreaker((attempt: Attempt) => attempt(), {
+      name: address === undefined ? service : `${service}@${address}`,
+      timeout: false,
+      errorThresholdPercentage: policy.errorThresholdPercentage,
+      volumeThreshold: policy.volumeThreshold,
+      rollingCountTimeout: policy.rollingWindowMs,
+      rollingCountBuckets: BUCKETS,
+      resetTimeout: policy.resetTimeoutMs,
+      rollingPercentilesEnabled: false,
+      enableSnapshots: false,
+      rotateBucketController: this.#rotator,
+      // true = "not a failure". Opossum then records a success, which on the half-open probe would
+      // close the breaker; so on the probe only a real answer (resolved, or a 4xx) counts as success.
+      errorFilter: (err: unknown): boolean => !(err instanceof FailedAnswer) && !isBreakerFailure(err) && !circuit.halfOpen,
+    });
+    // A breaker that closes again starts from a clean window: the failures that opened it, and the
+    // calls refused while open (opossum counts them as fires), say nothing about the recovered service.
+    circuit.on('close', () => this.#rotate(BUCKETS));
+    const notify = options.onStateChange;
+    if (notify) {
+      circuit.on('open', () => notify(this, 'open'));
+      circuit.on('halfOpen', () => notify(this, 'half-open'));
+      circuit.on('close', () => notify(this, 'closed'));
+    }
+    this.#circuit = circuit;
   }
 
   get state(): BreakerState {
-    return this.#state;
+    const circuit = this.#circuit;
+    if (!circuit || circuit.closed) return 'closed';
+    return circuit.halfOpen ? 'half-open' : 'open';
   }
 
   /** Close the breaker now (its window starts clean), e.g. when the peer is known to be back. */
   reset(): void {
-    if (this.#enabled && !this.#shutdown) this.#close();
+    if (this.#circuit && !this.#circuit.closed) this.#circuit.close();
   }
 
   /** A call now would be refused at once: open, or half-open with its one probe already out. */
   get refusing(): boolean {
-    return this.#state !== 'closed' && !this.#probeAllowed;
+    const circuit = this.#circuit;
+    return circuit !== undefined && !circuit.closed && !circuit.pendingClose;
   }
 
   /**
    * Run one attempt under the breaker. Rejects with CircuitOpenError at once while open. A resolved
    * result for which `isFailure` is true counts as a failure but is still returned.
    */
-  run<T>(attempt: () => Promise<T>, isFailure: (result: T) => boolean = () => false): Promise<T> {
-    if (!this.#enabled || this.#shutdown) return attempt();
+  async run<T>(attempt: () => Promise<T>, isFailure: (result: T) => boolean = () => false): Promise<T> {
+    const circuit = this.#circuit;
+    if (!circuit || circuit.isShutdown) return attempt();
     this.#slide();
-    this.#calls[this.#bucket]!++;
-    if (this.refusing) {
-      this.#rejected[this.#bucket]!++;
-      return Promise.reject(new CircuitOpenError(this.service, this.address));
-    }
-    this.#probeAllowed = false; // half-open: this call is the probe
-    let pending: Promise<T>;
-    try {
-      pending = attempt();
-    } catch (err) {
-      pending = Promise.reject(err);
-    }
-    return pending.then((result) => {
-      this.#slide(); // a long call may end in a later bucket than it started
-      if (isFailure(result)) this.#failed();
-      else this.#succeeded();
+    const counted: Attempt = async () => {
+      let result: T;
+      try {
+        result = await attempt();
+      } finally {
+        this.#slide(); // a long call may end in a later bucket than it started
+      }
+      if (isFailure(result)) throw new FailedAnswer(result);
       return result;
-    }, (err: unknown) => {
-      this.#slide();
-      // Not a failure of the service: counted as a success, except on the probe.
-      if (!isBreakerFailure(err) && this.#state !== 'half-open') this.#succeeded();
-      else this.#failed();
+    };
+    try {
+      return await circuit.fire(counted) as T;
+    } catch (err) {
+      if (err instanceof FailedAnswer) return err.result as T;
+      if (err instanceof Error && CircuitBreaker.isOurError(err)) throw new CircuitOpenError(this.service, this.address);
       throw err;
-    });
+    }
   }
 
   stats(): BreakerStats {
-    const window = this.#enabled ? this.#window() : { calls: 0, failures: 0, rejected: 0 };
-    return { service: this.service, ...(this.address === undefined ? {} : { address: this.address }), state: this.state, ...window };
+    const s = this.#circuit?.stats;
+    return { service: this.service, ...(this.address === undefined ? {} : { address: this.address }), state: this.state, calls: s?.fires ?? 0, failures: s?.failures ?? 0, rejected: s?.rejects ?? 0 };
   }
 
   shutdown(): void {
-    this.#shutdown = true;
-    clearTimeout(this.#resetTimer);
-  }
-
-  #succeeded(): void {
-    if (this.#state === 'half-open') this.#close();
-  }
-
-  #failed(): void {
-    this.#failures[this.#bucket]!++;
-    const { calls, failures } = this.#window();
-    const probe = this.#state === 'half-open';
-    if (calls < this.policy.volumeThreshold && !probe) return;
-    if ((failures / calls) * 100 > this.policy.errorThresholdPercentage || probe) this.#open();
-  }
-
-  #open(): void {
-    if (this.#state === 'open') return;
-    this.#state = 'open';
-    this.#probeAllowed = false;
-    this.#resetTimer = setTimeout(() => this.#halfOpen(), this.policy.resetTimeoutMs);
-    this.#resetTimer.unref();
-    this.#notify?.(this, 'open');
-  }
-
-  #halfOpen(): void {
-    this.#state = 'half-open';
-    this.#probeAllowed = true;
-    this.#notify?.(this, 'half-open');
-  }
-
-  /** A breaker that closes again starts from a clean window: the failures that opened it, and the
-   * calls refused while open, say nothing about the recovered service. */
-  #close(): void {
-    if (this.#state === 'closed') return;
-    clearTimeout(this.#resetTimer);
-    this.#state = 'closed';
-    this.#probeAllowed = false;
-    this.#rotate(BUCKETS);
-    this.#notify?.(this, 'closed');
-  }
-
-  #window(): { calls: number; failures: number; rejected: number } {
-    let calls = 0;
-    let failures = 0;
-    let rejected = 0;
-    for (let i = 0; i < BUCKETS; i++) {
-      calls += this.#calls[i]!;
-      failures += this.#failures[i]!;
-      rejected += this.#rejected[i]!;
-    }
-    return { calls, failures, rejected };
+    this.#circuit?.shutdown();
   }
 
   /** Rotate the rolling window by however many buckets the clock has moved past. */
@@ -223,19 +189,13 @@ export class Breaker {
     this.#rotate(Math.min(steps, BUCKETS));
   }
 
-  /** Drop the oldest `buckets` buckets for fresh ones. */
   #rotate(buckets: number): void {
-    for (let i = 0; i < buckets; i++) {
-      this.#bucket = (this.#bucket + 1) % BUCKETS;
-      this.#calls[this.#bucket] = 0;
-      this.#failures[this.#bucket] = 0;
-      this.#rejected[this.#bucket] = 0;
-    }
+    for (let i = 0; i < buckets; i++) this.#rotator.emit('rotate');
   }
 }
 
 export interface BreakerOptions {
-  /** Clock for the rolling window (the reset timer uses the global setTimeout). */
+  /** Clock for the rolling window (opossum's reset timer uses the global setTimeout). */
   now?: () => number;
   /** Told every transition, for logs and metrics. */
   onStateChange?: (breaker: Breaker, state: BreakerState) => void;
