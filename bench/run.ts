@@ -493,6 +493,11 @@ async function runSync(options: Options, log: Log): Promise<{ markdown: string; 
       scenarios.push(scenario);
     }
     const final = memory();
+    // Warnings a sidecar logged (a refused policy, a failing trace export…) would change what was measured.
+    for (const sidecar of [sidecarA, sidecarB]) {
+      // TLS_PLAINTEXT is expected: the bench runs the link without TLS (the report says so).
+      for (const problem of sidecar.problems.filter((p) => p.code !== 'TLS_PLAINTEXT').slice(0, 5)) log(`${sidecar.name} logged: ${problem.code ?? ''} ${problem.msg}`);
+    }
 
     let plot: string | undefined;
     if (options.out) {
@@ -640,7 +645,7 @@ function report(options: Options, scenarios: Scenario[], targets: TargetName[], 
   out.push(`**Machine:** ${m.cpus} CPUs (nproc), ${m.model}, ${m.memoryGiB.toFixed(1)} GiB RAM, ${m.kernel}, Node ${m.node}. 1-minute load average ${load.before.toFixed(2)} before the run (other work on the machine), ${load.after.toFixed(2)} after.`, '');
   out.push(`**Setup:** separate processes on 127.0.0.1: a plain \`node:http\` app, the load generator (undici Pool), and three ways to reach the app:`,
     '*direct*: generator → app. *mesh*: generator → sidecar A (outbound, HTTP/1.1, `Host: target`) ⇒ MCP/gRPC link ⇒',
-    'sidecar B (inbound) → app; default sidecar config (batching on, no linger, log level info, no per-request logs)',
+    'sidecar B (inbound) → app; default sidecar config (batching on, no linger, no TLS between the sidecars, log level info, no per-request logs)',
     traces
       ? `plus, in both sidecars, a policy for \`target\` (timeouts, retries with a budget, circuit breaker, outlier detection, P2C-EWMA, an access rule: \`BENCH_POLICY\` in run.ts), metrics on, and tracing with the default sampler (1% of new traces) exported over OTLP/HTTP to a sink in the orchestrator (${traces.exports.toLocaleString('en')} exports, ${(traces.bytes / 1024).toFixed(0)} KiB by the end of the last scenario).`
       : 'with nothing added (`--bare-mesh`: no policy, no tracing).',
