@@ -5,11 +5,11 @@
 //
 //   client ──▶ relay (listen) ── delay ──▶ target        and back the same way, delayed as well
 //
-// Cheap in CPU: each direction of a connection keeps a FIFO of chunks with their due times and at
-// most one timer; when it fires, every chunk then due goes out in one corked write (one writev).
-// A chunk never leaves before its due time (the timer is re-armed if it fired early), so the delay is
-// a lower bound; Node's timers tick in whole milliseconds, so chunks leave up to about 1 ms late
-// (the relay measures how long it really held each chunk: stats()).
+// Cheap in CPU: each direction of a connection keeps a FIFO of chunks with their due times; one alarm
+// per process (a thread sleeping on a futex until the earliest due time: Node's own timers tick in
+// whole milliseconds and would stretch every hop by up to 1 ms) wakes the main thread, which sends every
+// chunk then due, per connection in one corked write (one writev). A chunk never leaves before its due
+// time, so the delay is a lower bound; how long each chunk was really held is in stats().
 // The end of a stream (FIN) is delayed like data and passed on with end() (half-close kept); a reset
 // or error on one side destroys the other. A full destination pauses the source until it drains
 // (flow control, as TCP does), so memory stays bounded without limiting bandwidth.
@@ -20,6 +20,7 @@
 // then {cmd:'stats'} is answered and {stop:true} closes it). Only loopback addresses (127.0.0.0/8).
 import net from 'node:net';
 import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import * as hdr from 'hdr-histogram-js';
 
 export interface Endpoint {
@@ -44,7 +45,7 @@ export interface RelayStats {
   holdP50Us: number;
   holdP99Us: number;
   holdMaxUs: number;
-  /** Timer callbacks run (one flush can carry many chunks). */
+  /** Corked writes (one can carry many chunks). */
   flushes: number;
 }
 
@@ -69,6 +70,76 @@ interface Counters {
   hold: hdr.Histogram;
 }
 
+/** Milliseconds on CLOCK_MONOTONIC: the same clock in every thread (performance.now() is not). */
+function monoMs(): number {
+  const [sec, ns] = process.hrtime();
+  return sec * 1e3 + ns / 1e6;
+}
+
+// The alarm clock's thread: sleeps (futex, sub-millisecond) until the time main last wrote, then
+// posts one message; it fires once per schedule (the generation counter tells a new one).
+const ALARM_THREAD = `
+const { parentPort, workerData } = require('node:worker_threads');
+const due = new Float64Array(workerData, 0, 1);
+const gen = new Int32Array(workerData, 8, 1);
+const now = () => { const [s, ns] = process.hrtime(); return s * 1e3 + ns / 1e6; };
+let seen = Atomics.load(gen, 0);
+for (;;) {
+  const wait = due[0] - now();
+  if (wait > 0) {
+    Atomics.wait(gen, 0, seen, Math.min(wait, 1e9));
+  } else {
+    parentPort.postMessage(0);
+    Atomics.wait(gen, 0, seen);
+  }
+  seen = Atomics.load(gen, 0);
+}`;
+
+/**
+ * Wakes the main thread at a time given to the sub-millisecond: Node's timers tick in whole
+ * milliseconds and would hold chunks up to a millisecond too long, which stretches the round trip.
+ * One for the whole process, whatever the number of relays and connections.
+ */
+class Alarm {
+  readonly #due: Float64Array;
+  readonly #gen: Int32Array;
+  #set = Infinity;
+
+  constructor(ring: () => void) {
+    const shared = new SharedArrayBuffer(16);
+    this.#due = new Float64Array(shared, 0, 1);
+    this.#gen = new Int32Array(shared, 8, 1);
+    this.#due[0] = Infinity;
+    const thread = new Worker(ALARM_THREAD, { eval: true, workerData: shared });
+    thread.on('message', () => { this.#set = Infinity; ring(); });
+    thread.unref(); // after on('message'), which would ref it again: the sockets keep the process alive, not the clock
+  }
+
+  /** Ring at `ms` (monoMs), unless it is already set to ring sooner. */
+  at(ms: number): void {
+    if (ms >= this.#set) return;
+    this.#set = ms;
+    this.#due[0] = ms;
+    Atomics.add(this.#gen, 0, 1);
+    Atomics.notify(this.#gen, 0);
+  }
+}
+
+/** Pipes holding chunks; on each ring, all of them send what is due and the alarm is set to the next. */
+const waiting = new Set<DelayedPipe>();
+let alarm: Alarm | undefined;
+
+function ring(): void {
+  const now = monoMs();
+  let next = Infinity;
+  for (const pipe of waiting) {
+    const due = pipe.flush(now);
+    if (due === undefined) waiting.delete(pipe);
+    else next = Math.min(next, due);
+  }
+  if (next < Infinity) alarm!.at(next);
+}
+
 /** One direction of one connection: from `from` to `to`, each chunk held until its due time. */
 class DelayedPipe {
   readonly #from: net.Socket;
@@ -79,7 +150,6 @@ class DelayedPipe {
   #chunks: (Buffer | null)[] = [];
   #due: number[] = [];
   #head = 0;
-  #timer: NodeJS.Timeout | undefined;
   readonly #onEnd: () => void;
 
   /** `onEnd`: the source's end has been passed on (after the delay). */
@@ -94,52 +164,47 @@ class DelayedPipe {
   }
 
   #push(chunk: Buffer | null): void {
+    const due = monoMs() + this.#delayMs;
     this.#chunks.push(chunk);
-    this.#due.push(performance.now() + this.#delayMs);
-    if (!this.#timer) this.#arm();
+    this.#due.push(due);
+    waiting.add(this);
+    alarm ??= new Alarm(ring);
+    alarm.at(due);
   }
 
-  #arm(): void {
-    const wait = this.#due[this.#head]! - performance.now();
-    // Whole milliseconds, rounded up: an early wake-up only costs a re-arm, a late one costs latency.
-    this.#timer = setTimeout(() => this.#flush(), Math.max(1, Math.ceil(wait)));
-  }
-
-  #flush(): void {
-    this.#timer = undefined;
-    if (this.#to.destroyed) return;
-    this.#counters.flushes++;
-    const now = performance.now();
-    let full = false;
-    this.#to.cork();
-    while (this.#head < this.#chunks.length && this.#due[this.#head]! <= now) {
-      const chunk = this.#chunks[this.#head]!;
-      const held = now - this.#due[this.#head]! + this.#delayMs;
-      this.#chunks[this.#head] = null;
-      this.#head++;
-      if (chunk === null) { this.#to.end(); this.#onEnd(); continue; }
-      this.#counters.chunks++;
-      this.#counters.bytes += chunk.length;
-      this.#counters.hold.recordValue(Math.max(1, Math.round(held * 1000)));
-      if (!this.#to.write(chunk)) full = true;
+  /** Writes every chunk due by `now` in one corked write; the next chunk's due time, if any is left. */
+  flush(now: number): number | undefined {
+    if (this.#to.destroyed) return undefined;
+    if (this.#head < this.#chunks.length && this.#due[this.#head]! <= now) {
+      this.#counters.flushes++;
+      let full = false;
+      this.#to.cork();
+      while (this.#head < this.#chunks.length && this.#due[this.#head]! <= now) {
+        const chunk = this.#chunks[this.#head]!;
+        const held = now - this.#due[this.#head]! + this.#delayMs;
+        this.#chunks[this.#head] = null;
+        this.#head++;
+        if (chunk === null) { this.#to.end(); this.#onEnd(); continue; }
+        this.#counters.chunks++;
+        this.#counters.bytes += chunk.length;
+        this.#counters.hold.recordValue(Math.max(1, Math.round(held * 1000)));
+        if (!this.#to.write(chunk)) full = true;
+      }
+      this.#to.uncork();
+      if (full && !this.#from.isPaused()) {
+        this.#from.pause();
+        this.#to.once('drain', () => this.#from.resume());
+      }
     }
-    this.#to.uncork();
-    if (this.#head === this.#chunks.length) {
-      this.#chunks = [];
-      this.#due = [];
-      this.#head = 0;
-    } else {
-      this.#arm();
-    }
-    if (full && !this.#from.isPaused()) {
-      this.#from.pause();
-      this.#to.once('drain', () => this.#from.resume());
-    }
+    if (this.#head < this.#chunks.length) return this.#due[this.#head];
+    this.#chunks = [];
+    this.#due = [];
+    this.#head = 0;
+    return undefined;
   }
 
   stop(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    waiting.delete(this);
   }
 }
 
