@@ -74,9 +74,10 @@ export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-// Encoding does not verify: every envelope is built by this process from typed values. Batches, the
-// Link's every message, have an encoder of their own that writes the same bytes (batch-encoder.ts).
-export { encodeBatch } from './batch-encoder.ts';
+// Encoding does not verify: every envelope is built by this process from typed values.
+export function encodeBatch(batch: Batch): Buffer {
+  return asBuffer(BatchType.encode(batch).finish());
+}
 
 /** Throws on malformed input; callers close the offending stream (never the process). */
 export function decodeBatch(bytes: Buffer): Batch {
