@@ -26,6 +26,8 @@ import * as hdr from 'hdr-histogram-js';
 import { request } from 'undici';
 import { SidecarProcess } from '../sidecar/src/demo/sidecar-process.ts';
 import { runAsyncBench } from './async.ts';
+import { parseMcpOptions, runMcpBench } from './mcp.ts';
+import { MICRO_DEFAULTS, runMicroBench } from './micro.ts';
 import type { RunResult, RunSpec } from './generator.ts';
 import { findHaproxy, startHaproxyChain, type HaproxyBinary, type HaproxyChain } from './haproxy.ts';
 import { latencyPng, percentilePoints, type Panel } from './plot.ts';
@@ -118,6 +120,41 @@ const SECTIONS: Section[] = [
       return (log) => runAsyncBench(options, log);
     },
     failure: 'ASYNC: MESSAGES WERE REFUSED, LOST OR DELIVERED TWICE (see the "Delivered exactly once?" table)',
+  },
+  {
+    name: 'mcp',
+    flags: { 'mcp-clients': { type: 'string' }, 'mcp-duration': { type: 'string' }, 'mcp-transport': { type: 'string' } },
+    usage: `MCP sessions through affinity (bench/mcp.ts; alone: node bench/mcp.ts --help), section "mcp" (--mcp-only, --no-mcp):
+  --mcp-clients N       concurrent clients / open sessions                (BENCH_MCP_CLIENTS, default 16)
+  --mcp-duration S      seconds per target in each loop                   (BENCH_MCP_DURATION, default 6)
+  --mcp-transport LIST  streamable, sse                                   (default streamable,sse)
+  (--no-haproxy leaves out its HAProxy column too)`,
+    prepare: (values, common) => {
+      const argv = [
+        ...(str(values['mcp-clients']) ? ['--clients', str(values['mcp-clients'])!] : []),
+        ...(str(values['mcp-duration']) ? ['--duration', str(values['mcp-duration'])!] : []),
+        ...(str(values['mcp-transport']) ? ['--transport', str(values['mcp-transport'])!] : []),
+        ...(values['no-haproxy'] || process.env['BENCH_NO_HAPROXY'] === '1' ? ['--no-haproxy'] : []),
+      ];
+      const options = { ...parseMcpOptions(argv), sidecarNodeArgs: common.sidecarNodeArgs };
+      return (log) => runMcpBench(options, log);
+    },
+    failure: 'MCP: CLIENT ERRORS, OR A SESSION LEFT ITS REPLICA (see the MCP section)',
+  },
+  {
+    name: 'micro',
+    flags: { 'micro-time': { type: 'string' }, 'micro-filter': { type: 'string' } },
+    usage: `Micro-benchmarks of the hot paths (bench/micro.ts), section "micro" (--micro-only, --no-micro):
+  --micro-time MS       time per case                                     (BENCH_MICRO_TIME, default 500)
+  --micro-filter TEXT   only cases whose group or name contains it`,
+    prepare: (values) => {
+      const options = {
+        timeMs: num('micro-time', str(values['micro-time']) ?? process.env['BENCH_MICRO_TIME'], MICRO_DEFAULTS.timeMs, 10),
+        filter: str(values['micro-filter']),
+      };
+      return (log) => runMicroBench(options, log);
+    },
+    failure: 'MICRO: A CASE FAILED (see the micro-benchmark section)',
   },
 ];
 
