@@ -20,7 +20,7 @@ import type { AsyncMessaging } from '../async/messaging.ts';
 import { acceptAsync, callPriority, prefersAsync, registerAsyncRoutes } from './async-api.ts';
 import { registerBatchRoute } from './batch.ts';
 import { allowedBy, forwardEgress, notAllowed, tunnelEgress, type EgressOptions } from './egress.ts';
-import { hostOf, serviceTarget, splitTarget } from './target.ts';
+import { hostOf, serviceTarget, splitTarget, TargetCache } from './target.ts';
 
 export interface OutboundOptions {
   namespace: string;
@@ -63,7 +63,7 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
       inFlight--;
       if (inFlight === 0) for (const wake of idleWaiters.splice(0)) wake();
     });
-    proxy(req, res, proxyOptions).catch((err: unknown) => {
+    proxy(req, res, proxyOptions, targets).catch((err: unknown) => {
       const meshError = toMeshError(err);
       if (meshError.code === 'BODY_TOO_LARGE') options.onLimit?.('body_size');
       if (!inRequestLog.has(err as object)) logFailure(options.logger, req, res, meshError);
@@ -78,6 +78,7 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
     throw err;
   };
   const proxyOptions: OutboundOptions = { ...options, pipeline: (call) => options.pipeline(call).catch(inRequestLogToo) };
+  const targets = new TargetCache(options.namespace);
 
   const app = Fastify({
     ...fastifyLogging(options.logger),
@@ -183,11 +184,11 @@ function isForMeshApi(req: IncomingMessage, ownAuthorities: Set<string>): boolea
   return req.url!.startsWith('/') && ownAuthorities.has(req.headers.host ?? '');
 }
 
-async function proxy(req: IncomingMessage, res: ServerResponse, options: OutboundOptions): Promise<void> {
+async function proxy(req: IncomingMessage, res: ServerResponse, options: OutboundOptions, targets: TargetCache): Promise<void> {
   const { authority, path } = splitTarget(req.url!, req.headers.host);
   if (!authority) throw new MeshError('BAD_REQUEST', 'the request names no service: send a Host header or an absolute URL');
   if (!WELL_FORMED_AUTHORITY.test(authority)) throw new MeshError('BAD_REQUEST', `"${authority}" is not a host[:port]`);
-  const target = serviceTarget(authority, options.namespace);
+  const target = targets.get(authority);
   if (!target || !options.isKnownService(target.service, target.namespace)) {
     // Not a service discovery knows: a host outside the mesh, forwarded only if egress allows it.
     const entry = allowedBy(hostOf(authority), options.egress.allow);

@@ -29,6 +29,33 @@ export function serviceTarget(authority: string, ownNamespace: string): ServiceT
   return { service: labels[0]!, namespace: labels[1] ?? ownNamespace };
 }
 
+/** Most authorities a TargetCache remembers before it starts over. */
+const MAX_REMEMBERED = 1024;
+
+/**
+ * serviceTarget() remembered per authority, for one namespace: an app calls the same few services
+ * over and over, and the parse (regular expressions, lower-casing, splitting) is then done once.
+ * Bounded, since what an app sends need not stay few: past MAX_REMEMBERED entries it starts over.
+ */
+export class TargetCache {
+  readonly #namespace: string;
+  readonly #known = new Map<string, Readonly<ServiceTarget> | null>();
+
+  constructor(namespace: string) {
+    this.#namespace = namespace;
+  }
+
+  get(authority: string): Readonly<ServiceTarget> | undefined {
+    let target = this.#known.get(authority);
+    if (target === undefined) {
+      if (this.#known.size >= MAX_REMEMBERED) this.#known.clear();
+      const parsed = serviceTarget(authority, this.#namespace);
+      this.#known.set(authority, target = parsed ? Object.freeze(parsed) : null);
+    }
+    return target ?? undefined;
+  }
+}
+
 /**
  * Split a request-target into authority and origin-form path. Absolute-form targets
  * ("http://payments/charge", sent when the app uses HTTP_PROXY) carry their own authority.

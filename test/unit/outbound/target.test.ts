@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { hostOf, serviceTarget, splitTarget } from '../../../sidecar/src/outbound/target.ts';
+import { hostOf, serviceTarget, splitTarget, TargetCache } from '../../../sidecar/src/outbound/target.ts';
 
 const OWN = 'default';
 
@@ -106,5 +106,24 @@ describe('splitTarget', () => {
     assert.equal(splitTarget('http://payments/a/../b//c', undefined).path, '/a/../b//c');
     assert.equal(splitTarget('http://payments/a\\b', undefined).path, '/a\\b');
     assert.equal(splitTarget("http://payments/x?name='o'", undefined).path, "/x?name='o'");
+  });
+});
+
+describe('TargetCache', () => {
+  it('answers as serviceTarget does, the same object for the same authority, and remembers misses too', () => {
+    const cache = new TargetCache(OWN);
+    for (const authority of ['payments', 'payments.shop:8080', 'PAYMENTS.shop.svc.cluster.local', '10.0.0.1', 'example.com', 'a:b:c']) {
+      assert.deepEqual(cache.get(authority), serviceTarget(authority, OWN), authority);
+      assert.equal(cache.get(authority), cache.get(authority));
+    }
+    assert.ok(Object.isFrozen(cache.get('payments')));
+  });
+
+  it('stays bounded: past its size it starts over and still answers', () => {
+    const cache = new TargetCache(OWN);
+    const first = cache.get('svc-0');
+    for (let i = 1; i <= 3000; i++) cache.get(`svc-${i}`);
+    assert.deepEqual(cache.get('svc-0'), first);
+    assert.notEqual(cache.get('svc-0'), first, 'forgotten, then parsed again');
   });
 });
