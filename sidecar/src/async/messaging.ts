@@ -291,7 +291,12 @@ export class AsyncMessaging {
 
   async #tidy(): Promise<void> {
     const store = this.#store;
-    if (!store) { void this.#retryOpen(); return; }
+    // Not open: retried only if an open was tried and failed. One never tried waits for its first
+    // use, or every idle sidecar would start the store worker a minute after it started.
+    if (!store) {
+      if (this.#problem) void this.#retryOpen();
+      return;
+    }
     const now = Date.now();
     try {
       await store.purgeFinished(now - this.#options.storage.retentionMs);

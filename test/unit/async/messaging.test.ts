@@ -85,4 +85,12 @@ describe('AsyncMessaging: the store opens on first use', () => {
     assert.ok(!(messaging.storeOrProblem() instanceof MeshError), 'open now');
     await untilDelivered(messaging, id);
   });
+
+  it('the periodic upkeep does not open a store that was never used', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    const { messaging } = await start(t);
+    t.mock.timers.tick(3 * 60_000);
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // what an open would take, with room to spare
+    assert.equal((messaging.storeOrProblem() as MeshError).code, 'STORAGE_UNAVAILABLE', 'still nothing opened');
+  });
 });
