@@ -3,21 +3,32 @@
 // in the same tick leave in one postMessage, and the worker commits everything it finds queued in
 // one transaction, so concurrent writes share one fsync.
 import path from 'node:path';
-import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort, type WorkerOptions } from 'node:worker_threads';
 import {
   StorageError, type MessageStore, type MessageSummary, type NewMessage, type SeenRecord, type Settlement, type StateCounts,
   type StoredMessage, type StoredResponse,
 } from './types.ts';
 import type { OpName, Ops, Reply, Request, Wire, WireError, WorkerInit, WorkerMessage } from './store-worker.ts';
 
+/**
+ * The worker thread running store-worker.ts. Under `mcp-mesh sidecar` the sources are loaded
+ * pre-stripped (bin/js-cache.js, set up by bin/runtime-tuning.js); a worker has a module loader of its
+ * own, so it installs the same hook first, or it would load Node's TypeScript stripper (~10 MB) itself.
+ */
+function storeWorker(options: WorkerOptions): Worker {
+  const entry = new URL('./store-worker.ts', import.meta.url);
+  if (process.env['MCP_MESH_RUNTIME_TUNED'] !== '1') return new Worker(entry, options);
+  const cache = new URL('../../../bin/js-cache.js', import.meta.url);
+  const code = `import(${JSON.stringify(cache.href)}).then((m) => { m.useJsCache(); return import(${JSON.stringify(entry.href)}); });`;
+  return new Worker(code, { ...options, eval: true });
+}
+
 /** Opens (creating if need be) `<dir>/messages.db`. maxBytes: the database's size limit, 0 for none. */
 export async function openMessageStore(dir: string, options: { maxBytes: number }): Promise<MessageStore> {
   const absolute = path.resolve(dir);
   const { port1, port2 } = new MessageChannel();
   const init: WorkerInit = { dir: absolute, maxBytes: options.maxBytes, port: port2 };
-  const worker = new Worker(new URL('./store-worker.ts', import.meta.url), {
-    name: 'message-store', workerData: init, transferList: [port2],
-  });
+  const worker = storeWorker({ name: 'message-store', workerData: init, transferList: [port2] });
   try {
     await started(worker, port1, absolute);
   } catch (err) {
