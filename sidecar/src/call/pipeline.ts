@@ -25,6 +25,7 @@ import type { OwnerTokens } from '../affinity/token.ts';
 import { hashKey } from '../affinity/hash-key.ts';
 import { selectSubset } from '../balancer/subsets.ts';
 import { CircuitOpenError, failureStatuses, isBreakerFailure, type BreakerRegistry } from '../resilience/breaker.ts';
+import { deadlines } from '../resilience/deadline-timers.ts';
 import { retryDelay, shouldRetry, type AttemptOutcome } from '../resilience/retry.ts';
 import type { AttemptObservation, CallObserver, OutboundObservation } from '../telemetry/observer.ts';
 import type { ServiceState, ServiceStates } from './service-state.ts';
@@ -257,7 +258,7 @@ async function withDeadline<T>(call: OutboundCall, service: string, deadlineMs: 
   const onClientGone = () => controller.abort(new MeshError('CLIENT_CLOSED', 'the calling app went away', { service }));
   call.signal.addEventListener('abort', onClientGone, { once: true });
   const timer = deadlineMs > 0
-    ? setTimeout(() => controller.abort(new MeshError('DEADLINE_EXCEEDED', `no answer from ${service} within ${deadlineMs} ms`, { service })), deadlineMs)
+    ? deadlines.start(deadlineMs, () => controller.abort(new MeshError('DEADLINE_EXCEEDED', `no answer from ${service} within ${deadlineMs} ms`, { service })))
     : undefined;
   try {
     return await work(controller.signal, deadlineMs > 0 ? performance.now() + deadlineMs : Infinity);
@@ -269,7 +270,7 @@ async function withDeadline<T>(call: OutboundCall, service: string, deadlineMs: 
     }
     throw err;
   } finally {
-    clearTimeout(timer);
+    timer?.cancel();
     call.signal.removeEventListener('abort', onClientGone);
   }
 }
@@ -469,14 +470,14 @@ async function sendWithPerTryTimeout(ctx: CallContext, link: PeerLink, observed:
   const tryController = new AbortController();
   const onAbort = () => tryController.abort(ctx.signal.reason);
   ctx.signal.addEventListener('abort', onAbort, { once: true });
-  const timer = setTimeout(() => tryController.abort(new PerTryTimeout(ctx.service, perTryMs)), perTryMs);
+  const timer = deadlines.start(perTryMs, () => tryController.abort(new PerTryTimeout(ctx.service, perTryMs)));
   try {
     return await send(ctx, link, request, tryController.signal, observed);
   } catch (err) {
     if (tryController.signal.aborted && tryController.signal.reason instanceof PerTryTimeout) throw tryController.signal.reason;
     throw endedByCaller(ctx, err);
   } finally {
-    clearTimeout(timer);
+    timer.cancel();
     ctx.signal.removeEventListener('abort', onAbort);
   }
 }

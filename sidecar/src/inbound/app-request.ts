@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { errors as undiciErrors, type Dispatcher } from 'undici';
 import { MeshError } from '../errors/mesh-error.ts';
 import { endToEndRawResponseHeaders } from '../http/headers.ts';
+import { deadlines, type Deadline } from '../resilience/deadline-timers.ts';
 import type { Header } from '../mcp/codec.ts';
 
 export interface AppRequest {
@@ -60,7 +61,7 @@ class AnswerHandler implements Dispatcher.DispatchHandler {
   #stream: Readable | undefined;
   #ended = false;
   #watching = false;
-  readonly #timer: NodeJS.Timeout | undefined;
+  readonly #deadline: Deadline | undefined;
   readonly #onAbort = (): void => this.#stop(this.#signal.reason instanceof Error ? this.#signal.reason : new undiciErrors.RequestAbortedError());
 
   constructor(signal: AbortSignal, deadlineMs: number, readWhole: ReadWhole, resolve: (answer: AppAnswer) => void, reject: (err: Error) => void) {
@@ -75,7 +76,7 @@ class AnswerHandler implements Dispatcher.DispatchHandler {
     signal.addEventListener('abort', this.#onAbort, { once: true });
     this.#watching = true;
     if (deadlineMs > 0) {
-      this.#timer = setTimeout(() => this.#stop(new MeshError('DEADLINE_EXCEEDED', `the app did not answer within the caller's deadline (${deadlineMs} ms)`)), deadlineMs);
+      this.#deadline = deadlines.start(deadlineMs, () => this.#stop(new MeshError('DEADLINE_EXCEEDED', `the app did not answer within the caller's deadline (${deadlineMs} ms)`)));
     }
   }
 
@@ -154,7 +155,7 @@ class AnswerHandler implements Dispatcher.DispatchHandler {
   #done(): void {
     if (!this.#watching) return;
     this.#watching = false;
-    clearTimeout(this.#timer);
+    this.#deadline?.cancel();
     this.#signal.removeEventListener('abort', this.#onAbort);
   }
 }
