@@ -78,8 +78,8 @@ export class AppForwarder implements InboundHandler {
     // Read whole: an answer with no body, or one whose length is known and small enough to go inline.
     const readWhole = (status: number, headers: readonly Header[]) => {
       if (bodiless || status === 204 || status === 304) return true;
-      const length = headerValue(headers, 'content-length');
-      return length !== undefined && Number(length) <= inlineBodyBytes;
+      for (const h of headers) if (h.name === 'content-length') return Number(h.value) <= inlineBodyBytes;
+      return false;
     };
     return this.#withDeadline(request, signal, statusOfEnvelope, async (callSignal, traceHeaders) => {
       const res = await this.#requestApp(request, payload, callSignal, traceHeaders, readWhole);

@@ -228,11 +228,14 @@ export class MeshServer {
           return;
         }
         this.#begin();
-        this.#handler.unary(request, signal)
-          .then(reply, (err: unknown) => {
+        // Counted out once its answer is queued (drain waits for that); no .finally(): one promise less per call.
+        this.#handler.unary(request, signal).then((response) => {
+          try { reply(response); } finally { this.#finish(); }
+        }, (err: unknown) => {
+          try {
             if (!signal.aborted || !(err instanceof MeshError && err.code === 'CLIENT_CLOSED')) reply(errorEnvelope(request, toMeshError(err)));
-          })
-          .finally(() => this.#finish());
+          } finally { this.#finish(); }
+        });
       },
       isDraining: () => this.#draining,
     });
