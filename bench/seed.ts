@@ -14,7 +14,9 @@
 // Processes: the app (async-app.ts: notes each call's arrival, counts copies), sidecar B, the relay,
 // sidecar A (real `mcp-mesh sidecar` processes via SidecarProcess), and a generator (this file with
 // `generator`, forked, driven over IPC). Each mode sends the same number of ~100-byte POSTs whose body
-// starts with "<run>:<seq>\n"; a warm-up of every mode comes first and is not reported.
+// starts with "<run>:<seq>\n"; a warm-up of every mode comes first and is not reported. The calls of
+// each mode are cut into slices and the modes take turns (sync, async, batch, sync, …), so other load
+// on the machine hits them alike; a slice ends when all its calls have reached the app.
 //
 // QPS = completed calls per second, from the first send to the last completion: for sync the answer,
 // for batches the batch's answer (every call in it 200), for async the arrival at the app (delivered)
@@ -70,6 +72,8 @@ export interface SeedOptions {
   sidecarNodeArgs: string[];
   /** Where the sidecars' temporary data dirs go. */
   dataParent: string;
+  /** Each mode's calls are cut into this many slices, the modes taking turns. */
+  slices: number;
   /** The mesh modes to run (sync always runs: it is the baseline). */
   modes: ('async' | 'batch')[];
 }
@@ -77,7 +81,7 @@ export interface SeedOptions {
 export const SEED_DEFAULTS: SeedOptions = {
   calls: 10_000, workers: 8, asyncConnections: 64, batchSize: 100, rttMs: 5, bodyBytes: 100, warmUpCalls: 2_000,
   maxDurationS: 60, sidecarYaml: '', deliveryConcurrency: 512, sidecarNodeArgs: [], dataParent: os.tmpdir(),
-  modes: ['async', 'batch'],
+  slices: 5, modes: ['async', 'batch'],
 };
 
 type Mode = 'sync' | 'async' | 'batch';
@@ -314,41 +318,68 @@ async function waitUntil(check: () => Promise<{ done: boolean; progress: number 
 type ProcName = 'app' | 'sidecarA' | 'sidecarB' | 'relay' | 'generator';
 const PROCS: ProcName[] = ['generator', 'sidecarA', 'relay', 'sidecarB', 'app'];
 
+/** One mode's figures: one slice, or several merged (sums; histograms added). */
 interface Measured {
   mode: Mode;
-  gen: GenResult;
-  app: AppReport;
+  slices: number;
+  sent: number;
+  /** Answered as they should be: 200 (sync, batch entries), 202 + Location (async). */
+  ok: number;
+  /** Distinct calls that reached the app. */
+  unique: number;
+  outcomes: Record<string, number>;
+  /** Seconds from the first send to the last completion (answer; arrival at the app for async), summed over slices. */
+  spanS: number;
+  /** async: from the first send to the last 202, summed over slices. */
+  acceptSpanS: number;
   latency: hdr.Histogram;
   /** async: send → arrival at the app. */
   e2e: hdr.Histogram | undefined;
-  lastArrivalUs: number;
   /** Calls answered ok that never reached the app; copies beyond the first. */
   lost: number;
   copies: number;
   settled: boolean;
   cpu: Record<ProcName, number>;
-  /** Share of each sidecar's CPU spent on its main thread (the event loop; the rest: SQLite, GC, compiler threads). */
-  mainShare: { sidecarA: number; sidecarB: number };
+  /** CPU seconds of each sidecar's main thread (its event loop; the rest: SQLite, GC, compiler threads). */
+  mainCpu: { sidecarA: number; sidecarB: number };
   busy: number;
   windowS: number;
   /** Sidecar A's link to B: MCP batches and envelopes sent during the run. */
   link: { batches: number; envelopes: number };
 }
 
-/** Completed calls per second: answered (sync, batch) or delivered to the app (async). */
-function qps(m: Measured): number {
-  if (m.mode === 'async') return m.app.unique / ((m.lastArrivalUs - m.gen.firstUs) / 1e6 || 1);
-  return m.gen.ok / ((m.gen.lastDoneUs - m.gen.firstUs) / 1e6 || 1);
+function merge(slices: Measured[]): Measured {
+  const [first, ...rest] = slices;
+  const m: Measured = { ...first!, outcomes: { ...first!.outcomes }, cpu: { ...first!.cpu }, mainCpu: { ...first!.mainCpu }, link: { ...first!.link } };
+  for (const s of rest) {
+    m.slices += s.slices;
+    for (const k of ['sent', 'ok', 'unique', 'spanS', 'acceptSpanS', 'lost', 'copies', 'busy', 'windowS'] as const) m[k] += s[k];
+    for (const [k, v] of Object.entries(s.outcomes)) m.outcomes[k] = (m.outcomes[k] ?? 0) + v;
+    for (const p of PROCS) m.cpu[p] += s.cpu[p];
+    m.mainCpu.sidecarA += s.mainCpu.sidecarA;
+    m.mainCpu.sidecarB += s.mainCpu.sidecarB;
+    m.link.batches += s.link.batches;
+    m.link.envelopes += s.link.envelopes;
+    m.settled &&= s.settled;
+    m.latency.add(s.latency);
+    if (s.e2e) m.e2e!.add(s.e2e);
+    s.latency.destroy();
+    s.e2e?.destroy();
+  }
+  return m;
 }
 
-const acceptedPerS = (m: Measured) => m.gen.ok / ((m.gen.lastDoneUs - m.gen.firstUs) / 1e6 || 1);
+/** Completed calls per second: answered (sync, batch) or delivered to the app (async). */
+const qps = (m: Measured) => completed(m) / (m.spanS || 1);
+
+const acceptedPerS = (m: Measured) => m.ok / (m.acceptSpanS || 1);
 
 /** The latency a mode is judged on: per call (sync, batch), send → arrival at the app (async). */
 const judged = (m: Measured) => m.e2e ?? m.latency;
 
 function problemsOf(m: Measured): string[] {
   const p: string[] = [];
-  if (m.gen.ok < m.gen.sent) p.push(`${m.gen.sent - m.gen.ok} not ${m.mode === 'async' ? 'accepted' : '200'}`);
+  if (m.ok < m.sent) p.push(`${m.sent - m.ok} not ${m.mode === 'async' ? 'accepted' : '200'}`);
   if (m.lost) p.push(`${m.lost} answered but never reached the app`);
   if (m.copies) p.push(`${m.copies} duplicate arrivals`);
   if (m.mode === 'async' && !m.settled) p.push('outbox not settled');
@@ -385,7 +416,7 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
     const origins: Record<Mode, string> = { sync: `http://${HOST2}:${appVia}`, async: sidecarA.outboundUrl, batch: sidecarA.outboundUrl };
     const connectionsOf = (mode: Mode) => (mode === 'async' ? options.asyncConnections : options.workers);
     let runs = 0;
-    const measure = async (mode: Mode, calls: number): Promise<Measured> => {
+    const measure = async (mode: Mode, calls: number, title: string): Promise<Measured> => {
       const run = `s${++runs}`;
       const cpuBefore = Object.fromEntries(PROCS.map((p) => [p, cpuSeconds(pids[p])])) as Record<ProcName, number>;
       const busyBefore = machineBusySeconds();
@@ -406,11 +437,11 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
       }, 10_000);
       const cpu = Object.fromEntries(PROCS.map((p) => [p, cpuSeconds(pids[p]) - cpuBefore[p]])) as Record<ProcName, number>;
       const busy = machineBusySeconds() - busyBefore;
-      const share = (name: 'sidecarA' | 'sidecarB') => {
+      const main = (name: 'sidecarA' | 'sidecarB') => {
         const now = threadTicks(pids[name]);
-        return (now.main - mainBefore[name].main) / (now.all - mainBefore[name].all || 1);
+        return cpu[name] * ((now.main - mainBefore[name].main) / (now.all - mainBefore[name].all || 1));
       };
-      const mainShare = { sidecarA: share('sidecarA'), sidecarB: share('sidecarB') };
+      const mainCpu = { sidecarA: main('sidecarA'), sidecarB: main('sidecarB') };
       const linkAfter = await linkCounters(sidecarA);
       const link = { batches: linkAfter.batches - linkBefore.batches, envelopes: linkAfter.envelopes - linkBefore.envelopes };
       const windowS = (nowUs() - t0) / 1e6;
@@ -430,11 +461,12 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
       }
       if (mode !== 'async') lost = Math.max(0, gen.ok - report.unique);
       const m: Measured = {
-        mode, gen, app: report, latency: hdr.decodeFromCompressedBase64(gen.latency), e2e, lastArrivalUs, lost,
-        copies: report.received - report.unique, settled, cpu, mainShare, busy, windowS, link,
+        mode, slices: 1, sent: gen.sent, ok: gen.ok, unique: report.unique, outcomes: gen.outcomes,
+        spanS: ((mode === 'async' ? lastArrivalUs : gen.lastDoneUs) - gen.firstUs) / 1e6, acceptSpanS: (gen.lastDoneUs - gen.firstUs) / 1e6,
+        latency: hdr.decodeFromCompressedBase64(gen.latency), e2e, lost, copies: report.received - report.unique, settled, cpu, mainCpu, busy, windowS, link,
       };
       const p = problemsOf(m);
-      log(`seed ${mode}: ${gen.sent} sent, ${gen.ok} ok, ${report.unique} at the app; ${Math.round(qps(m))} calls/s${mode === 'async' ? ` delivered (${Math.round(acceptedPerS(m))}/s accepted)` : ''}; p50 ${ms(judged(m).getValueAtPercentile(50))} p99 ${ms(judged(m).getValueAtPercentile(99))}; others on the machine ${others(m).toFixed(2)} vCPU${p.length ? `; PROBLEMS: ${p.join(', ')}` : ''}`);
+      log(`seed ${mode}${title}: ${gen.sent} sent, ${gen.ok} ok, ${report.unique} at the app; ${Math.round(qps(m))} calls/s${mode === 'async' ? ` delivered (${Math.round(acceptedPerS(m))}/s accepted)` : ''}; p50 ${ms(judged(m).getValueAtPercentile(50))} p99 ${ms(judged(m).getValueAtPercentile(99))}; others on the machine ${others(m).toFixed(2)} vCPU${p.length ? `; PROBLEMS: ${p.join(', ')}` : ''}`);
       return m;
     };
 
@@ -442,13 +474,17 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
     const warmUps: Measured[] = [];
     if (options.warmUpCalls > 0) {
       log(`seed: warm-up, ${options.warmUpCalls.toLocaleString('en')} calls per mode (not reported)`);
-      for (const mode of modes) warmUps.push(await measure(mode, options.warmUpCalls));
+      for (const mode of modes) warmUps.push(await measure(mode, options.warmUpCalls, ' warm-up'));
     }
-    const measured: Measured[] = [];
-    for (const mode of modes) {
-      log(`seed: ${mode}, ${options.calls.toLocaleString('en')} calls`);
-      measured.push(await measure(mode, options.calls));
+    // The modes take turns, slice by slice, so drift on the machine (other programs, CPU frequency)
+    // hits them alike; each slice ends when its calls have all reached the app.
+    log(`seed: ${options.calls.toLocaleString('en')} calls per mode in ${options.slices} slices, modes taking turns`);
+    const sliced = new Map<Mode, Measured[]>(modes.map((mode) => [mode, []]));
+    for (let i = 0; i < options.slices; i++) {
+      const calls = Math.floor(options.calls / options.slices) + (i < options.calls % options.slices ? 1 : 0);
+      for (const mode of modes) if (calls > 0) sliced.get(mode)!.push(await measure(mode, calls, ` slice ${i + 1}/${options.slices}`));
     }
+    const measured = modes.map((mode) => merge(sliced.get(mode)!));
     const relayStats = sumStats(await relay.call<RelayStats[]>({ cmd: 'stats' }));
     const markdown = section(options, measured, relayStats, { before: loadBefore, after: os.loadavg()[0]! });
     const ok = [...warmUps, ...measured].every((m) => problemsOf(m).length === 0);
@@ -462,7 +498,7 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
 }
 
 /** Calls that completed (answered, or delivered for async): what CPU is charged per. */
-const completed = (m: Measured) => (m.mode === 'async' ? m.app.unique : m.gen.ok) || 1;
+const completed = (m: Measured) => (m.mode === 'async' ? m.unique : m.ok) || 1;
 
 /** CPU seconds per completed call, all the scenario's processes together. */
 const cpuPerCall = (m: Measured) => PROCS.reduce((sum, p) => sum + m.cpu[p], 0) / completed(m);
@@ -496,6 +532,7 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
   out.push(`**Setup:** host 1 (127.0.0.1: the callers, sidecar A) and host 2 (the app, sidecar B) joined by a userspace relay`,
     `(\`delay-relay.ts\`, its own process) that holds every chunk ${o.rttMs / 2} ms in each direction (${o.rttMs} ms round trip, no bandwidth`,
     `limit); host 1 reaches host 2 only through it (${HOST2}:*). ${o.calls.toLocaleString('en')} calls per mode, each a \`POST\` with a ${o.bodyBytes}-byte body`,
+    `(in ${o.slices} slice${o.slices === 1 ? '' : 's'}, the modes taking turns so that drift on the machine hits them alike; figures are summed over the slices)`,
     `(the app answers 200, empty). **sync**: ${o.workers} workers call the app directly across the relay, each sending its next call`,
     `when the answer is in. **async**: the caller sends each call to sidecar A with \`Prefer: respond-async\` over ${o.asyncConnections} connections`,
     `(a 202 means the message is on A's disk); A delivers it over the MCP link, across the relay, to B and the app.`,
@@ -509,10 +546,10 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
   for (const r of runs) {
     const ratio = r === sync ? '1' : `**${(qps(r) / (qps(sync) || 1)).toFixed(2)}×**`;
     if (r.mode === 'async') {
-      out.push(`| async (accepted) | ${r.gen.sent.toLocaleString('en')} | ${n0(acceptedPerS(r))} accepted | | send → 202 | ${pct(r.latency)} | ${ms(r.latency.maxValue)} |`);
-      out.push(`| async (delivered) | ${r.app.unique.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | send → at the app | ${pct(r.e2e!)} | ${ms(r.e2e!.maxValue)} |`);
+      out.push(`| async (accepted) | ${r.sent.toLocaleString('en')} | ${n0(acceptedPerS(r))} accepted | | send → 202 | ${pct(r.latency)} | ${ms(r.latency.maxValue)} |`);
+      out.push(`| async (delivered) | ${r.unique.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | send → at the app | ${pct(r.e2e!)} | ${ms(r.e2e!.maxValue)} |`);
     } else {
-      out.push(`| ${r.mode === 'sync' ? `sync, ${o.workers} workers` : `batch of ${o.batchSize}`} | ${r.gen.sent.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | ${r.mode === 'sync' ? 'per call' : 'per call (its batch)'} | ${pct(r.latency)} | ${ms(r.latency.maxValue)} |`);
+      out.push(`| ${r.mode === 'sync' ? `sync, ${o.workers} workers` : `batch of ${o.batchSize}`} | ${r.sent.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | ${r.mode === 'sync' ? 'per call' : 'per call (its batch)'} | ${pct(r.latency)} | ${ms(r.latency.maxValue)} |`);
     }
   }
   out.push('', '*completed calls/s*: sync and batch, calls answered 200 per second from the first send to the last answer; async,',
@@ -528,9 +565,9 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
 
   out.push('**Every call once?**', '', '| mode | sent | 200 / 202 | reached the app | lost | duplicates | other answers |', '|---|---:|---:|---:|---:|---:|---|');
   for (const r of runs) {
-    const others = Object.entries(r.gen.outcomes).filter(([k]) => k !== (r.mode === 'async' ? '202' : '200')).map(([k, v]) => `${k}: ${v}`).join('; ') || '—';
+    const others = Object.entries(r.outcomes).filter(([k]) => k !== (r.mode === 'async' ? '202' : '200')).map(([k, v]) => `${k}: ${v}`).join('; ') || '—';
     const p = problemsOf(r);
-    out.push(`| ${r.mode} | ${r.gen.sent.toLocaleString('en')} | ${r.gen.ok.toLocaleString('en')} | ${r.app.unique.toLocaleString('en')} | ${r.lost ? `**${r.lost}**` : 0} | ${r.copies ? `**${r.copies}**` : 0} | ${others}${p.length ? ` ❌ **${p.join(', ')}**` : ''} |`);
+    out.push(`| ${r.mode} | ${r.sent.toLocaleString('en')} | ${r.ok.toLocaleString('en')} | ${r.unique.toLocaleString('en')} | ${r.lost ? `**${r.lost}**` : 0} | ${r.copies ? `**${r.copies}**` : 0} | ${others}${p.length ? ` ❌ **${p.join(', ')}**` : ''} |`);
   }
   out.push('');
 
@@ -539,7 +576,7 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
   out.push(`| mode | ${PROCS.map((p) => names[p]).join(' | ')} | main thread A / B | machine busy (of ${mc.cpus}) | others | A → B link: envelopes per batch |`, `|---|${PROCS.map(() => '---:').join('|')}|---:|---:|---:|---:|`);
   for (const r of runs) {
     const cells = PROCS.map((p) => `${((r.cpu[p] / completed(r)) * 1000).toFixed(3)} (${(r.cpu[p] / r.windowS).toFixed(2)})`);
-    const main = (name: 'sidecarA' | 'sidecarB') => ((r.cpu[name] * r.mainShare[name]) / r.windowS).toFixed(2);
+    const main = (name: 'sidecarA' | 'sidecarB') => (r.mainCpu[name] / r.windowS).toFixed(2);
     out.push(`| ${r.mode} | ${cells.join(' | ')} | ${main('sidecarA')} / ${main('sidecarB')} | ${(r.busy / r.windowS).toFixed(2)} | ${others(r).toFixed(2)} | ${r.link.batches ? `${(r.link.envelopes / r.link.batches).toFixed(1)} (${r.link.batches.toLocaleString('en')} batches)` : '—'} |`);
   }
   const disturbed = runs.filter((r) => others(r) > 0.25);
@@ -568,6 +605,7 @@ const USAGE = `usage: node bench/seed.ts [options]
   --sidecar-yaml TEXT     extra YAML for both sidecars, e.g. "link: { linger: 1ms }"
   --delivery-concurrency N  sidecar A's storage.deliveryConcurrency (default 512; the sidecar's own default is 64)
   --sidecar-node-args A   Node options for both sidecars, e.g. --sidecar-node-args="--cpu-prof --cpu-prof-dir=DIR"
+  --slices N              each mode's calls in N slices, the modes taking turns (default 5)
   --modes LIST           mesh modes besides sync: async,batch (default both)
   --out FILE              replace the seed section of FILE (the rest is kept), or append it`;
 
@@ -577,7 +615,7 @@ async function main(): Promise<number> {
       calls: { type: 'string' }, workers: { type: 'string' }, 'async-connections': { type: 'string' }, batch: { type: 'string' },
       'delay-ms': { type: 'string' }, body: { type: 'string' }, 'warm-up': { type: 'string' }, 'max-duration': { type: 'string' },
       'sidecar-yaml': { type: 'string' }, 'delivery-concurrency': { type: 'string' }, 'sidecar-node-args': { type: 'string' },
-      modes: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' },
+      slices: { type: 'string' }, modes: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' },
     },
   });
   if (values.help) { console.log(USAGE); return 0; }
@@ -594,6 +632,7 @@ async function main(): Promise<number> {
     warmUpCalls: int(values['warm-up'], d.warmUpCalls, 0), maxDurationS: int(values['max-duration'], d.maxDurationS, 1),
     sidecarYaml: values['sidecar-yaml'] ?? '', deliveryConcurrency: int(values['delivery-concurrency'], d.deliveryConcurrency ?? 64, 1),
     sidecarNodeArgs: values['sidecar-node-args']?.split(' ').filter(Boolean) ?? [], dataParent: d.dataParent,
+    slices: int(values.slices, d.slices, 1),
     modes: values.modes ? values.modes.split(',').map((m) => {
       if (m !== 'async' && m !== 'batch') throw new Error(`bad mode ${m}\n${USAGE}`);
       return m;
