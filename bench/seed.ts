@@ -52,8 +52,11 @@ export interface SeedOptions {
   workers: number;
   /** Connections from the async caller to sidecar A (it does not wait for answers, only for the 202). */
   asyncConnections: number;
-  /** Calls per batch (at most 1,000); they all run at once (the batch's concurrency, at most 256). */
-  batchSize: number;
+  /**
+   * Calls per batch (at most 1,000; they all run at once, the batch's concurrency, up to 256): one
+   * batch row per size, so the trade between throughput and latency shows.
+   */
+  batchSizes: number[];
   /** Round trip between the hosts, ms (half each way). */
   rttMs: number;
   bodyBytes: number;
@@ -79,12 +82,19 @@ export interface SeedOptions {
 }
 
 export const SEED_DEFAULTS: SeedOptions = {
-  calls: 10_000, workers: 8, asyncConnections: 64, batchSize: 100, rttMs: 5, bodyBytes: 100, warmUpCalls: 2_000,
+  calls: 10_000, workers: 8, asyncConnections: 64, batchSizes: [25, 100], rttMs: 5, bodyBytes: 100, warmUpCalls: 2_000,
   maxDurationS: 60, sidecarYaml: '', deliveryConcurrency: 512, sidecarNodeArgs: [], dataParent: os.tmpdir(),
   slices: 5, modes: ['async', 'batch'],
 };
 
 type Mode = 'sync' | 'async' | 'batch';
+
+/** One row of the report: a mode, and for batches the batch size. */
+interface Variant {
+  mode: Mode;
+  batchSize: number;
+  label: string;
+}
 
 // ---------------------------------------------------------------------------------------------------
 // The generator (a forked process)
@@ -321,6 +331,9 @@ const PROCS: ProcName[] = ['generator', 'sidecarA', 'relay', 'sidecarB', 'app'];
 /** One mode's figures: one slice, or several merged (sums; histograms added). */
 interface Measured {
   mode: Mode;
+  /** "sync", "async", "batch of 100". */
+  label: string;
+  batchSize: number;
   slices: number;
   sent: number;
   /** Answered as they should be: 200 (sync, batch entries), 202 + Location (async). */
@@ -416,7 +429,7 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
     const origins: Record<Mode, string> = { sync: `http://${HOST2}:${appVia}`, async: sidecarA.outboundUrl, batch: sidecarA.outboundUrl };
     const connectionsOf = (mode: Mode) => (mode === 'async' ? options.asyncConnections : options.workers);
     let runs = 0;
-    const measure = async (mode: Mode, calls: number, title: string): Promise<Measured> => {
+    const measure = async ({ mode, batchSize, label }: Variant, calls: number, title: string): Promise<Measured> => {
       const run = `s${++runs}`;
       const cpuBefore = Object.fromEntries(PROCS.map((p) => [p, cpuSeconds(pids[p])])) as Record<ProcName, number>;
       const busyBefore = machineBusySeconds();
@@ -424,7 +437,7 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
       const linkBefore = await linkCounters(sidecarA);
       const t0 = nowUs();
       const gen = await generator.call<GenResult>({
-        mode, run, origin: origins[mode], calls, connections: connectionsOf(mode), batchSize: options.batchSize, bodyBytes: options.bodyBytes, maxDurationMs: options.maxDurationS * 1000,
+        mode, run, origin: origins[mode], calls, connections: connectionsOf(mode), batchSize, bodyBytes: options.bodyBytes, maxDurationMs: options.maxDurationS * 1000,
       } satisfies Omit<GenSpec, 'id'>);
       // Every call answered ok must reach the app (async ones after their 202); wait while that progresses.
       await waitUntil(async () => {
@@ -461,30 +474,32 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
       }
       if (mode !== 'async') lost = Math.max(0, gen.ok - report.unique);
       const m: Measured = {
-        mode, slices: 1, sent: gen.sent, ok: gen.ok, unique: report.unique, outcomes: gen.outcomes,
+        mode, label, batchSize, slices: 1, sent: gen.sent, ok: gen.ok, unique: report.unique, outcomes: gen.outcomes,
         spanS: ((mode === 'async' ? lastArrivalUs : gen.lastDoneUs) - gen.firstUs) / 1e6, acceptSpanS: (gen.lastDoneUs - gen.firstUs) / 1e6,
         latency: hdr.decodeFromCompressedBase64(gen.latency), e2e, lost, copies: report.received - report.unique, settled, cpu, mainCpu, busy, windowS, link,
       };
       const p = problemsOf(m);
-      log(`seed ${mode}${title}: ${gen.sent} sent, ${gen.ok} ok, ${report.unique} at the app; ${Math.round(qps(m))} calls/s${mode === 'async' ? ` delivered (${Math.round(acceptedPerS(m))}/s accepted)` : ''}; p50 ${ms(judged(m).getValueAtPercentile(50))} p99 ${ms(judged(m).getValueAtPercentile(99))}; others on the machine ${others(m).toFixed(2)} vCPU${p.length ? `; PROBLEMS: ${p.join(', ')}` : ''}`);
+      log(`seed ${label}${title}: ${gen.sent} sent, ${gen.ok} ok, ${report.unique} at the app; ${Math.round(qps(m))} calls/s${mode === 'async' ? ` delivered (${Math.round(acceptedPerS(m))}/s accepted)` : ''}; p50 ${ms(judged(m).getValueAtPercentile(50))} p99 ${ms(judged(m).getValueAtPercentile(99))}; others on the machine ${others(m).toFixed(2)} vCPU${p.length ? `; PROBLEMS: ${p.join(', ')}` : ''}`);
       return m;
     };
 
-    const modes: Mode[] = ['sync', ...options.modes];
+    const variants: Variant[] = [{ mode: 'sync', batchSize: 0, label: 'sync' }];
+    if (options.modes.includes('async')) variants.push({ mode: 'async', batchSize: 0, label: 'async' });
+    if (options.modes.includes('batch')) for (const n of options.batchSizes) variants.push({ mode: 'batch', batchSize: n, label: `batch of ${n}` });
     const warmUps: Measured[] = [];
     if (options.warmUpCalls > 0) {
       log(`seed: warm-up, ${options.warmUpCalls.toLocaleString('en')} calls per mode (not reported)`);
-      for (const mode of modes) warmUps.push(await measure(mode, options.warmUpCalls, ' warm-up'));
+      for (const variant of variants) warmUps.push(await measure(variant, options.warmUpCalls, ' warm-up'));
     }
     // The modes take turns, slice by slice, so drift on the machine (other programs, CPU frequency)
     // hits them alike; each slice ends when its calls have all reached the app.
     log(`seed: ${options.calls.toLocaleString('en')} calls per mode in ${options.slices} slices, modes taking turns`);
-    const sliced = new Map<Mode, Measured[]>(modes.map((mode) => [mode, []]));
+    const sliced = variants.map((): Measured[] => []);
     for (let i = 0; i < options.slices; i++) {
       const calls = Math.floor(options.calls / options.slices) + (i < options.calls % options.slices ? 1 : 0);
-      for (const mode of modes) if (calls > 0) sliced.get(mode)!.push(await measure(mode, calls, ` slice ${i + 1}/${options.slices}`));
+      for (const [v, variant] of variants.entries()) if (calls > 0) sliced[v]!.push(await measure(variant, calls, ` slice ${i + 1}/${options.slices}`));
     }
-    const measured = modes.map((mode) => merge(sliced.get(mode)!));
+    const measured = sliced.map(merge);
     const relayStats = sumStats(await relay.call<RelayStats[]>({ cmd: 'stats' }));
     const markdown = section(options, measured, relayStats, { before: loadBefore, after: os.loadavg()[0]! });
     const ok = [...warmUps, ...measured].every((m) => problemsOf(m).length === 0);
@@ -536,7 +551,7 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
     `(the app answers 200, empty). **sync**: ${o.workers} workers call the app directly across the relay, each sending its next call`,
     `when the answer is in. **async**: the caller sends each call to sidecar A with \`Prefer: respond-async\` over ${o.asyncConnections} connections`,
     `(a 202 means the message is on A's disk); A delivers it over the MCP link, across the relay, to B and the app.`,
-    `**batch**: ${o.workers} workers each send \`POST /mesh/v1/batch\` with ${o.batchSize} calls (all at once), answers back across the relay.`,
+    `**batch**: ${o.workers} workers each send \`POST /mesh/v1/batch\` with ${o.batchSizes.join(' / ')} calls (all at once), answers back across the relay.`,
     `A warm-up of ${o.warmUpCalls.toLocaleString('en')} calls per mode ran first. Sidecars: default config${o.sidecarYaml ? ` plus \`${o.sidecarYaml.replace(/\n/g, ' ')}\`` : ''}${o.deliveryConcurrency ? `, A's \`storage.deliveryConcurrency\` ${o.deliveryConcurrency}` : ''}.`, '');
   out.push(`**The link as measured:** the relay held chunks p50 ${ms(relay.holdP50Us)}, p99 ${ms(relay.holdP99Us)}, max ${ms(relay.holdMaxUs)} per direction`,
     `(never less than ${o.rttMs / 2} ms; the excess is wake-up latency and, under load, waiting for a CPU) — ${relay.chunks.toLocaleString('en')} chunks, ${(relay.bytes / 2 ** 20).toFixed(1)} MiB in ${relay.flushes.toLocaleString('en')} writes, ${relay.connections} connections.`, '');
@@ -549,7 +564,7 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
       out.push(`| async (accepted) | ${r.sent.toLocaleString('en')} | ${n0(acceptedPerS(r))} accepted | | send → 202 | ${pct(r.latency)} | ${ms(r.latency.maxValue)} |`);
       out.push(`| async (delivered) | ${r.unique.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | send → at the app | ${pct(r.e2e!)} | ${ms(r.e2e!.maxValue)} |`);
     } else {
-      out.push(`| ${r.mode === 'sync' ? `sync, ${o.workers} workers` : `batch of ${o.batchSize}`} | ${r.sent.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | ${r.mode === 'sync' ? 'per call' : 'per call (its batch)'} | ${pct(r.latency)} | ${ms(r.latency.maxValue)} |`);
+      out.push(`| ${r.mode === 'sync' ? `sync, ${o.workers} workers` : r.label} | ${r.sent.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | ${r.mode === 'sync' ? 'per call' : 'per call (its batch)'} | ${pct(r.latency)} | ${ms(r.latency.maxValue)} |`);
     }
   }
   out.push('', '*completed calls/s*: sync and batch, calls answered 200 per second from the first send to the last answer; async,',
@@ -559,7 +574,7 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
   for (const r of runs.filter((x) => x !== sync)) {
     const v = verdict(r, sync);
     const accept = r.mode === 'async' ? ` (the caller's wait, send → 202: p99 ${ms(r.latency.getValueAtPercentile(99))})` : '';
-    out.push(`- ${r.mode === 'async' ? 'async (delivered, p99 send → at the app)' : `batch of ${o.batchSize} (p99 per call)`}: ${v.ratio.toFixed(2)}× the sync QPS (${n0(qps(r))} vs ${n0(qps(sync))}), p99 ${ms(judged(r).getValueAtPercentile(99))} vs ${ms(sync.latency.getValueAtPercentile(99))}${accept} — ${v.met ? '✅ met' : '❌ not met'}. CPU ceiling: at ${(cpuPerCall(r) * 1000).toFixed(3)} CPU-s per 1,000 calls (all processes of this path), ${mc.cpus} fully busy cores would complete at most ${n0(mc.cpus / cpuPerCall(r))} calls/s = ${(mc.cpus / cpuPerCall(r) / (qps(sync) || 1)).toFixed(1)}× the sync QPS.`);
+    out.push(`- ${r.mode === 'async' ? 'async (delivered, p99 send → at the app)' : `${r.label} (p99 per call)`}: ${v.ratio.toFixed(2)}× the sync QPS (${n0(qps(r))} vs ${n0(qps(sync))}), p99 ${ms(judged(r).getValueAtPercentile(99))} vs ${ms(sync.latency.getValueAtPercentile(99))}${accept} — ${v.met ? '✅ met' : '❌ not met'}. CPU ceiling: at ${(cpuPerCall(r) * 1000).toFixed(3)} CPU-s per 1,000 calls (all processes of this path), ${mc.cpus} fully busy cores would complete at most ${n0(mc.cpus / cpuPerCall(r))} calls/s = ${(mc.cpus / cpuPerCall(r) / (qps(sync) || 1)).toFixed(1)}× the sync QPS.`);
   }
   out.push('');
 
@@ -567,7 +582,7 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
   for (const r of runs) {
     const others = Object.entries(r.outcomes).filter(([k]) => k !== (r.mode === 'async' ? '202' : '200')).map(([k, v]) => `${k}: ${v}`).join('; ') || '—';
     const p = problemsOf(r);
-    out.push(`| ${r.mode} | ${r.sent.toLocaleString('en')} | ${r.ok.toLocaleString('en')} | ${r.unique.toLocaleString('en')} | ${r.lost ? `**${r.lost}**` : 0} | ${r.copies ? `**${r.copies}**` : 0} | ${others}${p.length ? ` ❌ **${p.join(', ')}**` : ''} |`);
+    out.push(`| ${r.label} | ${r.sent.toLocaleString('en')} | ${r.ok.toLocaleString('en')} | ${r.unique.toLocaleString('en')} | ${r.lost ? `**${r.lost}**` : 0} | ${r.copies ? `**${r.copies}**` : 0} | ${others}${p.length ? ` ❌ **${p.join(', ')}**` : ''} |`);
   }
   out.push('');
 
@@ -577,10 +592,10 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
   for (const r of runs) {
     const cells = PROCS.map((p) => `${((r.cpu[p] / completed(r)) * 1000).toFixed(3)} (${(r.cpu[p] / r.windowS).toFixed(2)})`);
     const main = (name: 'sidecarA' | 'sidecarB') => (r.mainCpu[name] / r.windowS).toFixed(2);
-    out.push(`| ${r.mode} | ${cells.join(' | ')} | ${main('sidecarA')} / ${main('sidecarB')} | ${(r.busy / r.windowS).toFixed(2)} | ${others(r).toFixed(2)} | ${r.link.batches ? `${(r.link.envelopes / r.link.batches).toFixed(1)} (${r.link.batches.toLocaleString('en')} batches)` : '—'} |`);
+    out.push(`| ${r.label} | ${cells.join(' | ')} | ${main('sidecarA')} / ${main('sidecarB')} | ${(r.busy / r.windowS).toFixed(2)} | ${others(r).toFixed(2)} | ${r.link.batches ? `${(r.link.envelopes / r.link.batches).toFixed(1)} (${r.link.batches.toLocaleString('en')} batches)` : '—'} |`);
   }
   const disturbed = runs.filter((r) => others(r) > 0.25);
-  if (disturbed.length) out.push('', `> ⚠️ Other work on the machine took ${disturbed.map((r) => `${others(r).toFixed(2)} vCPU during ${r.mode}`).join(', ')} (*others*: busy CPU not used by the scenario's processes). On ${mc.cpus} vCPUs that moves every figure above; repeat on a quiet machine. The CPU per call and the ceiling move much less.`);
+  if (disturbed.length) out.push('', `> ⚠️ Other work on the machine took ${disturbed.map((r) => `${others(r).toFixed(2)} vCPU during ${r.label}`).join(', ')} (*others*: busy CPU not used by the scenario's processes). On ${mc.cpus} vCPUs that moves every figure above; repeat on a quiet machine. The CPU per call and the ceiling move much less.`);
   out.push('', SEED_END);
   return `${out.join('\n')}\n`;
 }
@@ -597,7 +612,7 @@ const USAGE = `usage: node bench/seed.ts [options]
   --calls N               calls per mode (default 10000)
   --workers N             sync workers, and batch callers (default 8)
   --async-connections N   connections of the async caller to sidecar A (default 64)
-  --batch N               calls per batch (default 100)
+  --batch LIST            calls per batch, comma-separated: one batch row each (default 25,100)
   --delay-ms X            round trip between the hosts, ms (default 5: 2.5 each way)
   --body BYTES            request body (default 100)
   --warm-up N             unreported calls per mode first (default 2000)
@@ -628,7 +643,7 @@ async function main(): Promise<number> {
   const d = SEED_DEFAULTS;
   const options: SeedOptions = {
     calls: int(values.calls, d.calls, 1), workers: int(values.workers, d.workers, 1), asyncConnections: int(values['async-connections'], d.asyncConnections, 1),
-    batchSize: Math.min(1000, int(values.batch, d.batchSize, 1)), rttMs: int(values['delay-ms'], d.rttMs, 0), bodyBytes: int(values.body, d.bodyBytes, 16),
+    batchSizes: values.batch ? values.batch.split(',').map((n) => Math.min(1000, int(n, 100, 1))) : d.batchSizes, rttMs: int(values['delay-ms'], d.rttMs, 0), bodyBytes: int(values.body, d.bodyBytes, 16),
     warmUpCalls: int(values['warm-up'], d.warmUpCalls, 0), maxDurationS: int(values['max-duration'], d.maxDurationS, 1),
     sidecarYaml: values['sidecar-yaml'] ?? '', deliveryConcurrency: int(values['delivery-concurrency'], d.deliveryConcurrency ?? 64, 1),
     sidecarNodeArgs: values['sidecar-node-args']?.split(' ').filter(Boolean) ?? [], dataParent: d.dataParent,
