@@ -268,7 +268,7 @@ function readWhole(req: IncomingMessage): Promise<Buffer> {
       req.off('end', done);
       req.off('error', done);
       req.off('close', onClose);
-      if (err) reject(err); else resolve(Buffer.concat(chunks));
+      if (err) reject(err); else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)); // a chunk is the body's own memory: no copy
     };
     const onClose = () => { if (!req.readableEnded) done(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })); };
     if (req.destroyed) return onClose();
