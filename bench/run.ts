@@ -28,6 +28,7 @@ import { SidecarProcess } from '../sidecar/src/demo/sidecar-process.ts';
 import { runAsyncBench } from './async.ts';
 import { parseMcpOptions, runMcpBench } from './mcp.ts';
 import { MICRO_DEFAULTS, runMicroBench } from './micro.ts';
+import { runSeedBench, SEED_DEFAULTS } from './seed.ts';
 import type { RunResult, RunSpec } from './generator.ts';
 import { findHaproxy, startHaproxyChain, type HaproxyBinary, type HaproxyChain } from './haproxy.ts';
 import { latencyPng, percentilePoints, type Panel } from './plot.ts';
@@ -140,6 +141,26 @@ const SECTIONS: Section[] = [
       return (log) => runMcpBench(options, log);
     },
     failure: 'MCP: CLIENT ERRORS, OR A SESSION LEFT ITS REPLICA (see the MCP section)',
+  },
+  {
+    name: 'seed',
+    flags: { 'seed-calls': { type: 'string' }, 'seed-batch': { type: 'string' }, 'seed-slices': { type: 'string' } },
+    usage: `The seed scenario, two hosts 5 ms apart (bench/seed.ts; alone: node bench/seed.ts --help), section "seed" (--seed-only, --no-seed):
+  --seed-calls N        calls per mode                                    (BENCH_SEED_CALLS, default 10000)
+  --seed-batch LIST     calls per batch, one row each                     (default 25,100)
+  --seed-slices N       slices per mode, the modes taking turns           (default 5)`,
+    prepare: (values, common) => {
+      const batch = str(values['seed-batch']);
+      const options = {
+        ...SEED_DEFAULTS,
+        calls: Math.round(num('seed-calls', str(values['seed-calls']) ?? process.env['BENCH_SEED_CALLS'], SEED_DEFAULTS.calls, 1)),
+        batchSizes: batch === undefined ? SEED_DEFAULTS.batchSizes : batch.split(',').map((b) => Math.round(num('seed-batch', b.trim(), 100, 1))),
+        slices: Math.round(num('seed-slices', str(values['seed-slices']), SEED_DEFAULTS.slices, 1)),
+        sidecarNodeArgs: common.sidecarNodeArgs,
+      };
+      return (log) => runSeedBench(options, log);
+    },
+    failure: 'SEED: CALLS FAILED, OR ASYNC MESSAGES WERE LOST OR DELIVERED TWICE (see the seed section)',
   },
   {
     name: 'micro',
