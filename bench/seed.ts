@@ -48,8 +48,10 @@ const HOST2 = '127.0.0.2';
 export interface SeedOptions {
   /** Calls per mode. */
   calls: number;
-  /** Sync workers, and the callers sending batches. */
+  /** Sync workers. */
   workers: number;
+  /** Callers sending batches, each its next batch when the last one's answer is in (default: as many as sync workers). */
+  batchWorkers: number;
   /** Connections from the async caller to sidecar A (it does not wait for answers, only for the 202). */
   asyncConnections: number;
   /**
@@ -82,7 +84,7 @@ export interface SeedOptions {
 }
 
 export const SEED_DEFAULTS: SeedOptions = {
-  calls: 10_000, workers: 8, asyncConnections: 64, batchSizes: [25, 100], rttMs: 5, bodyBytes: 100, warmUpCalls: 2_000,
+  calls: 10_000, workers: 8, batchWorkers: 8, asyncConnections: 64, batchSizes: [25, 100], rttMs: 5, bodyBytes: 100, warmUpCalls: 2_000,
   maxDurationS: 60, sidecarYaml: '', deliveryConcurrency: 512, sidecarNodeArgs: [], dataParent: os.tmpdir(),
   slices: 5, modes: ['async', 'batch'],
 };
@@ -427,7 +429,7 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
     log(`seed: app pid ${app.pid}, sidecar B ${sidecarB.pid}, relay ${relay.pid} (${HOST2}:${appVia} → app, ${HOST2}:${inboundVia} → B inbound, ${delay} ms each way), sidecar A ${sidecarA.pid}, generator ${generator.pid}`);
 
     const origins: Record<Mode, string> = { sync: `http://${HOST2}:${appVia}`, async: sidecarA.outboundUrl, batch: sidecarA.outboundUrl };
-    const connectionsOf = (mode: Mode) => (mode === 'async' ? options.asyncConnections : options.workers);
+    const connectionsOf = (mode: Mode) => ({ sync: options.workers, async: options.asyncConnections, batch: options.batchWorkers })[mode];
     let runs = 0;
     const measure = async ({ mode, batchSize, label }: Variant, calls: number, title: string): Promise<Measured> => {
       const run = `s${++runs}`;
@@ -551,7 +553,7 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
     `(the app answers 200, empty). **sync**: ${o.workers} workers call the app directly across the relay, each sending its next call`,
     `when the answer is in. **async**: the caller sends each call to sidecar A with \`Prefer: respond-async\` over ${o.asyncConnections} connections`,
     `(a 202 means the message is on A's disk); A delivers it over the MCP link, across the relay, to B and the app.`,
-    `**batch**: ${o.workers} workers each send \`POST /mesh/v1/batch\` with ${o.batchSizes.join(' / ')} calls (all at once), answers back across the relay.`,
+    `**batch**: ${o.batchWorkers} workers each send \`POST /mesh/v1/batch\` with ${o.batchSizes.join(' / ')} calls (all at once), answers back across the relay.`,
     `A warm-up of ${o.warmUpCalls.toLocaleString('en')} calls per mode ran first. Sidecars: default config${o.sidecarYaml ? ` plus \`${o.sidecarYaml.replace(/\n/g, ' ')}\`` : ''}${o.deliveryConcurrency ? `, A's \`storage.deliveryConcurrency\` ${o.deliveryConcurrency}` : ''}.`, '');
   out.push(`**The link as measured:** the relay held chunks p50 ${ms(relay.holdP50Us)}, p99 ${ms(relay.holdP99Us)}, max ${ms(relay.holdMaxUs)} per direction`,
     `(never less than ${o.rttMs / 2} ms; the excess is wake-up latency and, under load, waiting for a CPU) — ${relay.chunks.toLocaleString('en')} chunks, ${(relay.bytes / 2 ** 20).toFixed(1)} MiB in ${relay.flushes.toLocaleString('en')} writes, ${relay.connections} connections.`, '');
@@ -610,7 +612,8 @@ export function withSeedSection(text: string, markdown: string): string {
 
 const USAGE = `usage: node bench/seed.ts [options]
   --calls N               calls per mode (default 10000)
-  --workers N             sync workers, and batch callers (default 8)
+  --workers N             sync workers (default 8)
+  --batch-workers N       callers sending batches (default: as many as --workers)
   --async-connections N   connections of the async caller to sidecar A (default 64)
   --batch LIST            calls per batch, comma-separated: one batch row each (default 25,100)
   --delay-ms X            round trip between the hosts, ms (default 5: 2.5 each way)
@@ -627,7 +630,7 @@ const USAGE = `usage: node bench/seed.ts [options]
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
-      calls: { type: 'string' }, workers: { type: 'string' }, 'async-connections': { type: 'string' }, batch: { type: 'string' },
+      calls: { type: 'string' }, workers: { type: 'string' }, 'batch-workers': { type: 'string' }, 'async-connections': { type: 'string' }, batch: { type: 'string' },
       'delay-ms': { type: 'string' }, body: { type: 'string' }, 'warm-up': { type: 'string' }, 'max-duration': { type: 'string' },
       'sidecar-yaml': { type: 'string' }, 'delivery-concurrency': { type: 'string' }, 'sidecar-node-args': { type: 'string' },
       slices: { type: 'string' }, modes: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' },
@@ -642,7 +645,7 @@ async function main(): Promise<number> {
   };
   const d = SEED_DEFAULTS;
   const options: SeedOptions = {
-    calls: int(values.calls, d.calls, 1), workers: int(values.workers, d.workers, 1), asyncConnections: int(values['async-connections'], d.asyncConnections, 1),
+    calls: int(values.calls, d.calls, 1), workers: int(values.workers, d.workers, 1), batchWorkers: int(values['batch-workers'] ?? values.workers, d.batchWorkers, 1), asyncConnections: int(values['async-connections'], d.asyncConnections, 1),
     batchSizes: values.batch ? values.batch.split(',').map((n) => Math.min(1000, int(n, 100, 1))) : d.batchSizes, rttMs: int(values['delay-ms'], d.rttMs, 0), bodyBytes: int(values.body, d.bodyBytes, 16),
     warmUpCalls: int(values['warm-up'], d.warmUpCalls, 0), maxDurationS: int(values['max-duration'], d.maxDurationS, 1),
     sidecarYaml: values['sidecar-yaml'] ?? '', deliveryConcurrency: int(values['delivery-concurrency'], d.deliveryConcurrency ?? 64, 1),
