@@ -5,6 +5,7 @@
 //   b. async:  caller ─▶ sidecar A (Prefer: respond-async, 202 once on disk)
 //                        A's outbox ══MCP/gRPC══▶ relay ══▶ sidecar B ─▶ app
 //   c. batch:  8 workers ─▶ sidecar A (POST /mesh/v1/batch, N calls) ══▶ relay ══▶ B ─▶ app, answers back
+//              (one row per batch size, 25 and 100 by default: latency against throughput)
 //
 // The kernel here has no netem, so the link is delay-relay.ts in its own process: 127.0.0.2 is host 2
 // as host 1 sees it, and every port there is a relay port, so every byte between the hosts (the direct
@@ -549,8 +550,7 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
   out.push(`**Setup:** host 1 (127.0.0.1: the callers, sidecar A) and host 2 (the app, sidecar B) joined by a userspace relay`,
     `(\`delay-relay.ts\`, its own process) that holds every chunk ${o.rttMs / 2} ms in each direction (${o.rttMs} ms round trip, no bandwidth`,
     `limit); host 1 reaches host 2 only through it (${HOST2}:*). ${o.calls.toLocaleString('en')} calls per mode, each a \`POST\` with a ${o.bodyBytes}-byte body`,
-    `(in ${o.slices} slice${o.slices === 1 ? '' : 's'}, the modes taking turns so that drift on the machine hits them alike; figures are summed over the slices)`,
-    `(the app answers 200, empty). **sync**: ${o.workers} workers call the app directly across the relay, each sending its next call`,
+    `(the app answers 200, empty), in ${o.slices} slice${o.slices === 1 ? '' : 's'} with the modes taking turns so that drift on the machine hits them alike (figures summed over the slices). **sync**: ${o.workers} workers call the app directly across the relay, each sending its next call`,
     `when the answer is in. **async**: the caller sends each call to sidecar A with \`Prefer: respond-async\` over ${o.asyncConnections} connections`,
     `(a 202 means the message is on A's disk); A delivers it over the MCP link, across the relay, to B and the app.`,
     `**batch**: ${o.batchWorkers} workers each send \`POST /mesh/v1/batch\` with ${o.batchSizes.join(' / ')} calls (all at once), answers back across the relay.`,
@@ -578,7 +578,8 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
     const accept = r.mode === 'async' ? ` (the caller's wait, send → 202: p99 ${ms(r.latency.getValueAtPercentile(99))})` : '';
     out.push(`- ${r.mode === 'async' ? 'async (delivered, p99 send → at the app)' : `${r.label} (p99 per call)`}: ${v.ratio.toFixed(2)}× the sync QPS (${n0(qps(r))} vs ${n0(qps(sync))}), p99 ${ms(judged(r).getValueAtPercentile(99))} vs ${ms(sync.latency.getValueAtPercentile(99))}${accept} — ${v.met ? '✅ met' : '❌ not met'}. CPU ceiling: at ${(cpuPerCall(r) * 1000).toFixed(3)} CPU-s per 1,000 calls (all processes of this path), ${mc.cpus} fully busy cores would complete at most ${n0(mc.cpus / cpuPerCall(r))} calls/s = ${(mc.cpus / cpuPerCall(r) / (qps(sync) || 1)).toFixed(1)}× the sync QPS.`);
   }
-  out.push('');
+  const inFlight = runs.map((r) => `${r.label} ${n0(qps(r) * judged(r).mean / 1e6)}`).join(', ');
+  out.push('', `Calls in flight on average (Little's law: completed calls/s × mean latency): ${inFlight}. A mode that completes 7× the sync calls with a lower latency has to keep at most about 7× as many in flight and get each through in less than the sync round trip, i.e. spend almost no time queued.`, '');
 
   out.push('**Every call once?**', '', '| mode | sent | 200 / 202 | reached the app | lost | duplicates | other answers |', '|---|---:|---:|---:|---:|---:|---|');
   for (const r of runs) {
