@@ -160,7 +160,9 @@ class CombinedOutbound implements OutboundObservation {
   }
 
   attempt(attempt: number, endpoint: string, breaker: string): AttemptObservation {
-    return new CombinedAttempt(this.#all.map((o) => o.attempt(attempt, endpoint, breaker)));
+    const all = new Array<AttemptObservation>(this.#all.length);
+    for (let i = 0; i < all.length; i++) all[i] = this.#all[i]!.attempt(attempt, endpoint, breaker);
+    return new CombinedAttempt(all);
   }
 
   end(outcome: Outcome, attempts: number): void {
@@ -174,7 +176,9 @@ class CombinedAttempt implements AttemptObservation {
 
   constructor(all: AttemptObservation[]) {
     this.#all = all;
-    this.trace = all.find((t) => t.trace)?.trace;
+    let trace: TraceContext | undefined;
+    for (const t of all) if (!trace && t.trace) trace = t.trace;
+    this.trace = trace;
   }
 
   batched(size: number): void {
@@ -196,12 +200,31 @@ class CombinedInbound implements InboundObservation {
   }
 
   appCall(): AppCallObservation {
-    const calls = this.#all.map((o) => o.appCall());
-    const headers = calls.length === 1 ? calls[0]!.headers : calls.flatMap((c) => c.headers);
-    return { headers, end: (outcome) => { for (const c of calls) c.end(outcome); } };
+    const calls = new Array<AppCallObservation>(this.#all.length);
+    let headers: readonly Header[] = NO_HEADERS;
+    for (let i = 0; i < calls.length; i++) {
+      const call = calls[i] = this.#all[i]!.appCall();
+      // Most observers add no headers (only tracing does): no list is built for them.
+      if (call.headers.length > 0) headers = headers.length === 0 ? call.headers : [...headers, ...call.headers];
+    }
+    return new CombinedAppCall(calls, headers);
   }
 
   end(outcome: Outcome): void {
     for (const o of this.#all) o.end(outcome);
+  }
+}
+
+class CombinedAppCall implements AppCallObservation {
+  readonly #all: AppCallObservation[];
+  readonly headers: readonly Header[];
+
+  constructor(all: AppCallObservation[], headers: readonly Header[]) {
+    this.#all = all;
+    this.headers = headers;
+  }
+
+  end(outcome: Outcome): void {
+    for (const c of this.#all) c.end(outcome);
   }
 }
