@@ -2,7 +2,7 @@
 // which), sampled parent-based (1 % of new traces by default), batched and exported over OTLP/HTTP.
 // Configured by the standard OTEL_* environment variables (tracing-config.ts); off unless an OTLP
 // endpoint is configured, and then the observer is NO_OBSERVER: the data path pays nothing, and the
-// SDK and its exporters (tracing-sdk.ts, some 15 MB of memory once loaded) are not even imported.
+// SDK and its exporters (tracing-sdk.ts) are not even imported.
 // docs/tracing.md describes the spans, their attributes and the settings.
 import type { Logger } from 'pino';
 import { NO_OBSERVER, type CallObserver } from './observer.ts';
