@@ -87,7 +87,7 @@ export class AsyncMessaging {
   /**
    * Never fails: a store that cannot open is reported (logged, and on every async request). A data
    * directory that already holds a store is opened now, so what it still has to deliver leaves at
-   * once after a restart; otherwise the store (a worker thread, about 16 MiB) is opened on first use,
+   * once after a restart; otherwise the store (a worker thread, about 20 MiB) is opened on first use,
    * and a sidecar that never sends or receives an async message never pays for it.
    */
   static async start(options: AsyncMessagingOptions): Promise<AsyncMessaging> {
