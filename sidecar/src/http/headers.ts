@@ -1,5 +1,6 @@
 // Header handling shared by both directions: which headers are end-to-end, and conversions between
 // Node's raw header lists, undici's header objects and MCP Header lists.
+import { util } from 'undici';
 import type { Header } from '../mcp/codec.ts';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1), plus proxy-only ones; never forwarded. */
@@ -71,7 +72,7 @@ export function endToEndRawResponseHeaders(raw: readonly Buffer[]): Header[] {
   const out: Header[] = [];
   let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1').toLowerCase();
+    const name = util.headerNameToString(raw[i]!); // well-known names come back as shared strings: no allocation
     const value = raw[i + 1]!.toString('latin1');
     if (name === 'connection') {
       listed ??= new Set();

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  endToEndRequestHeaders, endToEndResponseHeaders, headerValue, SOURCE_HEADER, toFlat, peerHeadersForApp,
+  endToEndRawResponseHeaders, endToEndRequestHeaders, endToEndResponseHeaders, headerValue, SOURCE_HEADER, toFlat, peerHeadersForApp,
 } from '../../../sidecar/src/http/headers.ts';
 
 /** [name, value, name, value…] as Node's req.rawHeaders gives them. */
@@ -120,5 +120,18 @@ describe('peerHeadersForApp', () => {
       { name: 'accept', value: '*/*' },
     ], [{ name: 'host', value: 'payments' }, { name: 'mcp-mesh-source', value: 'orders' }]);
     assert.deepEqual(flat, ['x-keep', 'a', 'accept', '*/*', 'host', 'payments', 'mcp-mesh-source', 'orders']);
+  });
+});
+
+describe('endToEndRawResponseHeaders', () => {
+  it('keeps end-to-end headers in wire order, names lower-cased, values as latin-1, repeats as they came', () => {
+    const raw = ['Content-Type', 'text/plain', 'Set-Cookie', 'a=1', 'Connection', 'keep-alive, X-Hop', 'X-Hop', 'gone',
+      'Transfer-Encoding', 'chunked', 'mcp-mesh-error', 'FAKE', 'X-Name', 'caf\u00e9', 'set-cookie', 'b=2'].map((v) => Buffer.from(v, 'latin1'));
+    assert.deepEqual(endToEndRawResponseHeaders(raw), [
+      { name: 'content-type', value: 'text/plain' },
+      { name: 'set-cookie', value: 'a=1' },
+      { name: 'x-name', value: 'caf\u00e9' },
+      { name: 'set-cookie', value: 'b=2' },
+    ]);
   });
 });
