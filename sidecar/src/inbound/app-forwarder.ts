@@ -161,11 +161,12 @@ export class AppForwarder implements InboundHandler {
   #requestApp(request: Envelope, body: Buffer | Readable | null, signal: AbortSignal, traceHeaders: readonly Header[], readWhole: ReadWhole): Promise<AppAnswer> {
     const http = request.http;
     if (!http?.method || !http.path) throw new MeshError('PROTOCOL_ERROR', 'REQUEST without method or path');
-    const extra = [{ name: SOURCE_HEADER, value: serviceName(request.source) }];
-    if (http.authority) extra.unshift({ name: 'host', value: http.authority });
+    const extra: Header[] = http.authority ? [{ name: 'host', value: http.authority }] : [];
+    extra.push({ name: SOURCE_HEADER, value: serviceName(request.source) });
     if (request.messageId) extra.push(...deliveryHeaders(request));
     // A traced call hands the app this sidecar's span as its parent, in place of the caller's.
-    const headers = peerHeadersForApp(traceHeaders.length > 0 ? withoutTraceHeaders(request.headers) : request.headers, [...extra, ...traceHeaders]);
+    for (const h of traceHeaders) extra.push(h);
+    const headers = peerHeadersForApp(traceHeaders.length > 0 ? withoutTraceHeaders(request.headers) : request.headers, extra);
     return requestApp(this.#pool, { method: http.method, path: http.path, headers, body, signal, deadlineMs: request.deadlineMs ?? 0 }, readWhole);
   }
 
@@ -236,7 +237,9 @@ export function takeIfComplete(body: Readable, limit: number): Promise<{ bytes: 
 
 function serviceName(source: string | undefined): string {
   // Sources travel as "service.namespace"; apps see the bare service name, as documented.
-  return (source ?? '').split('.')[0] ?? '';
+  const name = source ?? '';
+  const dot = name.indexOf('.');
+  return dot < 0 ? name : name.slice(0, dot);
 }
 
 function responseEnvelope(request: Envelope, status: number, headers: Envelope['headers'], payload: Buffer | undefined, bodyStreamId: string | undefined): Envelope {
