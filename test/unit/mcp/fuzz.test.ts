@@ -17,6 +17,12 @@ const DECODER_CASES = 12_000;
 /** A single decode of a message under 1 MiB is microseconds; anything near this is a hang in the making. */
 const MAX_CASE_MS = 250;
 
+function timeDecode(decode: (bytes: Buffer) => unknown, input: Buffer): number {
+  const t0 = performance.now();
+  try { decode(input); } catch { /* the first try already judged the outcome */ }
+  return performance.now() - t0;
+}
+
 function hex(bytes: Buffer): string {
   return bytes.length > 512 ? `${bytes.subarray(0, 512).toString('hex')}… (${bytes.length} bytes)` : bytes.toString('hex');
 }
@@ -48,9 +54,11 @@ describe('MCP decoder fuzz', () => {
           thrown++;
           assert.ok(err instanceof Error, `seed ${seed} case ${i}: threw a non-Error ${String(err)}; input ${hex(input)}`);
         }
-        const took = performance.now() - t0;
+        let took = performance.now() - t0;
+        // A slow input is slow every time; a machine that stalled once (GC, another process) is not: time it again.
+        for (let again = 0; again < 3 && took >= MAX_CASE_MS; again++) took = Math.min(took, timeDecode(decode, input));
         slowest = Math.max(slowest, took);
-        assert.ok(took < MAX_CASE_MS, `seed ${seed} case ${i}: decoding took ${took.toFixed(1)} ms; input ${hex(input)}`);
+        assert.ok(took < MAX_CASE_MS, `seed ${seed} case ${i}: decoding took ${took.toFixed(1)} ms (the fastest of 4 tries); input ${hex(input)}`);
       }
       const memoryAfter = process.memoryUsage();
       const grownMiB = (memoryAfter.arrayBuffers + memoryAfter.heapUsed - memoryBefore.arrayBuffers - memoryBefore.heapUsed) / 2 ** 20;
