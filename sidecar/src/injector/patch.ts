@@ -19,7 +19,7 @@ export const VOLUMES = { data: 'mcp-mesh-data', tmp: 'mcp-mesh-tmp', policies: '
 /** The sidecar's user: fixed, not root, and unlikely to be an app's (Istio's proxy uses the same). */
 export const SIDECAR_UID = 1337;
 
-export const DEFAULT_RESOURCES = { cpuRequest: '50m', memoryRequest: '64Mi' } as const;
+export const DEFAULT_RESOURCES = { cpuRequest: '50m', memoryRequest: '128Mi' } as const; // a sidecar uses about 110–140 MB (README, Performance)
 
 /** What the app's containers get so plain `fetch('http://payments/…')` goes through the sidecar. */
 export const PROXY_URL = `http://127.0.0.1:${PORTS.outbound}`;

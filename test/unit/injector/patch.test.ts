@@ -84,7 +84,7 @@ function expectedSidecar(over: { service: string; appPort: number; native: boole
     startupProbe: { httpGet: probe('/readyz'), periodSeconds: 1, timeoutSeconds: 1, failureThreshold: 120 },
     readinessProbe: { httpGet: probe('/readyz'), periodSeconds: 5, timeoutSeconds: 1, failureThreshold: 3 },
     livenessProbe: { httpGet: probe('/healthz'), periodSeconds: 10, timeoutSeconds: 1, failureThreshold: 3 },
-    resources: over.resources ?? { requests: { cpu: '50m', memory: '64Mi' } },
+    resources: over.resources ?? { requests: { cpu: '50m', memory: '128Mi' } },
     volumeMounts: [
       { name: 'mcp-mesh-data', mountPath: '/var/lib/mcp-mesh' },
       { name: 'mcp-mesh-tmp', mountPath: '/tmp' },
@@ -317,7 +317,7 @@ describe('injector patch', () => {
     const { object } = fixture('deployment-pod').request;
     object.metadata!.annotations!['mcp-mesh.io/proxy-cpu-limit'] = '20m';
     const pod = applied(object, buildPatch(object, OPTIONS));
-    assert.deepEqual(pod.spec!.initContainers![0]!.resources, { requests: { cpu: '20m', memory: '64Mi' }, limits: { cpu: '20m' } });
+    assert.deepEqual(pod.spec!.initContainers![0]!.resources, { requests: { cpu: '20m', memory: '128Mi' }, limits: { cpu: '20m' } });
   });
 
   test('the default image is this release', () => {
