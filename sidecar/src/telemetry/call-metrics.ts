@@ -15,6 +15,7 @@ import type { CounterSeries, DirectCounter, HistogramSeries, MeshMetrics } from 
 import type {
   AppCallObservation, AttemptObservation, CallObserver, InboundObservation, InboundStart, Outcome, OutboundObservation, OutboundStart,
 } from './observer.ts';
+import { QUIET_APP_CALL } from './observer.ts';
 
 export interface CallMetricsOptions {
   /**
@@ -69,8 +70,6 @@ class OutboundCall implements OutboundObservation {
   }
 }
 
-const NO_HEADERS: readonly Header[] = [];
-const UNOBSERVED_APP_CALL: AppCallObservation = { headers: NO_HEADERS, end() {} };
 
 class InboundCall implements InboundObservation {
   readonly #route: RouteSeries;
@@ -82,7 +81,7 @@ class InboundCall implements InboundObservation {
 
   /** The inbound call's own end covers the app call: from arrival to the app's answer head. */
   appCall(): AppCallObservation {
-    return UNOBSERVED_APP_CALL;
+    return QUIET_APP_CALL;
   }
 
   end(outcome: Outcome): void {

@@ -99,11 +99,12 @@ export interface CallObserver {
 
 // ---- nothing observed ----
 
-const NO_HEADERS: readonly Header[] = [];
-const quietAttempt: AttemptObservation = { trace: undefined, end() {} };
-const quietAppCall: AppCallObservation = { headers: NO_HEADERS, end() {} };
-const quietOutbound: OutboundObservation = { route() {}, affinity() {}, attempt: () => quietAttempt, end() {} };
-const quietInbound: InboundObservation = { appCall: () => quietAppCall, end() {} };
+/** Shared by the observers for what they do not observe: nothing per call is allocated for it. */
+export const NO_HEADERS: readonly Header[] = [];
+export const QUIET_ATTEMPT: AttemptObservation = { trace: undefined, end() {} };
+export const QUIET_APP_CALL: AppCallObservation = { headers: NO_HEADERS, end() {} };
+const quietOutbound: OutboundObservation = { route() {}, affinity() {}, attempt: () => QUIET_ATTEMPT, end() {} };
+const quietInbound: InboundObservation = { appCall: () => QUIET_APP_CALL, end() {} };
 
 /** Observes nothing and allocates nothing: the default, and what tests use. */
 export const NO_OBSERVER: CallObserver = { outbound: () => quietOutbound, inbound: () => quietInbound };
@@ -121,25 +122,28 @@ export function combine(observers: readonly CallObserver[]): CallObserver {
   if (active.length === 0) return NO_OBSERVER;
   if (active.length === 1) return active[0]!;
   return {
-    outbound(start) {
-      const all = new Array<OutboundObservation>(active.length);
-      let current = start;
-      for (let i = 0; i < active.length; i++) {
-        const observation = all[i] = active[i]!.outbound(current);
-        if (observation.ids && !current.ids) current = { ...current, ids: observation.ids };
-      }
-      return new CombinedOutbound(all, current.ids);
+    outbound: (start) => {
+      const { all, ids } = startAll(active, start, (o, s) => o.outbound(s));
+      return new CombinedOutbound(all, ids);
     },
-    inbound(start) {
-      const all = new Array<InboundObservation>(active.length);
-      let current = start;
-      for (let i = 0; i < active.length; i++) {
-        const observation = all[i] = active[i]!.inbound(current);
-        if (observation.ids && !current.ids) current = { ...current, ids: observation.ids };
-      }
-      return new CombinedInbound(all, current.ids);
+    inbound: (start) => {
+      const { all, ids } = startAll(active, start, (o, s) => o.inbound(s));
+      return new CombinedInbound(all, ids);
     },
   };
+}
+
+/** Start one observation per observer; the first ids given are handed to the observers after it. */
+function startAll<S extends { ids?: TraceIds }, O extends { ids?: TraceIds }>(
+  observers: readonly CallObserver[], start: S, begin: (observer: CallObserver, start: S) => O,
+): { all: O[]; ids: TraceIds | undefined } {
+  const all = new Array<O>(observers.length);
+  let current = start;
+  for (let i = 0; i < observers.length; i++) {
+    const observation = all[i] = begin(observers[i]!, current);
+    if (observation.ids && !current.ids) current = { ...current, ids: observation.ids };
+  }
+  return { all, ids: current.ids };
 }
 
 class CombinedOutbound implements OutboundObservation {
@@ -174,15 +178,16 @@ class CombinedAttempt implements AttemptObservation {
   readonly #all: AttemptObservation[];
   readonly trace: TraceContext | undefined;
 
+  /** Only when one of them counts batch sizes: the link then skips the call for the others. */
+  readonly batched: ((size: number) => void) | undefined;
+
   constructor(all: AttemptObservation[]) {
     this.#all = all;
     let trace: TraceContext | undefined;
     for (const t of all) if (!trace && t.trace) trace = t.trace;
     this.trace = trace;
-  }
-
-  batched(size: number): void {
-    for (const t of this.#all) t.batched?.(size);
+    const counting = all.filter((t) => t.batched);
+    this.batched = counting.length === 0 ? undefined : (size) => { for (const t of counting) t.batched!(size); };
   }
 
   end(outcome: Outcome): void {

@@ -16,6 +16,7 @@ import { ERROR_CODES, isErrorCode } from '../errors/codes.ts';
 import type {
   AppCallObservation, AttemptObservation, CallObserver, InboundObservation, InboundStart, OutboundObservation, OutboundStart, Outcome,
 } from './observer.ts';
+import { NO_HEADERS, QUIET_APP_CALL, QUIET_ATTEMPT } from './observer.ts';
 
 export type RequestLogLevel = 'debug' | 'warn' | 'error';
 
@@ -42,9 +43,6 @@ export function createRequestLog(logger: Logger): CallObserver {
   };
 }
 
-const NO_HEADERS: readonly never[] = [];
-const QUIET_ATTEMPT: AttemptObservation = { trace: undefined, end() {} };
-const QUIET_APP_CALL: AppCallObservation = { headers: NO_HEADERS, end() {} };
 
 /** Milliseconds since `started`, to a tenth. */
 function since(started: number): number {

@@ -32,6 +32,7 @@ import type { Header, TraceContext } from '../mcp/codec.ts';
 import type {
   AppCallObservation, AttemptObservation, CallObserver, InboundObservation, InboundStart, Outcome, OutboundObservation, OutboundStart, TraceIds,
 } from './observer.ts';
+import { NO_HEADERS } from './observer.ts';
 
 /** The mesh's own span attributes. */
 export const MESH = {
@@ -120,7 +121,6 @@ function outbound(tracer: Tracer, start: OutboundStart): OutboundObservation {
 
 // ---- called sidecar ----
 
-const NO_HEADERS: readonly Header[] = [];
 
 function inbound(tracer: Tracer, start: InboundStart): InboundObservation {
   // The envelope's trace context is the attempt that sent this request; the forwarded W3C headers

@@ -35,6 +35,19 @@ function recorder(name: string, events: string[], tracer = false): CallObserver 
 const start: OutboundStart = { service: 'payments.default', method: 'GET', path: '/x', headers: [], kind: 'call' };
 
 describe('combine', () => {
+  it('an attempt counts batch sizes only when one of the observers does (otherwise the link skips the call)', () => {
+    const events: string[] = [];
+    const plain = combine([recorder('a', events), recorder('b', events)]);
+    assert.equal(plain.outbound(start).attempt(1, 'e1', 'closed').batched, undefined);
+    const counting: CallObserver = {
+      outbound: () => ({ route() {}, affinity() {}, end() {}, attempt: () => ({ trace: undefined, end() {}, batched: (n: number) => events.push(`batch ${n}`) }) }),
+      inbound: NO_OBSERVER.inbound,
+    };
+    const attempt = combine([recorder('a', events), counting]).outbound(start).attempt(1, 'e1', 'closed');
+    attempt.batched?.(7);
+    assert.deepEqual(events.filter((e) => e.startsWith('batch')), ['batch 7']);
+  });
+
   it('reports every event to every observer, in order', () => {
     const events: string[] = [];
     const observer = combine([recorder('a', events), NO_OBSERVER, recorder('b', events)]);
