@@ -16,7 +16,7 @@ export interface AccessOptions {
   /** The effective policy of a request to this service. */
   policy: (request: { method: string; path: string; headers: NonNullable<Envelope['headers']> }) => EffectivePolicy;
   /** Whether any policy of this service restricts access; when none does, calls pass without a policy lookup. */
-  restricted?: () => boolean;
+  restricted: () => boolean;
   logger: Logger;
   /** A call was refused (metrics). */
   onDenied: (route: string, source: string) => void;
@@ -40,10 +40,13 @@ function restricts(access: AccessPolicy): boolean {
 export class AccessCheckingHandler implements InboundHandler {
   readonly #next: InboundHandler;
   readonly #options: AccessOptions;
+  /** This sidecar's service as callers name it, "name.namespace". */
+  readonly #target: string;
 
   constructor(next: InboundHandler, options: AccessOptions) {
     this.#next = next;
     this.#options = options;
+    this.#target = `${options.service}.${options.namespace}`;
   }
 
   unary(request: Envelope, signal: AbortSignal): Promise<Envelope> {
@@ -62,18 +65,19 @@ export class AccessCheckingHandler implements InboundHandler {
 
   /** The error to answer with, or undefined when the call may go on. */
   #check(request: Envelope): MeshError | undefined {
-    if (this.#options.restricted && !this.#options.restricted()) return undefined; // the common case: no rules
+    if (!this.#options.restricted()) return undefined; // the common case: no rules
     const policy = this.#options.policy({ method: request.http?.method ?? '', path: request.http?.path ?? '/', headers: request.headers ?? [] });
     if (!restricts(policy.access)) return undefined;
     const source = request.source ?? '';
     const rule = sourceAllowed(source, policy.access.allow, this.#options.namespace);
-    const target = `${this.#options.service}.${this.#options.namespace}`;
+    const target = this.#target;
+    const { logger } = this.#options;
     if (rule !== undefined) {
-      this.#options.logger.debug({ source, target, route: policy.route, rule }, 'access allowed');
+      if (logger.isLevelEnabled('debug')) logger.debug({ source, target, route: policy.route, rule }, 'access allowed');
       return undefined;
     }
     this.#options.onDenied(policy.route, source);
-    this.#options.logger.debug({ source, target, route: policy.route, allow: policy.access.allow, defaultDeny: policy.access.defaultDeny }, 'access denied: no allow rule matches the caller');
+    logger.debug({ source, target, route: policy.route, allow: policy.access.allow, defaultDeny: policy.access.defaultDeny }, 'access denied: no allow rule matches the caller');
     return new MeshError('ACCESS_DENIED', `${source || 'an unnamed caller'} may not call ${target} (route ${policy.route}): the access rules allow ${policy.access.allow.length > 0 ? policy.access.allow.join(', ') : 'no one'}`, { service: target });
   }
 }

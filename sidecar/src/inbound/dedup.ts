@@ -41,7 +41,7 @@ export class DedupingHandler implements InboundHandler {
 
   unary(request: Envelope, signal: AbortSignal): Promise<Envelope> {
     if (!request.messageId) return this.#app.unary(request, signal);
-    return this.#deliver(request, signal);
+    return this.#deliver(request);
   }
 
   stream(head: Envelope, body: Readable | Buffer | null, signal: AbortSignal): Promise<InboundResponse> {
@@ -54,7 +54,7 @@ export class DedupingHandler implements InboundHandler {
     return this.#app.pull(bodyStreamId);
   }
 
-  async #deliver(request: Envelope, _callerSignal: AbortSignal): Promise<Envelope> {
+  async #deliver(request: Envelope): Promise<Envelope> {
     const store = await this.#options.store();
     // Without the record a redelivery could reach the app twice: refuse, and the message waits safely
     // in the sender's outbox until this sidecar can keep its promise again.

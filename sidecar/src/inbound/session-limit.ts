@@ -15,6 +15,7 @@ import { finished, Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { findSessionParam, SESSION_HEADER } from '../affinity/mcp-session.ts';
 import { MeshError } from '../errors/mesh-error.ts';
+import { headerValue } from '../http/headers.ts';
 import { MessageType, type Envelope } from '../mcp/codec.ts';
 import { newMessageId } from '../mcp/ids.ts';
 import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
@@ -114,21 +115,17 @@ export interface SessionLimitOptions {
 
 /** The session a request names: its Mcp-Session-Id header, or the HTTP+SSE `sessionId` parameter. */
 function requestSession(request: Envelope): string | undefined {
-  const header = request.headers?.find((h) => h.name === SESSION_HEADER)?.value;
+  const header = headerValue(request.headers, SESSION_HEADER);
   if (header) return header;
   return findSessionParam(request.http?.path ?? '')?.value || undefined;
 }
 
-function headerOf(envelope: Envelope, name: string): string | undefined {
-  return envelope.headers?.find((h) => h.name === name)?.value;
-}
-
 /** What an answer means for the sessions: a session it opens, if any. */
 function openedSession(request: Envelope, response: Envelope, streaming: boolean): { id: string; streamBound: boolean } | undefined {
-  const handedOut = headerOf(response, SESSION_HEADER);
+  const handedOut = headerValue(response.headers, SESSION_HEADER);
   if (handedOut) return { id: handedOut, streamBound: false };
   const status = response.http?.status ?? 0;
-  const eventStream = (headerOf(response, 'content-type') ?? '').includes('text/event-stream');
+  const eventStream = (headerValue(response.headers, 'content-type') ?? '').includes('text/event-stream');
   // The HTTP+SSE transport: the stream is the session; it has no id until its first event, and needs none here.
   if (streaming && eventStream && request.http?.method === 'GET' && status >= 200 && status < 300) return { id: `stream:${request.id}`, streamBound: true };
   return undefined;

@@ -35,6 +35,7 @@ describe('AccessCheckingHandler', () => {
   const handler = (service: string) => new AccessCheckingHandler(app, {
     service, namespace: 'shop', logger: pino({ level: 'silent' }),
     policy: (request) => table.resolve(service, 'shop', request),
+    restricted: () => table.restrictsAccess(service, 'shop'),
     onDenied: (route, source) => denied.push(`${route} ${source}`),
   });
   const request = (source: string, path: string): Envelope => ({ id: 'q', type: MessageType.REQUEST, source, http: { method: 'POST', path } });
