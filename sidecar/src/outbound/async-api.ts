@@ -45,8 +45,8 @@ function orderingKey(req: IncomingMessage): string | undefined {
 export interface AcceptOptions {
   messaging: AsyncMessaging;
   maxMessageBytes: number;
-  /** Forwarding headers (Forwarded, X-Forwarded-For) this hop adds, as for a synchronous call. */
-  forwarding: Header[];
+  /** The app's headers and the forwarding ones this hop adds (Forwarded, X-Forwarded-For), as for a synchronous call. */
+  headers: Header[];
 }
 
 /** Write the call to the outbox, then answer 202 with where its status can be read. */
@@ -54,10 +54,7 @@ export async function acceptAsync(req: IncomingMessage, res: ServerResponse, tar
   const priority = callPriority(req);
   const key = orderingKey(req);
   const body = await readWhole(req, options.maxMessageBytes, target.service);
-  const headers = [
-    ...endToEndRequestHeaders(req.rawHeaders).filter((h) => h.name !== 'x-forwarded-for' && h.name !== 'content-length').flatMap(withoutRespondAsync),
-    ...options.forwarding,
-  ];
+  const headers = options.headers.filter((h) => h.name !== 'content-length').flatMap(withoutRespondAsync);
   const id = await options.messaging.accept({
     service: target.service, namespace: target.namespace, priority, orderingKey: key,
     request: { method: req.method!, path: call.path, authority: call.authority, headers, body },

@@ -12,9 +12,10 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { MeshError } from '../errors/mesh-error.ts';
-import { endToEndRequestHeaders, endToEndResponseHeaders, toFlat } from '../http/headers.ts';
+import { endToEndResponseHeaders, toFlat } from '../http/headers.ts';
 import type { Header } from '../mcp/codec.ts';
 import type { EffectivePolicy } from '../policy/types.ts';
+import { backoffDelay, isIdempotent } from '../resilience/retry.ts';
 import type { CallObserver } from '../telemetry/observer.ts';
 import { hostOf } from './target.ts';
 
@@ -68,10 +69,8 @@ export function notAllowed(host: string): MeshError {
     `"${host}" is not a mesh service, and calls to hosts outside the mesh are refused; to allow it, add it to egress.allow in the sidecar config (MESH_EGRESS_ALLOW), or "*" for any host`, { service: host });
 }
 
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-
 /** Forward one HTTP request from the app to an allowed external host. */
-export async function forwardEgress(req: IncomingMessage, res: ServerResponse, call: { authority: string; path: string; entry: string; forwarding: Header[] }, options: EgressOptions): Promise<void> {
+export async function forwardEgress(req: IncomingMessage, res: ServerResponse, call: { authority: string; path: string; entry: string; headers: Header[] }, options: EgressOptions): Promise<void> {
   const host = hostOf(call.authority);
   const port = portPart(call.authority) ?? 80;
   const policy = options.policy();
@@ -81,10 +80,10 @@ export async function forwardEgress(req: IncomingMessage, res: ServerResponse, c
   const gone = new AbortController();
   res.once('close', () => { if (!res.writableFinished) gone.abort(); });
   const signal = deadline ? AbortSignal.any([deadline, gone.signal]) : gone.signal;
-  const headers = toFlat([...endToEndRequestHeaders(req.rawHeaders).filter((h) => h.name !== 'x-forwarded-for'), ...call.forwarding, { name: 'host', value: call.authority }]);
+  const headers = toFlat(call.headers, [{ name: 'host', value: call.authority }]);
   // A body streams once: only bodiless, idempotent requests may be tried again after a connect failure.
   const hasBody = req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0' || req.headers['transfer-encoding'] !== undefined;
-  const attempts = IDEMPOTENT.has(req.method!) && !hasBody ? policy.retries.attempts : 1;
+  const attempts = isIdempotent(req.method!) && !hasBody ? policy.retries.attempts : 1;
   let tries = 0;
   try {
     const address = await egressAddress(host);
@@ -106,7 +105,7 @@ export async function forwardEgress(req: IncomingMessage, res: ServerResponse, c
         attempt.end({ status: failure.status, code: failure.code });
         const connectFailure = ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'].includes((err as { code?: string }).code ?? '');
         if (!connectFailure || tries >= attempts || res.headersSent) throw failure;
-        await sleep(Math.random() * Math.min(policy.retries.backoffMaxMs, policy.retries.backoffBaseMs * 2 ** (tries - 1)), undefined, { signal });
+        await sleep(backoffDelay(policy.retries, tries), undefined, { signal });
       }
     }
   } catch (err) {

@@ -187,12 +187,14 @@ function isForMeshApi(req: IncomingMessage, ownAuthorities: Set<string>): boolea
 async function proxy(req: IncomingMessage, res: ServerResponse, options: OutboundOptions, targets: TargetCache): Promise<void> {
   const { authority, path } = splitTarget(req.url!, req.headers.host);
   if (!authority) throw new MeshError('BAD_REQUEST', 'the request names no service: send a Host header or an absolute URL');
-  if (!WELL_FORMED_AUTHORITY.test(authority)) throw new MeshError('BAD_REQUEST', `"${authority}" is not a host[:port]`);
   const target = targets.get(authority);
-  if (!target || !options.isKnownService(target.service, target.namespace)) {
-    // Not a service discovery knows: a host outside the mesh, forwarded only if egress allows it.
+  // An authority that names a service is well formed already; only the others need the check.
+  if (!target && !WELL_FORMED_AUTHORITY.test(authority)) throw new MeshError('BAD_REQUEST', `"${authority}" is not a host[:port]`);
+  if (!target || (options.egress.allow.length > 0 && !options.isKnownService(target.service, target.namespace))) {
+    // Not a service discovery knows (asked only when egress allows some hosts): a host outside the
+    // mesh, forwarded only if egress allows it; otherwise the pipeline answers UNKNOWN_SERVICE.
     const entry = allowedBy(hostOf(authority), options.egress.allow);
-    if (entry !== undefined) return forwardEgress(req, res, { authority, path, entry, forwarding: forwardingHeaders(req, authority) }, options.egress);
+    if (entry !== undefined) return forwardEgress(req, res, { authority, path, entry, headers: requestHeaders(req, authority) }, options.egress);
     if (!target) throw notAllowed(hostOf(authority));
   }
   if (prefersAsync(req)) {
@@ -200,7 +202,7 @@ async function proxy(req: IncomingMessage, res: ServerResponse, options: Outboun
       throw new MeshError('UNKNOWN_SERVICE', `no service "${target.service}" in namespace "${target.namespace}" is known to discovery`, { service: target.service });
     }
     const { messaging, maxMessageBytes } = options.async;
-    return acceptAsync(req, res, target, { path, authority }, { messaging, maxMessageBytes, forwarding: forwardingHeaders(req, authority) });
+    return acceptAsync(req, res, target, { path, authority }, { messaging, maxMessageBytes, headers: requestHeaders(req, authority) });
   }
 
   const clientGone = new AbortController();

@@ -95,6 +95,7 @@ export class ConcurrencyLimiter {
   }
 
   #drain(): void {
+    if (this.queued === 0) return; // nearly always: no lanes to walk
     for (const lane of [this.#lanes.high, this.#lanes.medium, this.#lanes.low]) {
       for (const waiter of lane) {
         if (!this.#hasRoom()) return;
