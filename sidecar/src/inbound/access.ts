@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import { MeshError } from '../errors/mesh-error.ts';
 import type { Envelope } from '../mcp/codec.ts';
 import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
-import type { AccessPolicy, EffectivePolicy } from '../policy/types.ts';
+import type { EffectivePolicy } from '../policy/types.ts';
+import { restrictsCallers } from '../policy/resolve.ts';
 
 export interface AccessOptions {
   /** This sidecar's service and namespace (the called one). */
@@ -30,11 +31,6 @@ export function sourceAllowed(source: string, allow: readonly string[], ownNames
     if (entry.startsWith('*.') ? namespace === entry.slice(2) : entry.includes('.') ? source === entry : (name === entry && namespace === ownNamespace)) return entry;
   }
   return undefined;
-}
-
-/** Whether the rules say anything at all: no list and no default deny lets everyone in. */
-function restricts(access: AccessPolicy): boolean {
-  return access.allow.length > 0 || access.defaultDeny;
 }
 
 export class AccessCheckingHandler implements InboundHandler {
@@ -67,7 +63,7 @@ export class AccessCheckingHandler implements InboundHandler {
   #check(request: Envelope): MeshError | undefined {
     if (!this.#options.restricted()) return undefined; // the common case: no rules
     const policy = this.#options.policy({ method: request.http?.method ?? '', path: request.http?.path ?? '/', headers: request.headers ?? [] });
-    if (!restricts(policy.access)) return undefined;
+    if (!restrictsCallers(policy.access)) return undefined;
     const source = request.source ?? '';
     const rule = sourceAllowed(source, policy.access.allow, this.#options.namespace);
     const target = this.#target;

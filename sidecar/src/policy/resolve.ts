@@ -20,7 +20,7 @@ import { deepFreeze } from '../config/load.ts';
 import type { Position } from '../config/yaml-errors.ts';
 import type { LoadedPolicy, PolicyProblem, PolicySet } from './load.ts';
 import { PolicySpecSchema, type HashSourceSpec, type RouteMatch } from './schema.ts';
-import type { EffectivePolicy, HashSource, HeaderRoutePolicy, SubscriptionPolicy, SubsetPolicy } from './types.ts';
+import type { AccessPolicy, EffectivePolicy, HashSource, HeaderRoutePolicy, SubscriptionPolicy, SubsetPolicy } from './types.ts';
 
 /** What the sidecar config contributes: its namespace (for policies that name none) and timeouts. */
 export interface PolicyDefaults {
@@ -310,14 +310,19 @@ export interface Subscriber {
   delivery: 'competing' | 'broadcast';
 }
 
+/** Whether access rules say anything at all: no allow list and no default deny let everyone in. */
+export function restrictsCallers(access: AccessPolicy): boolean {
+  return access.allow.length > 0 || access.defaultDeny;
+}
+
 /** The effective policies of a valid policy set; immutable. Build it with compilePolicies. */
 export class PolicyTable {
   readonly #defaults: Layered;
   readonly #defaultPolicy: EffectivePolicy;
   readonly #services: Map<string, Map<string, ServiceEntry>>;
   readonly #subscribers = new Map<string, Subscriber[]>();
-  /** "service.namespace" of every service one of whose policies (service-wide or route) restricts access. */
-  readonly #guarded = new Set<string>();
+  /** The services one of whose policies (service-wide or route) restricts access. */
+  readonly #guarded = new WeakSet<ServiceEntry>();
 
   constructor(defaults: Layered, services: Map<string, Map<string, ServiceEntry>>) {
     this.#defaults = defaults;
@@ -326,7 +331,7 @@ export class PolicyTable {
     for (const byService of services.values()) {
       for (const entry of byService.values()) {
         const access = [entry.effective.access, ...entry.routes.map((r) => r.effective.access)];
-        if (access.some((a) => a.allow.length > 0 || a.defaultDeny)) this.#guarded.add(`${entry.service}.${entry.namespace}`);
+        if (access.some(restrictsCallers)) this.#guarded.add(entry);
         for (const { topic, path, delivery } of entry.effective.subscriptions) {
           const list = this.#subscribers.get(topic) ?? [];
           list.push({ service: entry.service, namespace: entry.namespace, path, delivery });
@@ -338,7 +343,8 @@ export class PolicyTable {
 
   /** Whether any policy of the service says who may call it (so calls to it need an access check). */
   restrictsAccess(service: string, namespace: string): boolean {
-    return this.#guarded.has(`${service}.${namespace}`);
+    const entry = this.#services.get(namespace)?.get(service);
+    return entry !== undefined && this.#guarded.has(entry);
   }
 
   /** The services subscribed to `topic` (empty when none). */

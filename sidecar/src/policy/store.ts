@@ -98,7 +98,6 @@ export class PolicyStore {
     return this.#table.resolve(service, namespace, request);
   }
 
-  /** The built-in policy of this sidecar (what a service without any policy gets). */
   /** Whether any current policy of the service says who may call it. */
   restrictsAccess(service: string, namespace: string): boolean {
     return this.#table.restrictsAccess(service, namespace);
@@ -109,6 +108,7 @@ export class PolicyStore {
     return this.#table.subscribers(topic);
   }
 
+  /** The built-in policy of this sidecar (what a service without any policy gets). */
   get defaults(): EffectivePolicy {
     return this.#table.defaults;
   }
