@@ -77,7 +77,8 @@ function outbound(tracer: Tracer, start: OutboundStart): OutboundObservation {
     const quiet: AttemptObservation = { trace: ids ? traceContextOf(context) : undefined, end() {} };
     return { ids, route() {}, affinity() {}, attempt: () => quiet, end() {} };
   }
-  span.setAttributes(httpAttributes(start.method, start.path));
+  const http = httpAttributes(start.method, start.path); // the call's and every try's
+  span.setAttributes(http);
   span.setAttribute(MESH.service, start.service);
   span.setAttribute(MESH.callKind, start.kind);
   if (start.messageId) span.setAttribute(MESH.messageId, start.messageId);
@@ -95,7 +96,7 @@ function outbound(tracer: Tracer, start: OutboundStart): OutboundObservation {
     attempt(attempt, endpoint, breaker) {
       const child = tracer.startSpan(SPAN_NAMES.attempt(start.service), { kind: SpanKind.CLIENT }, callContext);
       if (child.isRecording()) {
-        child.setAttributes(httpAttributes(start.method, start.path));
+        child.setAttributes(http);
         child.setAttributes(peerAttributes(endpoint));
         child.setAttribute(MESH.service, start.service);
         child.setAttribute(MESH.endpoint, endpoint);
@@ -121,7 +122,6 @@ function outbound(tracer: Tracer, start: OutboundStart): OutboundObservation {
 
 // ---- called sidecar ----
 
-
 function inbound(tracer: Tracer, start: InboundStart): InboundObservation {
   // The envelope's trace context is the attempt that sent this request; the forwarded W3C headers
   // carry the same (the caller puts its try's context in both), or the app's own when the calling
@@ -134,7 +134,8 @@ function inbound(tracer: Tracer, start: InboundStart): InboundObservation {
     const quiet: AppCallObservation = { headers: ids ? headersOf(context) : NO_HEADERS, end() {} };
     return { ids, appCall: () => quiet, end() {} };
   }
-  span.setAttributes(httpAttributes(start.method, start.path));
+  const http = httpAttributes(start.method, start.path); // the call's and its app call's
+  span.setAttributes(http);
   span.setAttribute(MESH.service, start.service);
   span.setAttribute(MESH.source, start.source);
   if (start.messageId !== undefined) {
@@ -146,7 +147,7 @@ function inbound(tracer: Tracer, start: InboundStart): InboundObservation {
     appCall() {
       const child = tracer.startSpan(SPAN_NAMES.appCall(start.service), { kind: SpanKind.CLIENT }, trace.setSpan(parent, span));
       if (child.isRecording()) {
-        child.setAttributes(httpAttributes(start.method, start.path));
+        child.setAttributes(http);
         child.setAttribute(MESH.service, start.service);
         if (start.messageId !== undefined) child.setAttribute(MESH.messageId, start.messageId);
       }
