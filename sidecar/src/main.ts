@@ -35,6 +35,7 @@ import { registerRuntimeMetrics } from './telemetry/runtime-metrics.ts';
 import { createLiveStats } from './admin/live-stats.ts';
 import { endpointsView } from './admin/endpoints-view.ts';
 import { channelCredentials, loadMaterial, serverCredentials, watchMaterial, type TlsMaterial } from './security/tls.ts';
+import { meshSource } from './security/identity.ts';
 
 export interface RunningSidecar {
   config: MeshConfig;
@@ -55,8 +56,9 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   let linkCredentials = tlsMaterial ? channelCredentials(tlsMaterial, config.tls.trustDomain) : undefined;
   if (tlsMaterial) {
     logger.info({ tls: 'mutual', identity: tlsMaterial.identity.uri, notAfter: tlsMaterial.notAfter.toISOString() }, `mutual TLS on: this sidecar is ${tlsMaterial.identity.uri}`);
-    if (tlsMaterial.identity.name !== config.service || tlsMaterial.identity.namespace !== config.namespace) {
-      logger.warn({ code: 'TLS_IDENTITY_MISMATCH', identity: tlsMaterial.identity.uri }, `this sidecar's certificate names ${tlsMaterial.identity.name}.${tlsMaterial.identity.namespace}, not ${source}: peers will see the certificate's name`);
+    const certified = meshSource(tlsMaterial.identity);
+    if (certified !== source) {
+      logger.warn({ code: 'TLS_IDENTITY_MISMATCH', identity: tlsMaterial.identity.uri }, `this sidecar's certificate names ${certified}, not ${source}: peers will see the certificate's name`);
     }
   } else {
     logger.warn({ code: 'TLS_PLAINTEXT' }, 'no tls.cert/tls.key/tls.ca: sidecar-to-sidecar traffic is plaintext and callers are not authenticated (mcp-mesh-source is what the peer claims); see docs/security.md');

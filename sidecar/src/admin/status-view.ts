@@ -4,7 +4,7 @@
 // state, health, breaker, ejection, EWMA). A service appears when discovery lists it or when it
 // was called recently; an endpoint when either side knows of it.
 import type { EndpointsView, EndpointView, ServiceView } from './endpoints-view.ts';
-import type { InboundSourceStats, LiveSnapshot, OutboundServiceStats, WindowStats } from './live-stats.ts';
+import type { LiveSnapshot, OutboundServiceStats, WindowStats } from './live-stats.ts';
 
 export interface Identity {
   service: string;
@@ -59,8 +59,6 @@ export interface StatusDocument {
   };
 }
 
-const byKey = <T>(key: (item: T) => string) => (a: T, b: T) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
-
 function liveOf(stats: WindowStats): Live {
   const { total: _total, ...live } = stats;
   return live;
@@ -106,7 +104,7 @@ export function statusView(identity: Identity, readiness: Readiness, live: LiveS
       endpoints: list,
     };
   });
-  const inbound = [...live.inbound].sort(byKey((s: InboundSourceStats) => s.source)).map((s) => ({ ...liveOf(s), source: s.source, total: s.total }));
+  const inbound = live.inbound; // sorted by source already
   const all = outbound.flatMap((s) => s.endpoints);
   const sum = (values: number[]) => Math.round(values.reduce((a, b) => a + b, 0) * 100) / 100;
   return {

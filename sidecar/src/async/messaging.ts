@@ -102,7 +102,7 @@ export class AsyncMessaging {
   /** For the receiving side (dedup): the store (opened now if need be), or why there is none. */
   async store(): Promise<MessageStore | MeshError> {
     if (!this.#store) await this.#retryOpen();
-    return this.#store ?? this.#problem ?? new MeshError('STORAGE_UNAVAILABLE', 'the data directory is not open yet');
+    return this.storeOrProblem();
   }
 
   /** The store if it is open now, else why not (no attempt to open it). */

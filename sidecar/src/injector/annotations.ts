@@ -19,10 +19,6 @@ export const ANNOTATIONS = {
   memoryLimit: 'mcp-mesh.io/proxy-memory-limit',
 } as const;
 
-/** The namespace label the webhook configuration's namespaceSelector matches (value `enabled`). */
-export const NAMESPACE_LABEL = 'mcp-mesh.io/inject';
-export const NAMESPACE_LABEL_ENABLED = 'enabled';
-
 /** The value of `mcp-mesh.io/status` on an injected pod. */
 export const STATUS_INJECTED = 'injected';
 

@@ -21,6 +21,10 @@ export const SIDECAR_UID = 1337;
 
 export const DEFAULT_RESOURCES = { cpuRequest: '50m', memoryRequest: '128Mi' } as const; // a sidecar uses about 110–140 MB (README, Performance)
 
+function isSidecarPort(port: number): boolean {
+  return (Object.values(PORTS) as number[]).includes(port);
+}
+
 /** What the app's containers get so plain `fetch('http://payments/…')` goes through the sidecar. */
 export const PROXY_URL = `http://127.0.0.1:${PORTS.outbound}`;
 export const NO_PROXY = 'localhost,127.0.0.1,::1,kubernetes.default.svc';
@@ -125,12 +129,12 @@ export function buildPatch(pod: Pod, options: InjectOptions): InjectResult {
   const appPort = appPortOf(pod, settings, problems);
   for (const container of [...containers, ...initContainers]) {
     for (const port of container.ports ?? []) {
-      if (Object.values(PORTS).includes(port.containerPort as 15000)) {
+      if (isSidecarPort(port.containerPort)) {
         problems.push(`container ${container.name}: port ${port.containerPort} is taken by the mcp-mesh sidecar (${PORTS.admin}–${PORTS.inbound}); move it or set ${ANNOTATIONS.inject}: "false"`);
       }
     }
   }
-  if (appPort !== undefined && Object.values(PORTS).includes(appPort as 15000)) {
+  if (appPort !== undefined && isSidecarPort(appPort)) {
     problems.push(`${ANNOTATIONS.appPort}: ${appPort} is one of the sidecar's own ports (${PORTS.admin}–${PORTS.inbound})`);
   }
   const taken = new Set((pod.spec?.volumes ?? []).map((v) => v.name));
