@@ -1,9 +1,7 @@
 // Builds a sidecar from a resolved config and runs it: discovery → links → pipeline → listeners.
 // Also owns the shutdown order: stop new calls, let calls in flight finish, close links, exit.
-import { watch, type FSWatcher } from 'node:fs';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import path from 'node:path';
 import type { Logger } from 'pino';
 import { createAdmin } from './admin/server.ts';
 import { createCallPipeline } from './call/pipeline.ts';
@@ -36,6 +34,7 @@ import { createLiveStats } from './admin/live-stats.ts';
 import { endpointsView } from './admin/endpoints-view.ts';
 import { channelCredentials, loadMaterial, serverCredentials, watchMaterial, type TlsMaterial } from './security/tls.ts';
 import { meshSource } from './security/identity.ts';
+import { watchFiles, type FileWatch } from './config/watch-files.ts';
 
 export interface RunningSidecar {
   config: MeshConfig;
@@ -282,8 +281,7 @@ function portOf(app: { server: { address(): unknown } }): number {
  * The folder is watched, not the file, so editors' and Kubernetes' atomic renames are seen too.
  * An invalid file is logged and ignored: the running config stays.
  */
-function watchConfig(file: string, resolver: StaticResolver, logger: Logger): FSWatcher {
-  let timer: NodeJS.Timeout | undefined;
+function watchConfig(file: string, resolver: StaticResolver, logger: Logger): FileWatch {
   const reload = () => {
     try {
       const next = loadConfigFile(file);
@@ -293,12 +291,9 @@ function watchConfig(file: string, resolver: StaticResolver, logger: Logger): FS
       logger.error({ code: 'CONFIG_INVALID' }, err instanceof ConfigError ? err.message : String(err));
     }
   };
-  const watcher = watch(path.dirname(file), (_event, name) => {
-    if (name !== null && name !== path.basename(file) && !name.startsWith('..')) return;
-    clearTimeout(timer);
-    timer = setTimeout(reload, 50); // editors write in several steps; read once they are done
+  // Editors write in several steps: read once they are done.
+  return watchFiles({ files: [file] }, {
+    debounceMs: 50, onChange: reload,
+    onError: (err) => logger.error({ code: 'CONFIG_WATCH_FAILED', err: err.message }, 'watching the config file failed; changes will not be picked up until a restart'),
   });
-  watcher.on('error', (err) => logger.error({ code: 'CONFIG_WATCH_FAILED', err: err.message }, 'watching the config file failed; changes will not be picked up until a restart'));
-  watcher.unref();
-  return watcher;
 }

@@ -1,11 +1,11 @@
 // The mutating admission webhook: HTTPS (the API server only calls webhooks over TLS), POST /mutate
 // takes an AdmissionReview v1 and answers it with buildPatch's result; GET /healthz for its own probes.
 // Thin on purpose: every decision about the pod is in patch.ts.
-import { watch, readFileSync, type FSWatcher } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:https';
-import path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { watchFiles, type FileWatch } from '../config/watch-files.ts';
 import { fastifyLogging } from '../telemetry/logger.ts';
 import { buildPatch, type InjectOptions, type Pod } from './patch.ts';
 
@@ -134,8 +134,7 @@ export function createInjector(options: InjectorOptions): FastifyInstance<Server
  * Reloads the certificate and key when their folder changes (cert-manager renewing a mounted Secret
  * swaps the folder's `..data` link), so a renewed certificate is served without a restart.
  */
-export function watchCertificate(app: FastifyInstance<Server>, options: Pick<InjectorOptions, 'certFile' | 'keyFile' | 'logger'>): FSWatcher[] {
-  const folders = new Set([path.dirname(path.resolve(options.certFile)), path.dirname(path.resolve(options.keyFile))]);
+export function watchCertificate(app: FastifyInstance<Server>, options: Pick<InjectorOptions, 'certFile' | 'keyFile' | 'logger'>): FileWatch {
   const reload = () => {
     try {
       app.server.setSecureContext({ cert: readFileSync(options.certFile), key: readFileSync(options.keyFile) });
@@ -145,7 +144,10 @@ export function watchCertificate(app: FastifyInstance<Server>, options: Pick<Inj
       options.logger.warn({ err: (err as Error).message }, 'certificate not reloaded');
     }
   };
-  return [...folders].map((folder) => watch(folder, { persistent: false }, reload));
+  return watchFiles({ files: [options.certFile, options.keyFile] }, {
+    debounceMs: 100, onChange: reload,
+    onError: (err) => options.logger.error({ err: err.message }, 'watching the certificate failed; a renewed one is not served until a restart'),
+  });
 }
 
 export async function startInjector(options: InjectorOptions & { host: string; port: number }): Promise<{ app: FastifyInstance<Server>; port: number; close: () => Promise<void> }> {
@@ -153,9 +155,9 @@ export async function startInjector(options: InjectorOptions & { host: string; p
   await app.listen({ host: options.host, port: options.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
-  const watchers = watchCertificate(app, options);
+  const watching = watchCertificate(app, options);
   options.logger.info({ port, image: options.image, mode: options.mode }, `injector listening: https://${options.host}:${port}/mutate`);
-  return { app, port, close: async () => { for (const w of watchers) w.close(); await app.close(); } };
+  return { app, port, close: async () => { watching.close(); await app.close(); } };
 }
 
 const USAGE = 'usage: mcp-mesh injector --cert FILE --key FILE [--port 9443] [--host 0.0.0.0] [--image IMG] [--sidecar-mode native|container]';

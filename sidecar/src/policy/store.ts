@@ -1,8 +1,9 @@
 // The running policy set: loaded once at start-up (a broken set stops the sidecar), then replaced as
 // a whole whenever the files change and the new set is valid. The call path only ever sees a
 // complete, checked table: resolve() reads one field, and a reload swaps that field.
-import { statSync, watch, type FSWatcher } from 'node:fs';
+import { statSync } from 'node:fs';
 import path from 'node:path';
+import { watchFiles, type FileWatch } from '../config/watch-files.ts';
 import { formatProblem, PolicyError, readPolicySet, type PolicyFile, type PolicyProblem } from './load.ts';
 import { compilePolicies, type ExplainedPolicy, type PolicyDefaults, type PolicyTable, type PolicyTableDump, type RequestInfo, type Subscriber } from './resolve.ts';
 import type { EffectivePolicy } from './types.ts';
@@ -67,8 +68,7 @@ export class PolicyStore {
   #lastError: ReloadError | undefined;
   readonly #changeListeners = new Set<(change: PolicyChange) => void>();
   readonly #errorListeners = new Set<(error: ReloadError) => void>();
-  readonly #watchers: FSWatcher[] = [];
-  #timer: NodeJS.Timeout | undefined;
+  #watching: FileWatch | undefined;
 
   /**
    * Load every policy file behind `paths` (files or folders) and start watching them. Throws a
@@ -186,8 +186,8 @@ export class PolicyStore {
 
   /** Stop watching. */
   close(): void {
-    clearTimeout(this.#timer);
-    for (const watcher of this.#watchers.splice(0)) watcher.close();
+    this.#watching?.close();
+    this.#watching = undefined;
   }
 
   #emit<T>(listeners: Set<(value: T) => void>, value: T): void {
@@ -200,31 +200,16 @@ export class PolicyStore {
     }
   }
 
-  /**
-   * Folders are watched, not files, so that editors' and Kubernetes' atomic renames (a new file, or
-   * the ..data symlink of a ConfigMap volume, swapped in) are seen; any event re-reads the whole set.
-   */
+  /** Any change re-reads the whole set (see config/watch-files.ts for why folders are watched). */
   #watch(): void {
-    const folders = new Map<string, Set<string> | 'all'>();
-    for (const given of this.#paths) {
-      const absolute = path.resolve(given);
-      if (statSync(absolute).isDirectory()) { folders.set(absolute, 'all'); continue; }
-      const folder = path.dirname(absolute);
-      const names = folders.get(folder);
-      if (names === 'all') continue;
-      folders.set(folder, (names ?? new Set()).add(path.basename(absolute)));
-    }
-    for (const [folder, names] of folders) {
-      const watcher = watch(folder, (_event, name) => {
-        if (names !== 'all' && name !== null && !names.has(name) && !name.startsWith('..')) return;
-        clearTimeout(this.#timer);
-        this.#timer = setTimeout(() => this.reload(), this.#debounceMs);
-        this.#timer.unref();
-      });
-      watcher.on('error', (err) => this.#logger.error({ err, folder }, 'policy watch failed'));
-      watcher.unref();
-      this.#watchers.push(watcher);
-    }
+    const folders: string[] = [];
+    const files: string[] = [];
+    for (const given of this.#paths) (statSync(given).isDirectory() ? folders : files).push(given);
+    this.#watching = watchFiles({ folders, files }, {
+      debounceMs: this.#debounceMs,
+      onChange: () => this.reload(),
+      onError: (err, folder) => this.#logger.error({ err, folder }, 'policy watch failed'),
+    });
   }
 }
 

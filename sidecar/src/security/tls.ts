@@ -1,12 +1,12 @@
 // Mutual TLS between sidecars: the certificate files (cert, key, CA), checked when read, turned into
 // gRPC credentials for both ends, and re-read when they change. See docs/security.md.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { ConfigError } from '../config/load.ts';
+import { watchFiles } from '../config/watch-files.ts';
 import { identityOf, meshSource, type SpiffeId } from './identity.ts';
 
 export interface TlsFiles {
@@ -107,7 +107,6 @@ export function peerSource(call: { getAuthContext(): { sslPeerCertificate?: Peer
  */
 export function watchMaterial(files: TlsFiles, trustDomain: string, logger: Logger, onChange: (material: TlsMaterial) => void, current: TlsMaterial): { close(): void } {
   let last = current.fingerprint + current.ca.toString('base64');
-  let timer: NodeJS.Timeout | undefined;
   const reload = () => {
     let next: TlsMaterial;
     try {
@@ -121,22 +120,9 @@ export function watchMaterial(files: TlsFiles, trustDomain: string, logger: Logg
     last = key;
     onChange(next);
   };
-  const names = new Map<string, Set<string>>();
-  for (const file of [files.cert, files.key, files.ca]) {
-    const dir = path.dirname(file);
-    if (!names.has(dir)) names.set(dir, new Set());
-    names.get(dir)!.add(path.basename(file));
-  }
-  const watchers: FSWatcher[] = [];
-  for (const [dir, basenames] of names) {
-    const watcher = watch(dir, (_event, name) => {
-      if (name !== null && !basenames.has(name) && !name.startsWith('..')) return;
-      clearTimeout(timer);
-      timer = setTimeout(reload, 100); // the three files are written one after the other
-    });
-    watcher.on('error', (err) => logger.error({ code: 'TLS_WATCH_FAILED', err: err.message }, 'watching the certificate files failed; new certificates will not be picked up until a restart'));
-    watcher.unref();
-    watchers.push(watcher);
-  }
-  return { close: () => { clearTimeout(timer); for (const w of watchers) w.close(); } };
+  // The three files are written one after the other: read them once they are all there.
+  return watchFiles({ files: [files.cert, files.key, files.ca] }, {
+    debounceMs: 100, onChange: reload,
+    onError: (err) => logger.error({ code: 'TLS_WATCH_FAILED', err: err.message }, 'watching the certificate files failed; new certificates will not be picked up until a restart'),
+  });
 }
