@@ -29,14 +29,7 @@ export function sendMeshError(res: ServerResponse, err: MeshError): void {
     return;
   }
   const body = errorBody(err);
-  res.writeHead(err.status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    [MESH_ERROR_HEADER]: err.code,
-    ...(err.attempts === undefined ? {} : { 'mcp-mesh-attempts': String(err.attempts) }),
-    // Errors that know when to come back (OVERLOADED) say so.
-    ...(retryAfterOf(err) === undefined ? {} : { 'retry-after': String(retryAfterOf(err)) }),
-  });
+  res.writeHead(err.status, errorHeaders(err, body));
   res.end(body);
 }
 
@@ -47,10 +40,24 @@ export function sendMeshError(res: ServerResponse, err: MeshError): void {
 export function endWithMeshError(socket: Socket, err: MeshError): void {
   if (socket.writable) {
     const body = errorBody(err);
-    socket.write(`HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\ncontent-type: application/json\r\n${MESH_ERROR_HEADER}: ${err.code}\r\n`
-      + `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    const lines = Object.entries({ ...errorHeaders(err, body), connection: 'close' }).map(([name, value]) => `${name}: ${value}\r\n`);
+    socket.write(`HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n${lines.join('')}\r\n${body}`);
   }
   socket.end();
+}
+
+/** The headers of a mesh error's answer, wherever it is written. */
+function errorHeaders(err: MeshError, body: string): Record<string, string> {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+    [MESH_ERROR_HEADER]: err.code,
+  };
+  if (err.attempts !== undefined) headers['mcp-mesh-attempts'] = String(err.attempts);
+  // Errors that know when to come back (OVERLOADED) say so.
+  const retryAfter = retryAfterOf(err);
+  if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
+  return headers;
 }
 
 function retryAfterOf(err: MeshError): number | undefined {
