@@ -18,16 +18,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
-import { Pool, request } from 'undici';
+import { request } from 'undici';
 import { SidecarProcess } from '../sidecar/src/demo/sidecar-process.ts';
 import { nowUs, type AppCount, type AppReport } from './async-app.ts';
 import { cpuSeconds, machine, machineBusySeconds, memoryMiB } from './proc.ts';
 import { PoolCache, serveSpecs } from './child-ipc.ts';
+import { markers } from './report-sections.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-/** The async section of results/latest.md sits between these, so `--async-only` can replace just it. */
-export const SECTION_BEGIN = '<!-- async:begin -->';
-export const SECTION_END = '<!-- async:end -->';
+const { begin: SECTION_BEGIN, end: SECTION_END } = markers('async');
 
 export interface AsyncOptions {
   /** Closed loop: connections, at most `messages` messages, at most `maxDurationS` seconds. */

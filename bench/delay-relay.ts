@@ -235,7 +235,7 @@ export async function startDelayRelay(options: RelayOptions): Promise<DelayRelay
       });
       // A socket closes by itself once it has read its FIN and written ours (Node's autoDestroy); what
       // it sent still waits in its pipe and goes out after the delay.
-      socket.on('close', (hadError) => {
+      socket.on('close', () => {
         open.delete(socket);
         if (client.destroyed && upstream.destroyed) for (const pipe of pipes) pipe.stop();
       });

@@ -37,11 +37,10 @@ import { SidecarProcess, waitForLinks } from '../sidecar/src/demo/sidecar-proces
 import type { McpAppStats } from '../sidecar/src/demo/mcp-server.ts';
 import { startMcpServerApp, type McpServerApp } from '../test/helpers/mcp-server-app.ts';
 import { findHaproxy, haproxyConfig, startHaproxy, type HaproxyProcess } from './haproxy.ts';
-import { writeSection } from './mcp-section.ts';
+import { markers, writeSection } from './report-sections.ts';
 import { cpuSeconds, machine, machineBusySeconds, memoryMiB } from './proc.ts';
 
-export const MCP_BEGIN = '<!-- mcp:begin -->';
-export const MCP_END = '<!-- mcp:end -->';
+const { begin: MCP_BEGIN, end: MCP_END } = markers('mcp');
 
 const SERVICE = 'mcp';
 const REPLICAS = 3;

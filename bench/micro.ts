@@ -33,12 +33,10 @@ import { newMessageId } from '../sidecar/src/mcp/ids.ts';
 import { parsePolicyText } from '../sidecar/src/policy/load.ts';
 import { compilePolicies, type PolicyDefaults } from '../sidecar/src/policy/resolve.ts';
 import type { LoadBalancerPolicy, LoadBalancerSettings } from '../sidecar/src/policy/types.ts';
-import { writeSection } from './mcp-section.ts';
+import { markers, writeSection } from './report-sections.ts';
 import { machine } from './proc.ts';
 
-/** The micro section of a report file sits between these, so a run replaces just it. */
-export const MICRO_BEGIN = '<!-- micro:begin -->';
-export const MICRO_END = '<!-- micro:end -->';
+const { begin: MICRO_BEGIN, end: MICRO_END } = markers('micro');
 
 export interface MicroOptions {
   /** Time budget per case, ms (tinybench `time`); warm-up is a quarter of it. */

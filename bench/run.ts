@@ -12,8 +12,7 @@
 //
 // Then the report's other sections (SECTIONS below: the durable async scenario of async.ts, …), each
 // with its own part of the --out file, kept from the previous file when it did not run this time.
-import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,6 +25,7 @@ import * as hdr from 'hdr-histogram-js';
 import { request } from 'undici';
 import { SidecarProcess } from '../sidecar/src/demo/sidecar-process.ts';
 import { runAsyncBench } from './async.ts';
+import { markers } from './report-sections.ts';
 import { parseMcpOptions, runMcpBench } from './mcp.ts';
 import { MICRO_DEFAULTS, runMicroBench } from './micro.ts';
 import { runSeedBench, SEED_DEFAULTS } from './seed.ts';
@@ -178,10 +178,6 @@ const SECTIONS: Section[] = [
     failure: 'MICRO: A CASE FAILED (see the micro-benchmark section)',
   },
 ];
-
-export function markers(name: string): { begin: string; end: string } {
-  return { begin: `<!-- ${name}:begin -->`, end: `<!-- ${name}:end -->` };
-}
 
 /** A report file cut into its main part (everything outside sections) and its sections, in file order. */
 export function splitReport(text: string): { main: string | undefined; sections: Map<string, string> } {

@@ -25,7 +25,7 @@
 // (sync), per call = its batch's round trip (batch), send → 202 and send → arrival at the app (async;
 // both clocks are process.hrtime(), CLOCK_MONOTONIC, shared by all processes on the machine).
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,11 +37,10 @@ import { nowUs, type AppCount, type AppReport } from './async-app.ts';
 import { PoolCache, serveSpecs } from './child-ipc.ts';
 import { sumStats, type RelayStats } from './delay-relay.ts';
 import { cpuSeconds, machine, machineBusySeconds } from './proc.ts';
+import { markers, writeSection } from './report-sections.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-/** The seed section of a report file sits between these, so `--out` can replace just it. */
-export const SEED_BEGIN = '<!-- seed:begin -->';
-export const SEED_END = '<!-- seed:end -->';
+const { begin: SEED_BEGIN, end: SEED_END } = markers('seed');
 
 /** Host 2 as host 1 sees it: only relay ports listen here. */
 const HOST2 = '127.0.0.2';
@@ -603,14 +602,6 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
   return `${out.join('\n')}\n`;
 }
 
-/** Replaces the seed section of `text` (or appends one). */
-export function withSeedSection(text: string, markdown: string): string {
-  const begin = text.indexOf(SEED_BEGIN);
-  const end = text.indexOf(SEED_END);
-  if (begin < 0 || end < begin) return `${text.trimEnd()}${text.trim() ? '\n\n' : ''}${markdown}`;
-  return `${text.slice(0, begin)}${markdown.trimEnd()}${text.slice(end + SEED_END.length)}`;
-}
-
 const USAGE = `usage: node bench/seed.ts [options]
   --calls N               calls per mode (default 10000)
   --workers N             sync workers (default 8)
@@ -661,7 +652,7 @@ async function main(): Promise<number> {
   const { markdown, ok, targetMet } = await runSeedBench(options, log);
   process.stdout.write(markdown);
   if (values.out) {
-    writeFileSync(values.out, withSeedSection(existsSync(values.out) ? readFileSync(values.out, 'utf8') : '', markdown));
+    writeSection(values.out, markdown, SEED_BEGIN, SEED_END);
     log(`seed section written to ${values.out}`);
   }
   log(`seed: ${ok ? 'every call answered and delivered once' : 'PROBLEMS (see the report)'}; target ${targetMet ? 'met' : 'not met'}`);

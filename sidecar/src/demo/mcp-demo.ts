@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { MeshDispatchers, runMcpClients, type McpClientOutcome, type McpTransportKind } from './mcp-clients.ts';
 import { startMcpServer, type McpServerApp } from './mcp-server.ts';
-import { SidecarProcess, waitForLinks, type LogLine } from './sidecar-process.ts';
+import { SidecarProcess, waitForLinks } from './sidecar-process.ts';
 import type { McpFailure, McpReport, McpRunReport, SidecarExit } from './summary.ts';
 
 export const MCP_SERVICE = 'mcp';

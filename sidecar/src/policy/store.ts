@@ -2,7 +2,6 @@
 // a whole whenever the files change and the new set is valid. The call path only ever sees a
 // complete, checked table: resolve() reads one field, and a reload swaps that field.
 import { statSync } from 'node:fs';
-import path from 'node:path';
 import { watchFiles, type FileWatch } from '../config/watch-files.ts';
 import { formatProblem, PolicyError, readPolicySet, type PolicyFile, type PolicyProblem } from './load.ts';
 import { compilePolicies, type ExplainedPolicy, type PolicyDefaults, type PolicyTable, type PolicyTableDump, type RequestInfo, type Subscriber } from './resolve.ts';

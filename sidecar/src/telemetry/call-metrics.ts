@@ -10,7 +10,6 @@
 // Labels stay bounded: services are those discovery knows (a call that failed before its policy
 // applied, because its service is unknown, is counted under service="unknown"), routes are policy
 // route names, codes are HTTP statuses, errors are the mesh's own codes (errors/codes.ts).
-import type { Header } from '../mcp/codec.ts';
 import type { CounterSeries, DirectCounter, HistogramSeries, MeshMetrics } from './metrics.ts';
 import type {
   AppCallObservation, AttemptObservation, CallObserver, InboundObservation, InboundStart, Outcome, OutboundObservation, OutboundStart,

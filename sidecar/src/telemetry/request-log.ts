@@ -16,7 +16,7 @@ import { ERROR_CODES, isErrorCode } from '../errors/codes.ts';
 import type {
   AppCallObservation, AttemptObservation, CallObserver, InboundObservation, InboundStart, OutboundObservation, OutboundStart, Outcome,
 } from './observer.ts';
-import { NO_HEADERS, QUIET_APP_CALL, QUIET_ATTEMPT } from './observer.ts';
+import { QUIET_APP_CALL, QUIET_ATTEMPT } from './observer.ts';
 
 export type RequestLogLevel = 'debug' | 'warn' | 'error';
 

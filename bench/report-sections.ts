@@ -1,8 +1,13 @@
 // A report file holds several sections, each between its own markers (`<!-- mcp:begin -->` …
-// `<!-- mcp:end -->`), so one benchmark can rewrite its section and keep the others. Shared by
-// mcp.ts and micro.ts.
+// `<!-- mcp:end -->`), so one benchmark can rewrite its section and keep the others: run.ts for the
+// whole report, and each scenario run on its own (seed.ts, mcp.ts, micro.ts) for its section.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+
+/** The markers around section `name`. */
+export function markers(name: string): { begin: string; end: string } {
+  return { begin: `<!-- ${name}:begin -->`, end: `<!-- ${name}:end -->` };
+}
 
 /**
  * `text` with its section between `begin` and `end` replaced by `section` (which carries the

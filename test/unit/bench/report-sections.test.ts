@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { replaceSection } from '../../../bench/mcp-section.ts';
+import { replaceSection } from '../../../bench/report-sections.ts';
 import { mcpHaproxyConfig, parseMcpOptions, MCP_DEFAULTS } from '../../../bench/mcp.ts';
 
 const B = '<!-- x:begin -->';
