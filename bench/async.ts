@@ -21,7 +21,7 @@ import * as hdr from 'hdr-histogram-js';
 import { request } from 'undici';
 import { SidecarProcess } from '../sidecar/src/demo/sidecar-process.ts';
 import { nowUs, type AppCount, type AppReport } from './async-app.ts';
-import { cpuSeconds, machine, machineBusySeconds, memoryMiB } from './proc.ts';
+import { cpuSeconds, machine, machineBusySeconds, memoryMiB, threadCpu } from './proc.ts';
 import { PoolCache, serveSpecs } from './child-ipc.ts';
 import { markers } from './report-sections.ts';
 
@@ -548,23 +548,6 @@ class Child {
 
 function readCpu(pids: Record<ProcName, number>): Record<ProcName, number> {
   return { sidecarA: cpuSeconds(pids.sidecarA), sidecarB: cpuSeconds(pids.sidecarB), app: cpuSeconds(pids.app), generator: cpuSeconds(pids.generator) };
-}
-
-let ticks: number | undefined;
-
-/** CPU seconds per thread, keyed by thread name (`main` for the main thread); threads of one name summed. */
-function threadCpu(pid: number): Map<string, number> {
-  ticks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  const byTid = new Map<string, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      byTid.set(`${name}\u0000${tid}`, (Number(fields[11]) + Number(fields[12])) / ticks);
-    } catch { /* the thread ended */ }
-  }
-  return byTid;
 }
 
 function diffThreads(before: Map<string, number>, after: Map<string, number>): Record<string, number> {

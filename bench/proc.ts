@@ -1,6 +1,6 @@
 // What a process costs, read from Linux /proc: CPU time (utime + stime) and peak resident memory.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 
 let clockTicks: number | undefined;
@@ -17,14 +17,36 @@ function ticksPerSecond(): number {
   return clockTicks;
 }
 
-/** CPU seconds (user + system) a process has used so far. */
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** CPU seconds (user + system) in a /proc stat file: a process's, or one thread's (task/<tid>/stat). */
+function statCpuSeconds(text: string): number {
   // The command name (field 2) is in parentheses and may contain spaces: split after its ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const utime = Number(fields[11]); // field 14
   const stime = Number(fields[12]); // field 15
   return (utime + stime) / ticksPerSecond();
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+export function cpuSeconds(pid: number): number {
+  return statCpuSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+}
+
+/** CPU seconds a process's main thread (its event loop, for Node) has used so far. */
+export function mainThreadCpuSeconds(pid: number): number {
+  return statCpuSeconds(readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8'));
+}
+
+/** CPU seconds per thread so far, keyed by "<thread name>\0<tid>" (`main` for the main thread). */
+export function threadCpu(pid: number): Map<string, number> {
+  const byTid = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      byTid.set(`${name}\u0000${tid}`, statCpuSeconds(stat));
+    } catch { /* the thread ended */ }
+  }
+  return byTid;
 }
 
 /** CPU seconds the whole machine has spent busy (all CPUs, everything but idle and iowait) so far. */

@@ -25,7 +25,7 @@
 // (sync), per call = its batch's round trip (batch), send → 202 and send → arrival at the app (async;
 // both clocks are process.hrtime(), CLOCK_MONOTONIC, shared by all processes on the machine).
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,7 +36,7 @@ import { SidecarProcess, waitForLinks, type SidecarSpec } from '../sidecar/src/d
 import { nowUs, type AppCount, type AppReport } from './async-app.ts';
 import { PoolCache, serveSpecs } from './child-ipc.ts';
 import { sumStats, type RelayStats } from './delay-relay.ts';
-import { cpuSeconds, machine, machineBusySeconds } from './proc.ts';
+import { cpuSeconds, machine, machineBusySeconds, mainThreadCpuSeconds } from './proc.ts';
 import { markers, writeSection } from './report-sections.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -299,16 +299,6 @@ async function linkCounters(sidecar: SidecarProcess): Promise<{ batches: number;
   return { batches: links.reduce((n, l) => n + l.batches, 0), envelopes: links.reduce((n, l) => n + l.envelopes, 0) };
 }
 
-/** Clock ticks (utime + stime) of a process's main thread and of the whole process. */
-function threadTicks(pid: number): { main: number; all: number } {
-  const ticks = (file: string) => {
-    const stat = readFileSync(file, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
-  };
-  return { main: ticks(`/proc/${pid}/task/${pid}/stat`), all: ticks(`/proc/${pid}/stat`) };
-}
-
 const sleep = (msDelay: number) => new Promise((resolve) => setTimeout(resolve, msDelay));
 
 /** Polls `check` every 20 ms until it returns true, or nothing changed in `quietMs`. */
@@ -435,7 +425,7 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
       const run = `s${++runs}`;
       const cpuBefore = Object.fromEntries(PROCS.map((p) => [p, cpuSeconds(pids[p])])) as Record<ProcName, number>;
       const busyBefore = machineBusySeconds();
-      const mainBefore = { sidecarA: threadTicks(pids.sidecarA), sidecarB: threadTicks(pids.sidecarB) };
+      const mainBefore = { sidecarA: mainThreadCpuSeconds(pids.sidecarA), sidecarB: mainThreadCpuSeconds(pids.sidecarB) };
       const linkBefore = await linkCounters(sidecarA);
       const t0 = nowUs();
       const gen = await generator.call<GenResult>({
@@ -452,11 +442,10 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
       }, 10_000);
       const cpu = Object.fromEntries(PROCS.map((p) => [p, cpuSeconds(pids[p]) - cpuBefore[p]])) as Record<ProcName, number>;
       const busy = machineBusySeconds() - busyBefore;
-      const main = (name: 'sidecarA' | 'sidecarB') => {
-        const now = threadTicks(pids[name]);
-        return cpu[name] * ((now.main - mainBefore[name].main) / (now.all - mainBefore[name].all || 1));
+      const mainCpu = {
+        sidecarA: mainThreadCpuSeconds(pids.sidecarA) - mainBefore.sidecarA,
+        sidecarB: mainThreadCpuSeconds(pids.sidecarB) - mainBefore.sidecarB,
       };
-      const mainCpu = { sidecarA: main('sidecarA'), sidecarB: main('sidecarB') };
       const linkAfter = await linkCounters(sidecarA);
       const link = { batches: linkAfter.batches - linkBefore.batches, envelopes: linkAfter.envelopes - linkBefore.envelopes };
       const windowS = (nowUs() - t0) / 1e6;
