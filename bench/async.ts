@@ -19,7 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { request } from 'undici';
-import { SidecarProcess } from '../sidecar/src/demo/sidecar-process.ts';
+import { SidecarProcess, waitForLinks } from '../sidecar/src/demo/sidecar-process.ts';
 import { nowUs, type AppCount, type AppReport } from './async-app.ts';
 import { cpuSeconds, machine, machineBusySeconds, memoryMiB, threadCpu } from './proc.ts';
 import { PoolCache, serveSpecs } from './child-ipc.ts';
@@ -258,7 +258,7 @@ export async function runAsyncBench(options: AsyncOptions, log: (line: string) =
     children.unshift(sidecarA);
     const generator = await Child.start(fileURLToPath(import.meta.url), ['generator']);
     children.unshift(generator);
-    await waitForLink(sidecarA);
+    await waitForLinks([sidecarA], 10_000);
     const dataDirs = readdirSync(dir).filter((f) => f.startsWith('data-'));
     const pids: Record<ProcName, number> = { sidecarA: sidecarA.pid, sidecarB: sidecarB.pid, app: app.pid, generator: generator.pid };
     const idle = { sidecarA: memoryMiB(sidecarA.pid), sidecarB: memoryMiB(sidecarB.pid) };
@@ -647,14 +647,6 @@ async function waitForOutbox(sidecar: SidecarProcess, timeoutMs: number): Promis
     const queued = [...text.matchAll(/^mcp_outbox_messages\{[^}]*state="queued"[^}]*\}\s+(\S+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
     if (queued === 0) return true;
     if (Date.now() > until) return false;
-    await sleep(50);
-  }
-}
-
-async function waitForLink(sidecar: SidecarProcess, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await sidecar.links()).every((l) => l.state === 'ready')) {
-    if (Date.now() > until) throw new Error('the link from sidecar A to sidecar B did not become ready');
     await sleep(50);
   }
 }

@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
 import { request } from 'undici';
-import { SidecarProcess } from '../sidecar/src/demo/sidecar-process.ts';
+import { SidecarProcess, waitForLinks } from '../sidecar/src/demo/sidecar-process.ts';
 import { runAsyncBench } from './async.ts';
 import { markers } from './report-sections.ts';
 import { parseMcpOptions, runMcpBench } from './mcp.ts';
@@ -461,7 +461,7 @@ async function runSync(options: Options, log: Log): Promise<{ markdown: string; 
     }
     const generator = await Generator.start();
     children.unshift(generator);
-    await waitForLink(sidecarA.ports!.admin);
+    await waitForLinks([sidecarA], 10_000);
     const pids: Partial<Record<ProcName, number>> = { sidecarA: sidecarA.pid, sidecarB: sidecarB.pid, app: app.pid, generator: generator.pid };
     if (chain) Object.assign(pids, { haproxy1: chain.first.pid, haproxy2: chain.second.pid });
     log(`app pid ${app.pid} :${app.port}; sidecar A pid ${sidecarA.pid} outbound :${sidecarA.ports!.outbound}; sidecar B pid ${sidecarB.pid} inbound :${sidecarB.ports!.inbound}; ${chain ? `haproxy 1 pid ${chain.first.pid} :${chain.port}; haproxy 2 pid ${chain.second.pid} :${chain.second.port}; ` : ''}generator pid ${generator.pid}`);
@@ -923,18 +923,10 @@ class Generator {
   }
 }
 
-async function linkStats(adminPort: number): Promise<{ batches: number; envelopes: number; state: string }> {
+async function linkStats(adminPort: number): Promise<{ batches: number; envelopes: number }> {
   const res = await request(`http://127.0.0.1:${adminPort}/endpoints`);
-  const { links } = await res.body.json() as { links: { state: string; batches: number; envelopes: number }[] };
-  return links.reduce((sum, l) => ({ batches: sum.batches + l.batches, envelopes: sum.envelopes + l.envelopes, state: l.state }), { batches: 0, envelopes: 0, state: 'none' });
-}
-
-async function waitForLink(adminPort: number, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while ((await linkStats(adminPort)).state !== 'ready') {
-    if (Date.now() > until) throw new Error('the link from sidecar A to sidecar B did not become ready');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  const { links } = await res.body.json() as { links: { batches: number; envelopes: number }[] };
+  return links.reduce((sum, l) => ({ batches: sum.batches + l.batches, envelopes: sum.envelopes + l.envelopes }), { batches: 0, envelopes: 0 });
 }
 
 /** Sidecar A's Prometheus exposition (admin /metrics). */
