@@ -26,6 +26,7 @@ import { hashKey } from '../affinity/hash-key.ts';
 import { selectSubset } from '../balancer/subsets.ts';
 import { CircuitOpenError, failureStatuses, isBreakerFailure, type BreakerRegistry } from '../resilience/breaker.ts';
 import { deadlines } from '../resilience/deadline-timers.ts';
+import { isTraceHeader } from '../http/headers.ts';
 import { retryDelay, shouldRetry, type AttemptOutcome } from '../resilience/retry.ts';
 import type { AttemptObservation, CallObserver, OutboundObservation } from '../telemetry/observer.ts';
 import type { ServiceState, ServiceStates } from './service-state.ts';
@@ -502,7 +503,7 @@ function send(ctx: CallContext, link: PeerLink, request: Envelope, signal: Abort
  * app a parent that exists).
  */
 function withTraceHeaders(headers: readonly Header[], trace: TraceContext): Header[] {
-  const out = headers.filter((h) => h.name !== 'traceparent' && h.name !== 'tracestate');
+  const out = headers.filter((h) => !isTraceHeader(h.name));
   if (trace.traceparent) out.push({ name: 'traceparent', value: trace.traceparent });
   if (trace.tracestate) out.push({ name: 'tracestate', value: trace.tracestate });
   return out;

@@ -33,16 +33,22 @@ export function endToEndRequestHeaders(rawHeaders: readonly string[], also?: str
   return listed ? out.filter((h) => !listed.has(h.name)) : out;
 }
 
+/** The W3C trace context headers, which a traced hop replaces with its own span's. */
+export function isTraceHeader(name: string): boolean {
+  return name === 'traceparent' || name === 'tracestate';
+}
+
 /**
  * A peer's request headers as the flat list undici takes, plus `extra` (host, source). Filtered again
  * in one pass, names compared lower-cased: whatever a peer sends, the app gets no hop-by-hop header,
- * no second Host and no mesh control header but the ones this sidecar sets.
+ * no second Host and no mesh control header but the ones this sidecar sets; with `dropTrace`, no
+ * trace context either (`extra` carries this sidecar's).
  */
-export function peerHeadersForApp(headers: readonly Header[] | undefined, extra: readonly Header[]): string[] {
+export function peerHeadersForApp(headers: readonly Header[] | undefined, extra: readonly Header[], dropTrace = false): string[] {
   const flat: string[] = [];
   for (const { name, value } of headers ?? []) {
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || MESH_CONTROL.has(lower) || lower === 'host') continue;
+    if (HOP_BY_HOP.has(lower) || MESH_CONTROL.has(lower) || lower === 'host' || (dropTrace && isTraceHeader(lower))) continue;
     flat.push(lower, value);
   }
   for (const h of extra) flat.push(h.name, h.value);

@@ -50,10 +50,6 @@ function statusOfEnvelope(response: Envelope): number {
   return response.http?.status ?? 0;
 }
 
-function withoutTraceHeaders(headers: Envelope['headers']): Header[] {
-  return (headers ?? []).filter((h) => h.name !== 'traceparent' && h.name !== 'tracestate');
-}
-
 export class AppForwarder implements InboundHandler {
   readonly #pool: Pool;
   readonly #options: AppForwarderOptions;
@@ -166,7 +162,7 @@ export class AppForwarder implements InboundHandler {
     if (request.messageId) extra.push(...deliveryHeaders(request));
     // A traced call hands the app this sidecar's span as its parent, in place of the caller's.
     for (const h of traceHeaders) extra.push(h);
-    const headers = peerHeadersForApp(traceHeaders.length > 0 ? withoutTraceHeaders(request.headers) : request.headers, extra);
+    const headers = peerHeadersForApp(request.headers, extra, traceHeaders.length > 0);
     return requestApp(this.#pool, { method: http.method, path: http.path, headers, body, signal, deadlineMs: request.deadlineMs ?? 0 }, readWhole);
   }
 

@@ -121,6 +121,13 @@ describe('peerHeadersForApp', () => {
     ], [{ name: 'host', value: 'payments' }, { name: 'mcp-mesh-source', value: 'orders' }]);
     assert.deepEqual(flat, ['x-keep', 'a', 'accept', '*/*', 'host', 'payments', 'mcp-mesh-source', 'orders']);
   });
+
+  it('with dropTrace, the caller\'s trace context gives way to the one in the extras', () => {
+    const peer = [{ name: 'traceparent', value: 'caller' }, { name: 'tracestate', value: 'a=1' }, { name: 'x-keep', value: 'a' }];
+    const ours = [{ name: 'traceparent', value: 'ours' }];
+    assert.deepEqual(peerHeadersForApp(peer, ours, true), ['x-keep', 'a', 'traceparent', 'ours']);
+    assert.deepEqual(peerHeadersForApp(peer, []), ['traceparent', 'caller', 'tracestate', 'a=1', 'x-keep', 'a'], 'kept when this hop does not trace');
+  });
 });
 
 describe('endToEndRawResponseHeaders', () => {
