@@ -189,12 +189,12 @@ function resolve(resolver: Resolver, target: ServiceTarget, service: string): re
   return endpoints;
 }
 
-/** Errors from the peer or the link do not know which service was called; the answer must say. */
 /** What telemetry records of a failed call or try. */
 function outcomeOf(err: unknown): { status: number; code?: string; message?: string } {
   return err instanceof MeshError ? { status: err.status, code: err.code, message: err.message } : { status: 500, code: 'INTERNAL', message: String(err) };
 }
 
+/** Errors from the peer or the link do not know which service was called; the answer must say. */
 function naming(err: unknown, service: string): unknown {
   if (!(err instanceof MeshError) || err.service) return err;
   const named = new MeshError(err.code, err.message, { service, cause: err });

@@ -77,7 +77,7 @@ export class AppForwarder implements InboundHandler {
       for (const h of headers) if (h.name === 'content-length') return Number(h.value) <= inlineBodyBytes;
       return false;
     };
-    return this.#withDeadline(request, signal, statusOfEnvelope, async (callSignal, traceHeaders) => {
+    return this.#observed(request, signal, statusOfEnvelope, async (callSignal, traceHeaders) => {
       const res = await this.#requestApp(request, payload, callSignal, traceHeaders, readWhole);
       const headers = res.headers;
       if (Buffer.isBuffer(res.body)) return responseEnvelope(request, res.statusCode, headers, res.body, undefined);
@@ -92,7 +92,7 @@ export class AppForwarder implements InboundHandler {
   }
 
   async stream(head: Envelope, body: Readable | Buffer | null, signal: AbortSignal): Promise<InboundResponse> {
-    return this.#withDeadline(head, signal, (response) => statusOfEnvelope(response.head), async (callSignal, traceHeaders) => {
+    return this.#observed(head, signal, (response) => statusOfEnvelope(response.head), async (callSignal, traceHeaders) => {
       const res = await this.#requestApp(head, body, callSignal, traceHeaders, streamAlways);
       return { head: responseEnvelope(head, res.statusCode, res.headers, undefined, undefined), body: res.body as Readable };
     });
@@ -126,12 +126,10 @@ export class AppForwarder implements InboundHandler {
   }
 
   /**
-   * Run `work` under the caller's deadline (carried in the envelope as time left) and the caller's
-   * cancel signal, observed (traced, counted) as one inbound call with one call to the app. The
-   * deadline covers the wait for the app's answer; once a streamed body has started, idle timeouts
-   * on the calling side take over.
+   * Run `work`, observed (traced, counted) as one inbound call with one call to the app. The caller's
+   * deadline and cancel signal are watched by the request to the app itself (app-request.ts).
    */
-  async #withDeadline<T>(request: Envelope, signal: AbortSignal, statusOf: (answer: T) => number,
+  async #observed<T>(request: Envelope, signal: AbortSignal, statusOf: (answer: T) => number,
     work: (signal: AbortSignal, traceHeaders: readonly Header[]) => Promise<T>): Promise<T> {
     const inbound = this.#options.observer.inbound({
       service: this.#options.service, source: request.source ?? '', method: request.http?.method ?? '', path: request.http?.path ?? '',
@@ -139,7 +137,6 @@ export class AppForwarder implements InboundHandler {
     });
     const appCall = inbound.appCall();
     try {
-      // The request to the app watches the caller's signal and deadline itself (app-request.ts).
       const answer = await work(signal, appCall.headers);
       const outcome = { status: statusOf(answer) };
       appCall.end(outcome);
