@@ -79,12 +79,15 @@ export class PeakEwma implements Balancer {
    */
   estimateMs(address: string): number | undefined {
     const estimate = this.#estimates.get(address);
-    return estimate && estimate.rtt * Math.exp(-(this.#now() - estimate.at) / this.#decayMs);
+    return estimate && this.#decayed(estimate, this.#now());
   }
 
   /** The estimate now, decayed towards 0 for the time without answers. */
   #current(address: string, now: number): number {
-    const estimate = this.#estimate(address, now);
+    return this.#decayed(this.#estimate(address, now), now);
+  }
+
+  #decayed(estimate: Estimate, now: number): number {
     return estimate.rtt * Math.exp(-(now - estimate.at) / this.#decayMs);
   }
 
