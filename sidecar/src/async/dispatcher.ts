@@ -53,8 +53,6 @@ interface Entry {
   lastEndpoint?: string;
   /** Failed tries, refusals included (in memory): the back-off grows with them. */
   failures: number;
-  /** Unix ms the age limit counts from: acceptance, or the replay that brought it back. */
-  ageFrom: number;
   running: boolean;
 }
 
@@ -89,8 +87,7 @@ export class Dispatcher {
   /** A message just written to the outbox, or replayed from the dead letters. */
   add(summary: MessageSummary): void {
     if (this.#entries.has(summary.id) || this.#draining) return;
-    const replayed = summary.attempts === 0 && summary.updatedAt > summary.createdAt;
-    const entry: Entry = { summary, failures: summary.attempts, ageFrom: replayed ? summary.updatedAt : summary.createdAt, running: false };
+    const entry: Entry = { summary, failures: summary.attempts, running: false };
     this.#entries.set(summary.id, entry);
     const chainKey = chainOf(summary);
     if (chainKey !== undefined) {
@@ -242,7 +239,9 @@ export class Dispatcher {
       settlement = { state: 'failed', attempts, nextAttemptAt: now, lastError: outcome.error, ...withAnswer };
     } else {
       const retryAfterMs = outcome.kind === 'retry' ? outcome.retryAfterMs : undefined;
-      const next = nextAttempt(policy, { attempts, failures, createdAt: entry.ageFrom }, now, retryAfterMs);
+      // The age limit counts from acceptance, or from the replay that brought it back from the dead letters.
+      const ageFrom = entry.summary.replayedAt ?? entry.summary.createdAt;
+      const next = nextAttempt(policy, { attempts, failures, createdAt: ageFrom }, now, retryAfterMs);
       settlement = next.dead
         ? { state: 'dead', attempts, nextAttemptAt: now, lastError: { ...outcome.error, message: `${outcome.error.message}; ${next.why}` }, ...withAnswer }
         : { state: 'queued', attempts, nextAttemptAt: next.at, lastError: outcome.error };

@@ -53,12 +53,22 @@ export type WorkerMessage =
 
 // --- Schema ----------------------------------------------------------------------------------------
 
-const SCHEMA_VERSION = 1;
+/**
+ * How an older database is brought up to date: UPGRADES[v - 1] takes schema version v to v + 1. A
+ * new database gets SCHEMA, the latest, at once.
+ */
+const UPGRADES: readonly string[] = [
+  // 2: the replay time. ALTER TABLE can only append it, after the bodies: in an upgraded database a
+  // summary of a row written since then reads past its body (a new database has it in place).
+  'ALTER TABLE outbox ADD COLUMN replayed_at INTEGER',
+];
+const SCHEMA_VERSION = UPGRADES.length + 1;
 
 // seq is the rowid (AUTOINCREMENT: never reused, so it is the order of acceptance); id has its own
 // unique index. Columns a summary needs come first and the bodies last: SQLite reads a row from its
-// start, so summaries stop before a large body's overflow pages.
-const SCHEMA_V1 = `
+// start, so summaries stop before a large body's overflow pages. replayed_at: the latest replay from
+// the dead letters (maxAge counts from it); null if never replayed.
+const SCHEMA = `
   CREATE TABLE outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -74,6 +84,7 @@ const SCHEMA_V1 = `
     next_attempt_at INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
+    replayed_at INTEGER,
     last_error TEXT,
     method TEXT NOT NULL,
     path TEXT NOT NULL,
@@ -98,7 +109,7 @@ const SCHEMA_V1 = `
 `;
 
 const SUMMARY_COLUMNS = `seq, id, state, priority, ordering_key, service, namespace, topic, event_id, endpoint,
-  attempts, next_attempt_at, created_at, updated_at, last_error`;
+  attempts, next_attempt_at, created_at, updated_at, replayed_at, last_error`;
 const MESSAGE_COLUMNS = `${SUMMARY_COLUMNS}, method, path, authority, headers, body,
   response_status, response_headers, response_body`;
 /** A message with an empty request body in place of the stored one, which is never read. */
@@ -120,6 +131,7 @@ interface SummaryRow {
   next_attempt_at: number;
   created_at: number;
   updated_at: number;
+  replayed_at: number | null;
   last_error: string | null;
 }
 
@@ -158,6 +170,7 @@ function toSummary(row: SummaryRow): MessageSummary {
   if (row.event_id !== null) m.eventId = row.event_id;
   if (row.endpoint !== null) m.endpoint = row.endpoint;
   if (row.ordering_key !== null) m.orderingKey = row.ordering_key;
+  if (row.replayed_at !== null) m.replayedAt = row.replayed_at;
   if (row.last_error !== null) m.lastError = JSON.parse(row.last_error) as AttemptError;
   return m;
 }
@@ -215,10 +228,9 @@ function makeOps(db: DatabaseSync, quota: Quota | undefined) {
       updated_at = $now, last_error = $lastError, response_status = $status, response_headers = $headers, response_body = $body,
       body = CASE WHEN $state IN ('delivered', 'failed') THEN x'' ELSE body END
     WHERE id = $id`);
-  const replay = db.prepare(`UPDATE outbox SET state = 'queued', attempts = 0, next_attempt_at = $now, updated_at = $now
-    WHERE id = $id AND state = 'dead' RETURNING ${SUMMARY_COLUMNS}`);
-  const replayAll = db.prepare(`UPDATE outbox SET state = 'queued', attempts = 0, next_attempt_at = $now, updated_at = $now
-    WHERE state = 'dead' RETURNING ${SUMMARY_COLUMNS}`);
+  const requeue = `UPDATE outbox SET state = 'queued', attempts = 0, next_attempt_at = $now, updated_at = $now, replayed_at = $now`;
+  const replay = db.prepare(`${requeue} WHERE id = $id AND state = 'dead' RETURNING ${SUMMARY_COLUMNS}`);
+  const replayAll = db.prepare(`${requeue} WHERE state = 'dead' RETURNING ${SUMMARY_COLUMNS}`);
   const deleteDead = db.prepare(`DELETE FROM outbox WHERE id = ? AND state = 'dead'`);
   const deleteAllDead = db.prepare(`DELETE FROM outbox WHERE state = 'dead'`);
   const counts = db.prepare(`SELECT state, count(*) AS n FROM outbox GROUP BY state`);
@@ -438,7 +450,7 @@ function openDatabase(dir: string, maxBytes: number): { db: DatabaseSync; quota:
   }
 }
 
-/** Creates the schema, or (later) upgrades an older one; user_version holds the version. */
+/** Creates the schema, or upgrades an older one; user_version holds the version. */
 function migrate(db: DatabaseSync): void {
   db.exec('BEGIN IMMEDIATE');
   try {
@@ -446,7 +458,10 @@ function migrate(db: DatabaseSync): void {
     if (version > SCHEMA_VERSION) {
       throw Object.assign(new Error(`its schema (version ${version}) is newer than this sidecar's (${SCHEMA_VERSION})`), { syscall: 'open' });
     }
-    if (version < 1) db.exec(`${SCHEMA_V1} PRAGMA user_version = 1`);
+    if (version < SCHEMA_VERSION) {
+      db.exec(version < 1 ? SCHEMA : UPGRADES.slice(version - 1).join(';\n'));
+      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    }
     db.exec('COMMIT');
   } catch (err) {
     if (db.isTransaction) db.exec('ROLLBACK');

@@ -67,6 +67,8 @@ export interface StoredMessage extends NewMessage {
   nextAttemptAt: number;
   /** Unix ms of the last change. */
   updatedAt: number;
+  /** Unix ms of its latest replay from the dead letters, if any: async.maxAge counts from it, not createdAt. */
+  replayedAt?: number;
   lastError?: AttemptError;
   response?: StoredResponse;
 }
@@ -133,7 +135,7 @@ export interface MessageStore {
    * request.body is always empty here (get() returns it).
    */
   deadLetters(options: { limit: number; after?: string }): Promise<StoredMessage[]>;
-  /** dead → queued with attempts 0 and no back-off; undefined if no such dead letter. */
+  /** dead → queued with attempts 0, no back-off and replayedAt = now; undefined if no such dead letter. */
   replay(id: string, now: number): Promise<MessageSummary | undefined>;
   replayAll(now: number): Promise<MessageSummary[]>;
   /** Delete a dead letter; false if there was none with that id. */

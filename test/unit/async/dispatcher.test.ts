@@ -1,11 +1,15 @@
-import { describe, it, mock } from 'node:test';
+import { describe, it, mock, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pino from 'pino';
 import { Dispatcher } from '../../../sidecar/src/async/dispatcher.ts';
+import { openMessageStore } from '../../../sidecar/src/async/store.ts';
 import type { CallPipeline, CallResult, OutboundCall } from '../../../sidecar/src/call/pipeline.ts';
 import { MeshError } from '../../../sidecar/src/errors/mesh-error.ts';
 import type { AsyncPolicy } from '../../../sidecar/src/policy/types.ts';
-import type { NewMessage, PriorityName } from '../../../sidecar/src/async/types.ts';
+import type { MessageStore, NewMessage, PriorityName } from '../../../sidecar/src/async/types.ts';
 import { MemoryStoreDouble } from '../../helpers/memory-store.ts';
 
 const logger = pino({ level: 'silent' });
@@ -38,19 +42,66 @@ function message(overrides: Partial<NewMessage> = {}): NewMessage {
   };
 }
 
-async function setup(options: { policy?: AsyncPolicy; concurrency?: number } = {}) {
+interface Options {
+  policy?: AsyncPolicy;
+  concurrency?: number;
+  onSettled?: () => void;
+}
+
+function newDispatcher(store: MessageStore, pipeline: CallPipeline, options: Options): Dispatcher {
+  return new Dispatcher({
+    store, pipeline, policy: () => options.policy ?? NO_WAIT, endpoints: () => [{ address: '127.0.0.1:1', labels: {}, weight: 1 }],
+    concurrency: options.concurrency ?? 1, logger, ...(options.onSettled ? { onSettled: options.onSettled } : {}),
+  });
+}
+
+async function setup(options: Options = {}) {
   const store = new MemoryStoreDouble();
   const held = heldPipeline();
-  const dispatcher = new Dispatcher({
-    store, pipeline: held.pipeline, policy: () => options.policy ?? NO_WAIT, endpoints: () => [{ address: '127.0.0.1:1', labels: {}, weight: 1 }],
-    concurrency: options.concurrency ?? 1, logger,
-  });
+  const dispatcher = newDispatcher(store, held.pipeline, options);
   const send = async (m: NewMessage) => {
     await store.accept([m]);
     dispatcher.add((await store.unfinished()).find((s) => s.id === m.id)!);
     return m;
   };
   return { store, dispatcher, send, ...held };
+}
+
+/** async.maxAge 10 s; with Math.random at 0.5 every back-off is 500 ms. */
+const TEN_SECONDS: AsyncPolicy = { attempts: 10, backoffBaseMs: 1000, backoffMaxMs: 1000, maxAgeMs: 10_000, attemptTimeoutMs: 1000 };
+const T0 = 1_000_000;
+
+/**
+ * A message accepted at T0 (the clock is mocked from there) in one SQLite store, and dispatchers over
+ * it as sidecars started one after the other on the same data directory would have (the age limit
+ * must survive what a restart reads back from disk). `refuse(i)` refuses the i-th call (a refusal
+ * uses no attempt) and resolves once that settlement is on disk.
+ */
+async function restartable(t: TestContext) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-dispatcher-'));
+  const store = await openMessageStore(dir, { maxBytes: 0 });
+  t.after(async () => {
+    await store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  t.mock.method(Math, 'random', () => 0.5);
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: T0 });
+  const m = message({ createdAt: T0 });
+  await store.accept([m]);
+  const { pipeline, calls, waitForCalls } = heldPipeline();
+  let written: (() => void) | undefined;
+  const dispatcher = () => {
+    const d = newDispatcher(store, pipeline, { policy: TEN_SECONDS, onSettled: () => written?.() });
+    t.after(() => d.stop());
+    return d;
+  };
+  const refuse = async (i: number) => {
+    await waitForCalls(i + 1);
+    const settled = new Promise<void>((resolve) => { written = resolve; });
+    calls[i]!.fail(new MeshError('CIRCUIT_OPEN', 'the breaker is open'));
+    await settled;
+  };
+  return { store, m, dispatcher, refuse };
 }
 
 describe('Dispatcher', () => {
@@ -214,6 +265,48 @@ describe('Dispatcher', () => {
     await dispatcher.start();
     await waitForCalls(2);
     assert.deepEqual(calls.map((c) => c.call.delivery?.messageId).sort(), left.map((m) => m.id).sort());
+  });
+
+  it('a message only ever refused still dies at async.maxAge counted from its acceptance, across a restart', async (t) => {
+    const { store, m, dispatcher, refuse } = await restartable(t);
+    const before = dispatcher();
+    await before.start();
+    t.mock.timers.tick(6_000);
+    await refuse(0);
+    const refused = await store.get(m.id);
+    assert.deepEqual([refused?.state, refused?.attempts, refused?.updatedAt], ['queued', 0, T0 + 6_000], 'no attempt used, updatedAt moved');
+    await before.stop();
+
+    await dispatcher().start(); // the restart: it reads back attempts 0 and an updatedAt past createdAt
+    t.mock.timers.tick(3_600);
+    await refuse(1); // the next try would come 10.1 s after acceptance
+    const stored = await store.get(m.id);
+    assert.equal(stored?.state, 'dead', 'the restart did not give it a fresh age');
+    assert.equal(stored.attempts, 0);
+    assert.match(stored.lastError?.message ?? '', /maximum age of 10000 ms/);
+  });
+
+  it('a replayed dead letter counts its age from the replay, across a restart too', async (t) => {
+    const { store, m, dispatcher, refuse } = await restartable(t);
+    await store.settle(m.id, { state: 'dead', attempts: 10, nextAttemptAt: T0 });
+    t.mock.timers.tick(20_000);
+    const replayed = await store.replay(m.id, Date.now());
+    assert.equal(replayed?.replayedAt, T0 + 20_000);
+    const before = dispatcher();
+    before.add(replayed);
+    t.mock.timers.tick(5_000);
+    await refuse(0); // 25.5 s after acceptance, 5.5 s after the replay
+    const refused = await store.get(m.id);
+    assert.deepEqual([refused?.state, refused?.updatedAt], ['queued', T0 + 25_000], 'a fresh age after the replay');
+    await before.stop();
+
+    await dispatcher().start();
+    t.mock.timers.tick(4_600);
+    await refuse(1); // the next try would come 10.1 s after the replay (5.1 s after the last refusal)
+    const stored = await store.get(m.id);
+    assert.equal(stored?.state, 'dead');
+    assert.equal(stored.replayedAt, T0 + 20_000);
+    assert.match(stored.lastError?.message ?? '', /maximum age of 10000 ms/);
   });
 
   it('a broadcast copy whose replica left discovery fails instead of going elsewhere', async () => {

@@ -6,8 +6,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { DatabaseSync } from 'node:sqlite';
 import { openMessageStore, SqliteMessageStore } from '../../../sidecar/src/async/store.ts';
-import { StorageError, type MessageStore, type NewMessage, type StoredMessage } from '../../../sidecar/src/async/types.ts';
+import { STORE_FILE, StorageError, type MessageStore, type NewMessage, type StoredMessage } from '../../../sidecar/src/async/types.ts';
 
 /** A fresh directory, removed after the test. */
 function tempDir(t: TestContext): string {
@@ -93,6 +94,35 @@ function spawnChild(t: TestContext, ...args: string[]) {
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   return { child, exited, nextLine: async () => (await lines.next()).value as string | undefined };
+}
+
+// The tables as schema version 1 made them (before replayed_at): the database an older sidecar left.
+const SCHEMA_V1 = `
+  CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'failed', 'dead')), priority TEXT NOT NULL, ordering_key TEXT,
+    service TEXT NOT NULL, namespace TEXT NOT NULL, topic TEXT, event_id TEXT, endpoint TEXT, attempts INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_error TEXT,
+    method TEXT NOT NULL, path TEXT NOT NULL, authority TEXT NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL,
+    response_status INTEGER, response_headers TEXT, response_body BLOB
+  ) STRICT;
+  CREATE INDEX outbox_state_seq ON outbox (state, seq);
+  CREATE INDEX outbox_state_updated ON outbox (state, updated_at);
+  CREATE TABLE seen (
+    key TEXT PRIMARY KEY, message_id TEXT NOT NULL, at INTEGER NOT NULL, status INTEGER NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL
+  ) STRICT;
+  CREATE INDEX seen_at ON seen (at);
+  PRAGMA user_version = 1;
+`;
+
+/** Runs `fn` on the database file in `dir` directly (no store may have it open). */
+function withDatabase<T>(dir: string, fn: (db: DatabaseSync) => T): T {
+  const db = new DatabaseSync(path.join(dir, STORE_FILE));
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
 }
 
 describe('openMessageStore', () => {
@@ -183,7 +213,7 @@ describe('openMessageStore', () => {
     const replayed = await store.replay('d1', 7_000);
     assert.deepEqual({ ...replayed, lastError: undefined }, {
       id: 'd1', seq: 1, state: 'queued', priority: 'medium', service: 'orders', namespace: 'shop',
-      attempts: 0, nextAttemptAt: 7_000, createdAt: 1_000, updatedAt: 7_000, lastError: undefined,
+      attempts: 0, nextAttemptAt: 7_000, createdAt: 1_000, updatedAt: 7_000, replayedAt: 7_000, lastError: undefined,
     });
     assert.equal(replayed && 'request' in replayed, false);
 
@@ -192,7 +222,7 @@ describe('openMessageStore', () => {
     assert.equal(await store.deleteDead('d2'), false);
 
     const all = await store.replayAll(8_000);
-    assert.deepEqual(all.map((m) => [m.id, m.state, m.attempts, m.nextAttemptAt]), [['d3', 'queued', 0, 8_000], ['d4', 'queued', 0, 8_000]]);
+    assert.deepEqual(all.map((m) => [m.id, m.state, m.attempts, m.nextAttemptAt, m.replayedAt]), [['d3', 'queued', 0, 8_000, 8_000], ['d4', 'queued', 0, 8_000, 8_000]]);
     assert.deepEqual(ids(await store.unfinished()), ['d1', 'q', 'd3', 'd4']);
 
     await seed(store, { e1: 'dead', e2: 'dead' });
@@ -253,6 +283,40 @@ describe('openMessageStore', () => {
     assert.equal((await second.seen('k'))?.messageId, 'a');
     await second.accept([message('d')]);
     assert.deepEqual((await second.unfinished()).map((m) => [m.id, m.seq]), [['a', 1], ['c', 3], ['d', 4]]);
+  });
+
+  it('upgrades a database of schema version 1 on open: its messages load, and a replay is stamped', async (t) => {
+    const dir = tempDir(t);
+    withDatabase(dir, (db) => {
+      db.exec(SCHEMA_V1);
+      const insert = db.prepare(`INSERT INTO outbox (id, state, priority, service, namespace, attempts, next_attempt_at, created_at,
+          updated_at, method, path, authority, headers, body)
+        VALUES (?, ?, 'medium', 'orders', 'shop', ?, 1000, 1000, ?, 'POST', '/orders', 'orders.shop', '[]', x'7b7d')`);
+      insert.run('refused', 'queued', 0, 3_000);
+      insert.run('dead', 'dead', 5, 4_000);
+    });
+
+    const store = await openMessageStore(dir, { maxBytes: 0 });
+    assert.deepEqual(await store.unfinished(), [{
+      id: 'refused', seq: 1, state: 'queued', priority: 'medium', service: 'orders', namespace: 'shop',
+      attempts: 0, nextAttemptAt: 1_000, createdAt: 1_000, updatedAt: 3_000,
+    }], 'never replayed: no replayedAt');
+    assert.deepEqual((await store.get('dead'))?.request.body, Buffer.from('{}'));
+    assert.equal((await store.replay('dead', 7_000))?.replayedAt, 7_000);
+    await store.close();
+
+    withDatabase(dir, (db) => {
+      assert.equal(db.prepare('PRAGMA user_version').get()?.['user_version'], 2);
+      assert.ok((db.prepare('PRAGMA table_info(outbox)').all() as { name: string }[]).some((c) => c.name === 'replayed_at'));
+    });
+    const reopened = await open(t, dir);
+    assert.deepEqual((await reopened.unfinished()).map((m) => [m.id, m.replayedAt]), [['refused', undefined], ['dead', 7_000]]);
+  });
+
+  it('refuses a database whose schema is newer than its own', async (t) => {
+    const dir = tempDir(t);
+    withDatabase(dir, (db) => db.exec('PRAGMA user_version = 99'));
+    await rejectsWith(openMessageStore(dir, { maxBytes: 0 }), 'STORAGE_UNAVAILABLE', /schema \(version 99\) is newer than this sidecar's \(2\)/);
   });
 
   it('refuses a second store on the same directory, in this process or another', async (t) => {
@@ -375,7 +439,7 @@ describe('openMessageStore', () => {
     m = await store.get('m');
     assert.deepEqual([m?.state, m?.attempts, m?.nextAttemptAt, m?.response?.status], ['dead', 3, 0, 503]);
     const replayed = await store.replay('m', 2_000.5);
-    assert.deepEqual([replayed?.nextAttemptAt, replayed?.updatedAt], [2_001, 2_001]);
+    assert.deepEqual([replayed?.nextAttemptAt, replayed?.updatedAt, replayed?.replayedAt], [2_001, 2_001, 2_001]);
     await store.settle('m', { state: 'dead', attempts: 1, nextAttemptAt: 0 });
     assert.deepEqual((await store.replayAll(3_000.5)).map((r) => r.nextAttemptAt), [3_001]);
 
