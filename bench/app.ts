@@ -2,7 +2,7 @@
 // answers with a body of the same size (1 KiB by default). Runs as its own process; prints
 // {"port": N} on stdout once listening.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenAndReportPort } from './children.ts';
 
 const size = Number(process.env['BENCH_BODY_BYTES'] ?? 1024);
 const answer = Buffer.alloc(size, 'x');
@@ -15,11 +15,4 @@ const server = http.createServer((req, res) => {
     res.end(answer);
   });
 });
-server.keepAliveTimeout = 60_000;
-server.listen(0, '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
-});
-process.once('SIGTERM', () => {
-  server.closeAllConnections();
-  server.close(() => process.exit(0));
-});
+listenAndReportPort(server);

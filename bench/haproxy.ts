@@ -14,6 +14,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { startChain, stopChild, type ProxyChain } from './children.ts';
 
 export interface HaproxyBinary {
   path: string;
@@ -199,46 +200,18 @@ export async function startHaproxy(binary: HaproxyBinary, config: (bind: string)
     config: text,
     stderr: () => stderr,
     stop: async () => {
-      await stopProcess(child);
+      // SIGTERM stops HAProxy at once (SIGUSR1 would wait for the keep-alive connections to go).
+      await stopChild(child);
       cleanUp();
     },
   };
 }
 
-export interface HaproxyChain {
-  /** Where the generator sends: haproxy 1. */
-  port: number;
-  /** haproxy 1 (next to the generator), haproxy 2 (next to the app). */
-  first: HaproxyProcess;
-  second: HaproxyProcess;
-  stop(): Promise<void>;
-}
+/** haproxy 1 (next to the generator) and haproxy 2 (next to the app). */
+export type HaproxyChain = ProxyChain<HaproxyProcess>;
 
 /** generator → haproxy 1 → haproxy 2 → app on 127.0.0.1:`appPort`. */
-export async function startHaproxyChain(binary: HaproxyBinary, appPort: number): Promise<HaproxyChain> {
-  const second = await startHaproxy(binary, (bind) => haproxyConfig({ bind, servers: [`127.0.0.1:${appPort}`] }), 'haproxy-2');
-  let first: HaproxyProcess;
-  try {
-    first = await startHaproxy(binary, (bind) => haproxyConfig({ bind, servers: [`127.0.0.1:${second.port}`] }), 'haproxy-1');
-  } catch (err) {
-    await second.stop();
-    throw err;
-  }
-  return {
-    port: first.port, first, second,
-    stop: async () => {
-      await first.stop();
-      await second.stop();
-    },
-  };
+export function startHaproxyChain(binary: HaproxyBinary, appPort: number): Promise<HaproxyChain> {
+  return startChain(appPort, (next, position) => startHaproxy(binary, (bind) => haproxyConfig({ bind, servers: [`127.0.0.1:${next}`] }), `haproxy-${position}`));
 }
 
-function stopProcess(child: ChildProcess, timeoutMs = 5000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', () => { clearTimeout(timer); resolve(); });
-    // SIGTERM: stop at once (SIGUSR1 would wait for the keep-alive connections to go).
-    child.kill('SIGTERM');
-  });
-}

@@ -1,9 +1,10 @@
-// `npm run bench`: the end-to-end benchmark, direct vs through two sidecars vs through two HAProxies,
-// in one run. See README.md.
+// `npm run bench`: the end-to-end benchmark, direct vs through two sidecars vs through two HAProxies
+// vs through two plain Node proxies, in one run. See README.md.
 //
 //   direct:  generator ─────────────────────────────────────────▶ app
 //   mesh:    generator ─▶ sidecar A (outbound) ══MCP/gRPC══▶ sidecar B (inbound) ─▶ app
 //   haproxy: generator ─▶ haproxy 1 ─▶ haproxy 2 ─▶ app          (the peer to compare with; skipped without haproxy)
+//   node:    generator ─▶ node 1 ─▶ node 2 ─▶ app                (the floor of a Node proxy: node-pair.ts)
 //
 // Every process is separate (app, sidecars, HAProxies, generator), on 127.0.0.1, ports picked by the
 // kernel. The same load goes to every target, interleaved in short slices whose order rotates (direct,
@@ -12,13 +13,12 @@
 //
 // Then the report's other sections (SECTIONS below: the durable async scenario of async.ts, …), each
 // with its own part of the --out file, kept from the previous file when it did not run this time.
-import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
@@ -30,7 +30,9 @@ import { parseMcpOptions, runMcpBench } from './mcp.ts';
 import { MICRO_DEFAULTS, runMicroBench } from './micro.ts';
 import { runSeedBench, SEED_DEFAULTS } from './seed.ts';
 import type { RunResult, RunSpec } from './generator.ts';
+import { startListeningChild, type ListeningChild } from './children.ts';
 import { findHaproxy, startHaproxyChain, type HaproxyBinary, type HaproxyChain } from './haproxy.ts';
+import { startNodePair, type NodePair } from './node-pair.ts';
 import { latencyPng, percentilePoints, type Panel } from './plot.ts';
 import { cpuSeconds, machine, machineBusySeconds, memoryMiB } from './proc.ts';
 
@@ -46,6 +48,7 @@ const USAGE_SYNC = `usage: npm run bench -- [options]   (or node bench/run.ts [o
   --body BYTES          request and response body size                    (BENCH_BODY, default 1024)
   --slice S             length of one interleaved slice                   (BENCH_SLICE, default 2)
   --no-haproxy          leave out the HAProxy target                      (BENCH_NO_HAPROXY=1)
+  --no-node-pair        leave out the plain Node pair target              (BENCH_NO_NODE_PAIR=1)
   --bare-mesh           sidecars with their default config: no policy, no tracing (BENCH_BARE_MESH=1)
   --out FILE            where the Markdown results go                     (default bench/results/latest.md; "-" for none);
                         the latency plot goes next to it (latency.png for latest.md, else <name>-latency.png)
@@ -302,6 +305,8 @@ interface Options extends CommonOptions {
   maxConnections: number;
   sliceS: number;
   haproxy: boolean;
+  /** The plain Node pair (node-pair.ts) as a third way through. */
+  nodePair: boolean;
   /** The sidecars' default config only: no policy, no tracing. */
   bareMesh: boolean;
   out: string | undefined;
@@ -311,20 +316,23 @@ interface Options extends CommonOptions {
   sections: { name: string; failure: string; run: (log: Log) => Promise<SectionResult> }[];
 }
 
-type TargetName = 'direct' | 'mesh' | 'haproxy';
+type TargetName = 'direct' | 'mesh' | 'haproxy' | 'node';
 const TARGETS: Record<TargetName, { row: string; short: string; colour: string }> = {
   direct: { row: 'direct', short: 'direct', colour: '#4c78a8' },
   mesh: { row: 'mesh (A → B)', short: 'mesh', colour: '#e45756' },
   haproxy: { row: 'HAProxy (1 → 2)', short: 'HAProxy', colour: '#54a24b' },
+  node: { row: 'plain Node pair (1 → 2)', short: 'Node pair', colour: '#b279a2' },
 };
-/** The processes in the path of a request besides the app: two sidecars, or two HAProxies. */
-type Hop = 'sidecarA' | 'sidecarB' | 'haproxy1' | 'haproxy2';
+/** The processes in the path of a request besides the app: two sidecars, two HAProxies, or two plain Node proxies. */
+type Hop = 'sidecarA' | 'sidecarB' | 'haproxy1' | 'haproxy2' | 'node1' | 'node2';
 type ProcName = Hop | 'app' | 'generator';
 const HOPS: Record<Hop, { target: TargetName; row: string }> = {
   sidecarA: { target: 'mesh', row: 'sidecar A (client side)' },
   sidecarB: { target: 'mesh', row: 'sidecar B (server side)' },
   haproxy1: { target: 'haproxy', row: 'haproxy 1 (client side)' },
   haproxy2: { target: 'haproxy', row: 'haproxy 2 (server side)' },
+  node1: { target: 'node', row: 'plain Node 1 (client side)' },
+  node2: { target: 'node', row: 'plain Node 2 (server side)' },
 };
 type Memory = Partial<Record<Hop, { peak: number; current: number }>>;
 
@@ -459,18 +467,25 @@ async function runSync(options: Options, log: Log): Promise<{ markdown: string; 
       }
       if (peer.skipped) log(`no HAProxy column: ${peer.skipped}`);
     }
+    let nodePair: NodePair | undefined;
+    if (options.nodePair) {
+      nodePair = await startNodePair(app.port);
+      children.unshift(nodePair);
+    }
     const generator = await Generator.start();
     children.unshift(generator);
     await waitForLinks([sidecarA], 10_000);
     const pids: Partial<Record<ProcName, number>> = { sidecarA: sidecarA.pid, sidecarB: sidecarB.pid, app: app.pid, generator: generator.pid };
     if (chain) Object.assign(pids, { haproxy1: chain.first.pid, haproxy2: chain.second.pid });
-    log(`app pid ${app.pid} :${app.port}; sidecar A pid ${sidecarA.pid} outbound :${sidecarA.ports!.outbound}; sidecar B pid ${sidecarB.pid} inbound :${sidecarB.ports!.inbound}; ${chain ? `haproxy 1 pid ${chain.first.pid} :${chain.port}; haproxy 2 pid ${chain.second.pid} :${chain.second.port}; ` : ''}generator pid ${generator.pid}`);
+    if (nodePair) Object.assign(pids, { node1: nodePair.first.pid, node2: nodePair.second.pid });
+    log(`app pid ${app.pid} :${app.port}; sidecar A pid ${sidecarA.pid} outbound :${sidecarA.ports!.outbound}; sidecar B pid ${sidecarB.pid} inbound :${sidecarB.ports!.inbound}; ${chain ? `haproxy 1 pid ${chain.first.pid} :${chain.port}; haproxy 2 pid ${chain.second.pid} :${chain.second.port}; ` : ''}${nodePair ? `plain Node 1 pid ${nodePair.first.pid} :${nodePair.port}; plain Node 2 pid ${nodePair.second.pid} :${nodePair.second.port}; ` : ''}generator pid ${generator.pid}`);
 
-    const targets: TargetName[] = chain ? ['direct', 'mesh', 'haproxy'] : ['direct', 'mesh'];
+    const targets: TargetName[] = ['direct', 'mesh', ...(chain ? ['haproxy' as const] : []), ...(nodePair ? ['node' as const] : [])];
     const origins: Record<TargetName, string> = {
       direct: `http://127.0.0.1:${app.port}`,
       mesh: `http://127.0.0.1:${sidecarA.ports!.outbound}`,
       haproxy: `http://127.0.0.1:${chain?.port ?? 0}`,
+      node: `http://127.0.0.1:${nodePair?.port ?? 0}`,
     };
     const batchSizes = async () => parseHistogram(await metricsText(sidecarA.ports!.admin), 'mcp_link_batch_size');
     const slice = async (scenario: Scenario, target: TargetName, ms: number, record: boolean) => {
@@ -660,14 +675,14 @@ function newScenario(title: string, mode: 'open' | 'closed', rate: number, conne
   const tally = (): Tally => ({
     histogram: histogram(), service: histogram(), lag: histogram(),
     sent: 0, ok: 0, errors: 0, outcomes: {}, elapsedMs: 0,
-    cpu: { sidecarA: 0, sidecarB: 0, haproxy1: 0, haproxy2: 0, app: 0, generator: 0, machine: 0 },
+    cpu: { sidecarA: 0, sidecarB: 0, haproxy1: 0, haproxy2: 0, node1: 0, node2: 0, app: 0, generator: 0, machine: 0 },
     batches: 0, envelopes: 0, batchSizes: NO_BUCKETS,
   });
-  return { title, mode, rate, connections, perTargetS, tallies: { direct: tally(), mesh: tally(), haproxy: tally() }, memory: {} };
+  return { title, mode, rate, connections, perTargetS, tallies: { direct: tally(), mesh: tally(), haproxy: tally(), node: tally() }, memory: {} };
 }
 
 function readCpu(pids: Partial<Record<ProcName, number>>): Tally['cpu'] {
-  const cpu: Tally['cpu'] = { sidecarA: 0, sidecarB: 0, haproxy1: 0, haproxy2: 0, app: 0, generator: 0, machine: machineBusySeconds() };
+  const cpu: Tally['cpu'] = { sidecarA: 0, sidecarB: 0, haproxy1: 0, haproxy2: 0, node1: 0, node2: 0, app: 0, generator: 0, machine: machineBusySeconds() };
   for (const [name, pid] of Object.entries(pids) as [ProcName, number][]) cpu[name] = cpuSeconds(pid);
   return cpu;
 }
@@ -697,7 +712,7 @@ function report(options: Options, scenarios: Scenario[], targets: TargetName[], 
   out.push('# mcp-mesh benchmark: latest run', '');
   out.push(`${new Date().toISOString()} · commit ${commit} · \`npm run bench\``, '');
   out.push(`**Machine:** ${m.cpus} CPUs (nproc), ${m.model}, ${m.memoryGiB.toFixed(1)} GiB RAM, ${m.kernel}, Node ${m.node}. 1-minute load average ${load.before.toFixed(2)} before the run (other work on the machine), ${load.after.toFixed(2)} after.`, '');
-  out.push(`**Setup:** separate processes on 127.0.0.1: a plain \`node:http\` app, the load generator (undici Pool), and three ways to reach the app:`,
+  out.push(`**Setup:** separate processes on 127.0.0.1: a plain \`node:http\` app, the load generator (undici Pool), and ${['', 'one way', 'two ways', 'three ways', 'four ways'][targets.length]} to reach the app:`,
     '*direct*: generator → app. *mesh*: generator → sidecar A (outbound, HTTP/1.1, `Host: target`) ⇒ MCP/gRPC link ⇒',
     'sidecar B (inbound) → app; default sidecar config (batching on, no linger, no TLS between the sidecars, log level info, no per-request logs)',
     traces
@@ -706,6 +721,9 @@ function report(options: Options, scenarios: Scenario[], targets: TargetName[], 
     withPeer
       ? `*HAProxy*: generator → haproxy 1 → haproxy 2 → app, HAProxy ${peer.binary!.version} (Debian's package), \`mode http\`, keep-alive on both sides, \`http-reuse always\` to the next hop, no logging, \`nbthread 1\` in each process (our sidecars are single-threaded Node processes too).`
       : `*HAProxy*: **skipped in this run** (${peer.skipped}); the HAProxy columns and ratios are missing.`,
+    targets.includes('node')
+      ? '*plain Node pair*: generator → node 1 → node 2 → app, two of the plainest reverse proxies Node can run (`node-pair.ts`: a `node:http` server that reads the body and sends it on with an undici Pool, keep-alive; no policy, metrics, tracing, logs or gRPC; Node\'s default flags): the floor of any proxy written in Node on this machine.'
+      : '*plain Node pair*: left out in this run (`--no-node-pair`).',
     `Each request is a \`POST\` with a ${options.body.toLocaleString('en')}-byte body; the app answers with ${options.body.toLocaleString('en')} bytes. Every target gets the same load,`,
     `interleaved in slices of about ${options.sliceS} s whose order rotates (${sliceOrder(targets, 0).map((t) => TARGETS[t].short).join(', ')}; ${sliceOrder(targets, 1).map((t) => TARGETS[t].short).join(', ')}; …), after a warm-up of each.`,
     'Open loop: evenly paced at a constant rate, latency measured from each request\'s *intended* send time',
@@ -714,7 +732,7 @@ function report(options: Options, scenarios: Scenario[], targets: TargetName[], 
   if (plot) out.push(`![Latency by percentile, one panel per scenario, one line per target](${plot})`, '');
 
   for (const s of scenarios) out.push(...scenarioReport(s, targets));
-  out.push(...targetsReport(scenarios, withPeer));
+  out.push(...targetsReport(scenarios, targets));
   const peaks = (Object.keys(HOPS) as Hop[]).filter((hop) => final[hop]).map((hop) => `${HOPS[hop].row.replace(/ \(.*/, '')} ${final[hop]!.peak.toFixed(1)} MiB (now ${final[hop]!.current.toFixed(1)})`);
   out.push('', `Peak RSS at the end of the run (after the maximum-throughput run): ${peaks.join(', ')}.`, '');
   return `${out.join('\n')}\n`;
@@ -731,7 +749,9 @@ function scenarioReport(s: Scenario, targets: TargetName[]): string[] {
   const d = s.tallies.direct;
   const me = s.tallies.mesh;
   const h = s.tallies.haproxy;
+  const n = s.tallies.node;
   const withPeer = targets.includes('haproxy');
+  const withNode = targets.includes('node');
   const added = (t: Tally, q: number) => pct(t, q) - pct(d, q);
   const list = (f: (t: Tally) => string) => targets.map((t) => f(s.tallies[t])).join(' / ');
   const names = targets.map((t) => TARGETS[t].short).join(' / ');
@@ -746,13 +766,17 @@ function scenarioReport(s: Scenario, targets: TargetName[]): string[] {
     out.push(`| HAProxy added | | | | ${PERCENTILES.map((q) => plus(added(h, q))).join(' | ')} | |`);
     out.push(`| mesh added ÷ HAProxy added | | | | ${PERCENTILES.map((q) => times(added(me, q), added(h, q))).join(' | ')} | |`);
   }
+  if (withNode) {
+    out.push(`| plain Node pair added | | | | ${PERCENTILES.map((q) => plus(added(n, q))).join(' | ')} | |`);
+    out.push(`| mesh added ÷ plain Node pair added | | | | ${PERCENTILES.map((q) => times(added(me, q), added(n, q))).join(' | ')} | |`);
+  }
   out.push('');
   if (s.mode === 'open') {
     const q = (t: Tally, x: number) => t.service.getValueAtPercentile(x);
-    out.push(`Generator health: requests left on average ${list((t) => ms(t.lag.mean))} after their due time (${names}), p99 ${list((t) => ms(t.lag.getValueAtPercentile(99)))}, max ${ms(Math.max(...targets.map((t) => s.tallies[t].lag.maxValue)))}; Node timers tick in whole milliseconds, so at ${s.rate.toLocaleString('en')} req/s about ${Math.max(1, Math.round(s.rate / 1000))} request${s.rate >= 1500 ? 's leave' : ' leaves'} per tick. That lag is inside the latencies above and hits every target alike. Measured from the moment each request actually left instead (service time): ${targets.map((t) => `${TARGETS[t].short} p50 ${ms(q(s.tallies[t], 50))} / p99 ${ms(q(s.tallies[t], 99))}`).join(', ')}; mesh added ${plus(q(me, 50) - q(d, 50))} / ${plus(q(me, 99) - q(d, 99))}${withPeer ? `, HAProxy added ${plus(q(h, 50) - q(d, 50))} / ${plus(q(h, 99) - q(d, 99))}` : ''}.`, '');
+    out.push(`Generator health: requests left on average ${list((t) => ms(t.lag.mean))} after their due time (${names}), p99 ${list((t) => ms(t.lag.getValueAtPercentile(99)))}, max ${ms(Math.max(...targets.map((t) => s.tallies[t].lag.maxValue)))}; Node timers tick in whole milliseconds, so at ${s.rate.toLocaleString('en')} req/s about ${Math.max(1, Math.round(s.rate / 1000))} request${s.rate >= 1500 ? 's leave' : ' leaves'} per tick. That lag is inside the latencies above and hits every target alike. Measured from the moment each request actually left instead (service time): ${targets.map((t) => `${TARGETS[t].short} p50 ${ms(q(s.tallies[t], 50))} / p99 ${ms(q(s.tallies[t], 99))}`).join(', ')}; mesh added ${plus(q(me, 50) - q(d, 50))} / ${plus(q(me, 99) - q(d, 99))}${withPeer ? `, HAProxy added ${plus(q(h, 50) - q(d, 50))} / ${plus(q(h, 99) - q(d, 99))}` : ''}${withNode ? `, plain Node pair added ${plus(q(n, 50) - q(d, 50))} / ${plus(q(n, 99) - q(d, 99))}` : ''}.`, '');
   } else {
     const share = (a: Tally, b: Tally) => `${(rate(a) / rate(b) * 100).toFixed(1)}%`;
-    out.push(`**Throughput: mesh ${rps(me)}, ${share(me, d)} of direct (${rps(d)})${withPeer ? `; HAProxy chain ${rps(h)}, ${share(h, d)} of direct; mesh ÷ HAProxy ${share(me, h)}** (target ≥ 35%)` : '**'}.`, '');
+    out.push(`**Throughput: mesh ${rps(me)}, ${share(me, d)} of direct (${rps(d)})${withPeer ? `; HAProxy chain ${rps(h)}, ${share(h, d)} of direct; mesh ÷ HAProxy ${share(me, h)}** (target ≥ 35%)` : '**'}${withNode ? `; plain Node pair ${rps(n)}, ${share(n, d)} of direct; mesh ÷ plain Node pair ${share(me, n)}` : ''}.`, '');
   }
   out.push('| process | CPU s per 1,000 requests | vCPU used | peak RSS so far (VmHWM) | RSS after (VmRSS) |', '|---|---:|---:|---:|---:|');
   for (const hop of Object.keys(HOPS) as Hop[]) {
@@ -763,9 +787,12 @@ function scenarioReport(s: Scenario, targets: TargetName[]): string[] {
   }
   out.push(`| app, ${names} | ${list((t) => perK(t, 'app').toFixed(3))} | ${list((t) => vcpu(t, 'app').toFixed(2))} | | |`);
   out.push(`| generator, ${names} | ${list((t) => perK(t, 'generator').toFixed(3))} | ${list((t) => vcpu(t, 'generator').toFixed(2))} | | |`, '');
+  const hop = (a: Hop, peer: Tally, b: Hop) => `${times(perK(me, a), perK(peer, b))} CPU per request, ${times(s.memory[a]!.peak, s.memory[b]!.peak)} peak RSS`;
   if (withPeer && s.memory.haproxy1 && s.memory.haproxy2) {
-    const hop = (a: Hop, b: Hop) => `${times(perK(me, a), perK(h, b))} CPU per request, ${times(s.memory[a]!.peak, s.memory[b]!.peak)} peak RSS`;
-    out.push(`Per hop, mesh ÷ HAProxy: sidecar A ÷ haproxy 1 ${hop('sidecarA', 'haproxy1')}; sidecar B ÷ haproxy 2 ${hop('sidecarB', 'haproxy2')}.`, '');
+    out.push(`Per hop, mesh ÷ HAProxy: sidecar A ÷ haproxy 1 ${hop('sidecarA', h, 'haproxy1')}; sidecar B ÷ haproxy 2 ${hop('sidecarB', h, 'haproxy2')}.`, '');
+  }
+  if (withNode && s.memory.node1 && s.memory.node2) {
+    out.push(`Per hop, mesh ÷ plain Node pair: sidecar A ÷ node 1 ${hop('sidecarA', n, 'node1')}; sidecar B ÷ node 2 ${hop('sidecarB', n, 'node2')}.`, '');
   }
   const ours = (t: TargetName) => {
     const tally = s.tallies[t];
@@ -787,39 +814,44 @@ function scenarioReport(s: Scenario, targets: TargetName[]): string[] {
   return out;
 }
 
-function targetsReport(scenarios: Scenario[], withPeer: boolean): string[] {
+function targetsReport(scenarios: Scenario[], targets: TargetName[]): string[] {
+  const withPeer = targets.includes('haproxy');
+  const withNode = targets.includes('node');
   const out: string[] = ['## Against the targets of issue 9 (1,000 req/s, 1 KiB)', ''];
   const at = (r: number) => scenarios.find((s) => s.mode === 'open' && s.rate === r);
   const at1000 = at(1000);
   const at5000 = at(5000);
   const max = scenarios.find((s) => s.mode === 'closed');
-  const none = withPeer ? '—' : 'skipped';
-  out.push('| figure | mesh | target | HAProxy, same run | mesh ÷ HAProxy | for reference |', '|---|---:|---:|---:|---:|---|');
+  const none = (shown: boolean) => (shown ? '—' : 'skipped');
+  out.push('| figure | mesh | target | HAProxy, same run | mesh ÷ HAProxy | plain Node pair, same run | mesh ÷ plain Node pair | for reference |', '|---|---:|---:|---:|---:|---:|---:|---|');
+  /** One row: the mesh's figure, the target, then each peer's figure and the mesh ÷ peer ratio. */
+  const row = (figure: string, mesh: number, target: string, peer: number, node: number, show: (v: number) => string, reference: string) =>
+    out.push(`| ${figure} | ${show(mesh)} | ${target} | ${withPeer ? show(peer) : none(false)} | ${withPeer ? times(mesh, peer) : none(false)} | ${withNode ? show(node) : none(false)} | ${withNode ? times(mesh, node) : none(false)} | ${reference} |`);
   if (at1000) {
-    const { direct: d, mesh: me, haproxy: h } = at1000.tallies;
+    const { direct: d, mesh: me, haproxy: h, node: n } = at1000.tallies;
     const added = (t: Tally, q: number) => pct(t, q) - pct(d, q);
-    const row = (figure: string, mesh: number, target: string, good: boolean, peer: number, show: (v: number) => string, reference: string) =>
-      out.push(`| ${figure} | ${show(mesh)} | ${target} ${mark(good)} | ${withPeer ? show(peer) : none} | ${withPeer ? times(mesh, peer) : none} | ${reference} |`);
-    row('added latency, p50', added(me, 50), '≤ +0.50 ms', added(me, 50) <= 500, added(h, 50), plus, 'Dapr +1.06 ms');
-    row('added latency, p99', added(me, 99), '≤ +2.00 ms', added(me, 99) <= 2000, added(h, 99), plus, 'Dapr +2.90 ms');
+    row('added latency, p50', added(me, 50), `≤ +0.50 ms ${mark(added(me, 50) <= 500)}`, added(h, 50), added(n, 50), plus, 'Dapr +1.06 ms');
+    row('added latency, p99', added(me, 99), `≤ +2.00 ms ${mark(added(me, 99) <= 2000)}`, added(h, 99), added(n, 99), plus, 'Dapr +2.90 ms');
     const busier = (t: Tally, hops: Hop[]) => Math.max(...hops.map((hop) => perK(t, hop)));
     const cpu = busier(me, ['sidecarA', 'sidecarB']);
-    row('CPU per 1,000 requests, busier hop', cpu, '≤ 0.20 s', cpu <= 0.2, busier(h, ['haproxy1', 'haproxy2']), (v) => `${v.toFixed(3)} s`, 'Dapr 0.20–0.48 s, Istio 0.20 s');
+    row('CPU per 1,000 requests, busier hop', cpu, `≤ 0.20 s ${mark(cpu <= 0.2)}`, busier(h, ['haproxy1', 'haproxy2']), busier(n, ['node1', 'node2']), (v) => `${v.toFixed(3)} s`, 'Dapr 0.20–0.48 s, Istio 0.20 s');
     const mb = (hops: Hop[]) => Math.max(...hops.map((hop) => at1000.memory[hop]?.peak ?? 0)) * 1.048576;
     const rss = mb(['sidecarA', 'sidecarB']);
-    row('peak RSS, bigger hop', rss, '≤ 100 MB', rss <= 100, mb(['haproxy1', 'haproxy2']), (v) => `${v.toFixed(0)} MB`, 'Dapr 51 MB, Istio 60 MB');
+    row('peak RSS, bigger hop', rss, `≤ 100 MB ${mark(rss <= 100)}`, mb(['haproxy1', 'haproxy2']), mb(['node1', 'node2']), (v) => `${v.toFixed(0)} MB`, 'Dapr 51 MB, Istio 60 MB');
     if (at5000) {
       // Per-request CPU at 5,000 req/s as a share of that at 1,000, for the hop where it fell least.
       const scaling = (hops: Hop[], t: TargetName) => Math.max(...hops.map((hop) => perK(at5000.tallies[t], hop) / perK(at1000.tallies[t], hop)));
       const mesh = scaling(['sidecarA', 'sidecarB'], 'mesh');
       const percent = (v: number) => (Number.isFinite(v) ? `${(v * 100).toFixed(0)}%` : '—');
-      out.push(`| CPU per request at 5,000 req/s ÷ at 1,000, worse hop | ${percent(mesh)} | ≤ 80% ${mark(mesh <= 0.8)} | ${withPeer ? percent(scaling(['haproxy1', 'haproxy2'], 'haproxy')) : none} | | batching should make a busier sidecar cheaper per request |`);
+      out.push(`| CPU per request at 5,000 req/s ÷ at 1,000, worse hop | ${percent(mesh)} | ≤ 80% ${mark(mesh <= 0.8)} | ${withPeer ? percent(scaling(['haproxy1', 'haproxy2'], 'haproxy')) : none(false)} | | ${withNode ? percent(scaling(['node1', 'node2'], 'node')) : none(false)} | | batching should make a busier sidecar cheaper per request |`);
     }
   }
   if (max) {
-    const { direct: d, mesh: me, haproxy: h } = max.tallies;
+    const { direct: d, mesh: me, haproxy: h, node: n } = max.tallies;
     const ratio = rate(me) / rate(h);
-    out.push(`| max throughput | ${rps(me)} | ≥ 35% of HAProxy's${withPeer ? ` ${mark(ratio >= 0.35)}` : ''} | ${withPeer ? rps(h) : none} | ${withPeer ? `**${(ratio * 100).toFixed(1)}%**` : none} | direct ${rps(d)}: mesh ${(rate(me) / rate(d) * 100).toFixed(1)}%${withPeer ? `, HAProxy ${(rate(h) / rate(d) * 100).toFixed(1)}%` : ''} of it |`);
+    const share = (t: Tally) => `${(rate(t) / rate(d) * 100).toFixed(1)}%`;
+    const ofDirect = [`mesh ${share(me)}`, ...(withPeer ? [`HAProxy ${share(h)}`] : []), ...(withNode ? [`plain Node pair ${share(n)}`] : [])].join(', ');
+    out.push(`| max throughput | ${rps(me)} | ≥ 35% of HAProxy's${withPeer ? ` ${mark(ratio >= 0.35)}` : ''} | ${withPeer ? rps(h) : none(false)} | ${withPeer ? `**${(ratio * 100).toFixed(1)}%**` : none(false)} | ${withNode ? rps(n) : none(false)} | ${withNode ? `${(rate(me) / rate(n) * 100).toFixed(1)}%` : none(false)} | direct ${rps(d)}: ${ofDirect} of it |`);
   }
   return out;
 }
@@ -850,23 +882,8 @@ function capitalise(s: string): string {
 // ---------------------------------------------------------------------------------------------------
 // Processes
 
-async function startApp(bodyBytes: number): Promise<{ pid: number; port: number; stop(): Promise<unknown> }> {
-  const child = spawn(process.execPath, [path.join(HERE, 'app.ts')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BENCH_BODY_BYTES: String(bodyBytes) } });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`bench app exited early (code ${code})`)));
-    createInterface({ input: child.stdout! }).once('line', (line) => resolve((JSON.parse(line) as { port: number }).port));
-  });
-  child.removeAllListeners('exit');
-  return { pid: child.pid!, port, stop: () => stopChild(child) };
-}
-
-function stopChild(child: ChildProcess, timeoutMs = 10_000): Promise<unknown> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', () => { clearTimeout(timer); resolve(undefined); });
-    child.kill('SIGTERM');
-  });
+function startApp(bodyBytes: number): Promise<ListeningChild> {
+  return startListeningChild(path.join(HERE, 'app.ts'), { BENCH_BODY_BYTES: String(bodyBytes) }, 'bench app');
 }
 
 /** The generator process, driven over IPC: one run at a time. */
@@ -961,7 +978,7 @@ function parseOptions(argv: string[]): Options {
     options: {
       rate: { type: 'string' }, duration: { type: 'string' }, 'max-duration': { type: 'string' },
       'max-connections': { type: 'string' }, connections: { type: 'string' }, body: { type: 'string' },
-      slice: { type: 'string' }, out: { type: 'string' }, 'sidecar-node-args': { type: 'string' }, 'no-haproxy': { type: 'boolean' }, 'bare-mesh': { type: 'boolean' },
+      slice: { type: 'string' }, out: { type: 'string' }, 'sidecar-node-args': { type: 'string' }, 'no-haproxy': { type: 'boolean' }, 'no-node-pair': { type: 'boolean' }, 'bare-mesh': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       ...sectionFlags,
     },
@@ -981,6 +998,7 @@ function parseOptions(argv: string[]): Options {
     maxConnections: Math.round(num('max-connections', str(values['max-connections']) ?? env['BENCH_MAX_CONNECTIONS'], 32, 1)),
     sliceS: num('slice', str(values['slice']) ?? env['BENCH_SLICE'], 2, 0.1),
     haproxy: !(values['no-haproxy'] === true || ['1', 'true'].includes(env['BENCH_NO_HAPROXY'] ?? '')),
+    nodePair: !(values['no-node-pair'] === true || ['1', 'true'].includes(env['BENCH_NO_NODE_PAIR'] ?? '')),
     bareMesh: values['bare-mesh'] === true || ['1', 'true'].includes(env['BENCH_BARE_MESH'] ?? ''),
     out: out === '-' ? undefined : path.resolve(out),
     sync: false,
