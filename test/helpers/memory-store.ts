@@ -46,7 +46,7 @@ export class MemoryStoreDouble implements MessageStore {
   async replay(id: string, now: number): Promise<MessageSummary | undefined> {
     const m = this.messages.get(id);
     if (m?.state !== 'dead') return undefined;
-    const replayed: StoredMessage = { ...m, state: 'queued', attempts: 0, nextAttemptAt: now, updatedAt: now };
+    const replayed: StoredMessage = { ...m, state: 'queued', attempts: 0, nextAttemptAt: now, updatedAt: now, replayedAt: now };
     this.messages.set(id, replayed);
     return summary(replayed);
   }

@@ -221,7 +221,7 @@ export const AsyncSchema = section({
     base: Type.Optional(duration('redelivery n waits a random time up to base × 2^(n−1) (full jitter), never more than max', '1s')),
     max: Type.Optional(duration('the longest wait between deliveries', '60s')),
   }, 'exponential back-off with full jitter between delivery attempts')),
-  maxAge: Type.Optional(duration('a message still undelivered this long after it was accepted becomes a dead letter; 0 for no limit', '24h')),
+  maxAge: Type.Optional(duration('a message still undelivered this long after it was accepted (or last replayed from the dead letters) becomes a dead letter; 0 for no limit', '24h')),
   attemptTimeout: Type.Optional(duration('limit on one delivery attempt, until the app\'s answer arrives; the attempt then counts as failed', '30s')),
 }, 'asynchronous delivery (Prefer: respond-async, published events): acknowledgement, redelivery and dead letters');
 
