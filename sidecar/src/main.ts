@@ -4,6 +4,7 @@ import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { createAdmin } from './admin/server.ts';
+import type { Readiness } from './admin/status-view.ts';
 import { createCallPipeline } from './call/pipeline.ts';
 import { ServiceStates } from './call/service-state.ts';
 import { PolicyStore } from './policy/store.ts';
@@ -157,9 +158,9 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   });
   const inbound = new MeshServer(accessChecked, linkSettings);
 
-  let ready = false;
+  let readiness: Readiness = 'starting';
   const admin = createAdmin({
-    ready: () => ready,
+    readiness: () => readiness,
     endpoints: () => endpointsView(links, services, breakers, resolver),
     metrics: (request, response) => metrics.serve(request, response),
     sessions: () => sessions.snapshot(),
@@ -196,7 +197,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   let stopping: Promise<void> | undefined;
   void resolver.ready().then(() => {
     if (stopping) return;
-    ready = true;
+    readiness = 'ready';
     if (config.discovery.mode !== 'static') logger.info({ mode: config.discovery.mode }, 'discovery ready');
   });
   logger.info({ ports, mode: tlsMode }, `sidecar ${source} listening: outbound ${formatHostPort({ host: config.listen.outbound.host, port: ports.outbound })}, inbound ${formatHostPort({ host: config.listen.inbound.host, port: ports.inbound })}, admin ${formatHostPort({ host: config.listen.admin.host, port: ports.admin })}`);
@@ -207,7 +208,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
       const deadline = performance.now() + graceMs;
       const left = () => Math.max(0, deadline - performance.now());
       logger.info({ graceMs, waitForApp: config.shutdown.waitForApp }, 'shutting down: draining');
-      ready = false;
+      readiness = 'draining';
       watcher?.close();
       tlsWatcher?.close();
       resolver.close();

@@ -21,8 +21,11 @@ import { registerLogging } from './logging.ts';
 import { statusView, type Identity, type Readiness } from './status-view.ts';
 
 export interface AdminState {
-  /** True once the sidecar serves (main.ts sets it after every listener is bound); false again while draining. */
-  ready(): boolean;
+  /**
+   * Where the sidecar is in its life, as main.ts knows it: starting (listeners not all bound, or
+   * discovery without its first picture yet), ready, or draining (shutdown has begun).
+   */
+  readiness(): Readiness;
   endpoints(): EndpointsView;
   /** MCP session affinity counts per service. */
   sessions(): unknown;
@@ -63,22 +66,6 @@ function isLoopback(address: string | undefined): boolean {
 
 export function createAdmin(state: AdminState, logger: Logger): FastifyInstance {
   const app = Fastify({ ...fastifyLogging(logger) });
-  // ready() turns false again when shutdown starts: after having been ready, that is draining.
-  // main.ts sets ready right after this listener is bound (the last one), in the same turn; a look
-  // on the next turn records it, so a sidecar whose readiness nobody asked before SIGTERM still
-  // says draining rather than starting.
-  let wasReady = false;
-  app.addHook('onListen', (done) => {
-    setImmediate(() => { if (state.ready()) wasReady = true; }).unref();
-    done();
-  });
-  const readiness = (): Readiness => {
-    if (state.ready()) {
-      wasReady = true;
-      return 'ready';
-    }
-    return wasReady ? 'draining' : 'starting';
-  };
   let identity: Identity | undefined;
   const identityOf = (): Identity => {
     if (!identity) {
@@ -99,7 +86,7 @@ export function createAdmin(state: AdminState, logger: Logger): FastifyInstance 
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
-    const status = readiness();
+    const status = state.readiness();
     return reply.code(status === 'ready' ? 200 : 503).send({ status });
   });
   app.get('/endpoints', async () => state.endpoints());
@@ -112,7 +99,7 @@ export function createAdmin(state: AdminState, logger: Logger): FastifyInstance 
   registerLogging(app, logger);
   app.get('/status.json', async (_request, reply) => {
     reply.header('cache-control', 'no-store');
-    return statusView(identityOf(), readiness(), state.status(), state.endpoints());
+    return statusView(identityOf(), state.readiness(), state.status(), state.endpoints());
   });
   app.get('/', async (_request, reply) => reply.headers(PAGE_HEADERS).send(statusPage()));
   return app;
