@@ -20,13 +20,10 @@ const MESH_CONTROL = new Set([SOURCE_HEADER, 'mcp-mesh-timeout', 'mcp-mesh-error
  */
 export function endToEndRequestHeaders(rawHeaders: readonly string[], also?: string): Header[] {
   const out: Header[] = [];
-  let listed: Set<string> | undefined; // names listed in `Connection` are hop-by-hop for this message too
+  let listed: Set<string> | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
-    if (name === 'connection') {
-      listed ??= new Set();
-      for (const token of rawHeaders[i + 1]!.split(',')) listed.add(token.trim().toLowerCase());
-    }
+    if (name === 'connection') listed = addConnectionTokens(listed, rawHeaders[i + 1]!);
     if (HOP_BY_HOP.has(name) || MESH_CONTROL.has(name) || name === 'host' || name === also) continue;
     out.push({ name, value: rawHeaders[i + 1]! });
   }
@@ -58,7 +55,7 @@ export function peerHeadersForApp(headers: readonly Header[] | undefined, extra:
 /** End-to-end headers of an app's response as undici reports them (arrays for repeated names). */
 export function endToEndResponseHeaders(headers: Record<string, string | string[] | undefined>): Header[] {
   const connection = headers.connection;
-  const listed = connection ? connectionTokens(connection) : undefined;
+  const listed = connection ? addConnectionTokens(undefined, [connection].flat().join(',')) : undefined;
   const out: Header[] = [];
   // for…in, not Object.entries: this runs for every answer, and undici's header objects are plain.
   for (const name in headers) {
@@ -80,19 +77,17 @@ export function endToEndRawResponseHeaders(raw: readonly Buffer[]): Header[] {
   for (let i = 0; i < raw.length; i += 2) {
     const name = util.headerNameToString(raw[i]!); // well-known names come back as shared strings: no allocation
     const value = raw[i + 1]!.toString('latin1');
-    if (name === 'connection') {
-      listed ??= new Set();
-      for (const token of value.split(',')) listed.add(token.trim().toLowerCase());
-    }
+    if (name === 'connection') listed = addConnectionTokens(listed, value);
     if (HOP_BY_HOP.has(name) || MESH_CONTROL.has(name)) continue;
     out.push({ name, value });
   }
   return listed ? out.filter((h) => !listed.has(h.name)) : out;
 }
 
-function connectionTokens(connection: string | string[]): Set<string> {
-  const listed = new Set<string>();
-  for (const token of [connection].flat().join(',').split(',')) listed.add(token.trim().toLowerCase());
+/** Names listed in a `Connection` value are hop-by-hop for this message too: added to `listed` (made on first use). */
+function addConnectionTokens(listed: Set<string> | undefined, value: string): Set<string> {
+  listed ??= new Set();
+  for (const token of value.split(',')) listed.add(token.trim().toLowerCase());
   return listed;
 }
 
