@@ -8,9 +8,10 @@ import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { OwnerTokens } from '../../sidecar/src/affinity/token.ts';
-import { startTestApp, type TestApp } from '../helpers/apps.ts';
+import type { TestApp } from '../helpers/apps.ts';
 import { fuzzSeed, Rng } from '../helpers/fuzz.ts';
-import { SidecarProcess, sidecarConfig } from '../helpers/sidecar-process.ts';
+import { startMesh, type Mesh } from '../helpers/mesh.ts';
+import type { SidecarProcess } from '../helpers/sidecar-process.ts';
 
 const TOKEN_KEY = 'bad-input-test-key-0123456789abcdef';
 
@@ -57,17 +58,13 @@ describe('bad input from the app (outbound listener)', { timeout: 120_000 }, () 
   let app: TestApp;
   let payments: SidecarProcess;
   let orders: SidecarProcess;
+  let mesh: Mesh;
 
   before(async () => {
-    app = await startTestApp();
-    payments = await SidecarProcess.start({ config: sidecarConfig({ service: 'payments', appPort: app.port }) });
-    orders = await SidecarProcess.start({ config: sidecarConfig({ service: 'orders', appPort: 1, peers: { payments: [payments.inboundAddress] }, extra: { mcp: { tokenKey: TOKEN_KEY } } }) });
-    await orders.waitForLog((l) => l.msg === 'link ready' && l.peer === payments.inboundAddress);
+    mesh = await startMesh({ callerExtra: { mcp: { tokenKey: TOKEN_KEY } } });
+    ({ app, callee: payments, caller: orders } = mesh);
   });
-  after(async () => {
-    await Promise.all([orders, payments].map((s) => s?.stop()));
-    await app?.close();
-  });
+  after(async () => { await mesh?.close(); });
 
   async function stillServes(label: string): Promise<void> {
     assert.equal(orders.exitStatus, undefined, `${label}: the sidecar is still running\n${orders.describe()}`);
