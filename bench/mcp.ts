@@ -124,6 +124,8 @@ interface Processes {
   replicaSidecars: SidecarProcess[];
   sidecarA: SidecarProcess;
   haproxy: HaproxyProcess | undefined;
+  /** Why there is no HAProxy column, when there is none. */
+  haproxyWhy?: string;
 }
 
 export async function runMcpBench(options: McpBenchOptions, log: (line: string) => void): Promise<McpOutcome> {
@@ -138,13 +140,7 @@ export async function runMcpBench(options: McpBenchOptions, log: (line: string) 
       { name: 'mesh', via: procs.sidecarA, transports: options.transports },
     ];
     if (procs.haproxy) targets.push({ name: 'haproxy', via: { name: 'haproxy', outboundUrl: `http://127.0.0.1:${procs.haproxy.port}` }, transports: ['streamable'] });
-    const pids: Record<string, number> = {
-      'sidecar A': procs.sidecarA.pid,
-      ...Object.fromEntries(procs.replicaSidecars.map((s, i) => [`sidecar of mcp-${i + 1}`, s.pid])),
-      ...Object.fromEntries(procs.apps.map((a) => [`server ${a.name}`, a.pid])),
-      ...(procs.haproxy ? { haproxy: procs.haproxy.pid } : {}),
-    };
-    const run = new Runner(options, procs, dispatchers, pids);
+    const run = new Runner(options, procs, dispatchers);
     const idle = { sidecarA: memoryMiB(procs.sidecarA.pid).current, replica: biggest(procs.replicaSidecars.map((r) => memoryMiB(r.pid))).current };
 
     const tallies: Tally[] = [];
@@ -177,7 +173,7 @@ export async function runMcpBench(options: McpBenchOptions, log: (line: string) 
     };
     const problems = [...procs.sidecarA.problems, ...procs.replicaSidecars.flatMap((s) => s.problems)]
       .filter((p) => p.code !== 'PLAINTEXT_LINKS' && !/plaintext|token key/i.test(p.msg));
-    const markdown = report(options, tallies, { ...memory, idle }, procs.haproxy ? undefined : run.haproxyWhy, problems.map((p) => `${p.code ?? ''} ${p.msg}`.trim()), { before: loadBefore, after: os.loadavg()[0]! });
+    const markdown = report(options, tallies, { ...memory, idle }, procs.haproxyWhy, problems.map((p) => `${p.code ?? ''} ${p.msg}`.trim()), { before: loadBefore, after: os.loadavg()[0]! });
     const ok = tallies.filter((t) => t.target !== 'haproxy').every((t) => verdict(t).ok);
     return { markdown, ok };
   } finally {
@@ -188,7 +184,7 @@ export async function runMcpBench(options: McpBenchOptions, log: (line: string) 
 }
 
 /** The 3 servers, their sidecars, sidecar A, HAProxy; each one's stop pushed on `stops` as it starts. */
-async function startProcesses(options: McpBenchOptions, dir: string, stops: (() => Promise<unknown>)[], log: (line: string) => void): Promise<Processes & { haproxyWhy?: string }> {
+async function startProcesses(options: McpBenchOptions, dir: string, stops: (() => Promise<unknown>)[], log: (line: string) => void): Promise<Processes> {
   const apps: McpServerApp[] = [];
   for (let i = 1; i <= REPLICAS; i++) {
     const app = await startMcpServerApp({ name: `${SERVICE}-${i}` });
@@ -246,19 +242,21 @@ export function mcpHaproxyConfig(bind: string, servers: string[]): string {
 
 class Runner {
   readonly #options: McpBenchOptions;
-  readonly #procs: Processes & { haproxyWhy?: string };
+  readonly #procs: Processes;
   readonly #dispatchers: MeshDispatchers;
+  /** Whose CPU each slice measures, by the name the report groups it under. */
   readonly #pids: Record<string, number>;
 
-  constructor(options: McpBenchOptions, procs: Processes & { haproxyWhy?: string }, dispatchers: MeshDispatchers, pids: Record<string, number>) {
+  constructor(options: McpBenchOptions, procs: Processes, dispatchers: MeshDispatchers) {
     this.#options = options;
     this.#procs = procs;
     this.#dispatchers = dispatchers;
-    this.#pids = pids;
-  }
-
-  get haproxyWhy(): string | undefined {
-    return this.#procs.haproxyWhy;
+    this.#pids = {
+      'sidecar A': procs.sidecarA.pid,
+      ...Object.fromEntries(procs.replicaSidecars.map((s, i) => [`sidecar of mcp-${i + 1}`, s.pid])),
+      ...Object.fromEntries(procs.apps.map((a) => [`server ${a.name}`, a.pid])),
+      ...(procs.haproxy ? { haproxy: procs.haproxy.pid } : {}),
+    };
   }
 
   /** One slice of a loop against one target; added to `tally` unless it is a warm-up (undefined). */
