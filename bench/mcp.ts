@@ -109,7 +109,7 @@ interface Tally {
   /** Sidecar A's /sessions counts over the slices (mesh only). */
   affinity: { bound: number; routed: number; ownerGone: number };
   /** Sidecar A and the biggest replica sidecar after the loop (MiB): current and peak so far. */
-  memory?: { sidecarA: Mem; replica: Mem };
+  memory?: MeshMemory;
 }
 
 interface Target {
@@ -141,7 +141,7 @@ export async function runMcpBench(options: McpBenchOptions, log: (line: string) 
     ];
     if (procs.haproxy) targets.push({ name: 'haproxy', via: { name: 'haproxy', outboundUrl: `http://127.0.0.1:${procs.haproxy.port}` }, transports: ['streamable'] });
     const run = new Runner(options, procs, dispatchers);
-    const idle = { sidecarA: memoryMiB(procs.sidecarA.pid).current, replica: biggest(procs.replicaSidecars.map((r) => memoryMiB(r.pid))).current };
+    const idle = meshMemory(procs);
 
     const tallies: Tally[] = [];
     for (const transport of options.transports) {
@@ -157,7 +157,7 @@ export async function runMcpBench(options: McpBenchOptions, log: (line: string) 
           const order = i % 2 === 0 ? here : [...here].reverse();
           for (const target of order) await run.slice(target, transport, loop, (seconds * 1000) / options.slices, Math.ceil(max / options.slices), byTarget.get(target.name));
         }
-        const memory = { sidecarA: memoryMiB(procs.sidecarA.pid), replica: biggest(procs.replicaSidecars.map((r) => memoryMiB(r.pid))) };
+        const memory = meshMemory(procs);
         for (const t of byTarget.values()) {
           if (t.target === 'mesh') t.memory = memory;
           log(`  ${t.target}: ${loop === 'sessions' ? `${t.sessions} sessions, ${rate(t, t.sessions)}/s` : `${t.calls} calls over ${t.sessions} sessions, ${rate(t, t.calls)}/s`}, p50 ${ms(t.latency.getValueAtPercentile(50))} p99 ${ms(t.latency.getValueAtPercentile(99))}, errors ${count(t.errors)}, split ${t.split}, misrouted ${t.misrouted}, 404 ${t.notFound}/${t.appNotFound}`);
@@ -464,7 +464,7 @@ function verdict(t: Tally): { ok: boolean; text: string } {
   return broken.length ? { ok: false, text: broken.join(', ') } : { ok: true, text: 'held' };
 }
 
-function report(options: McpBenchOptions, tallies: Tally[], memory: { sidecarA: Mem; replicas: Mem[]; apps: Mem[]; haproxy: Mem | undefined; idle: { sidecarA: number; replica: number } }, haproxyWhy: string | undefined, problems: string[], load: { before: number; after: number }): string {
+function report(options: McpBenchOptions, tallies: Tally[], memory: { sidecarA: Mem; replicas: Mem[]; apps: Mem[]; haproxy: Mem | undefined; idle: MeshMemory }, haproxyWhy: string | undefined, problems: string[], load: { before: number; after: number }): string {
   const m = machine();
   const out = [MCP_BEGIN, '## MCP sessions through the mesh', ''];
   out.push(`${m.model}, ${m.cpus} vCPU, ${m.memoryGiB.toFixed(1)} GiB, Node ${m.node}; load average ${load.before.toFixed(2)} before, ${load.after.toFixed(2)} after.`, '');
@@ -542,7 +542,7 @@ function report(options: McpBenchOptions, tallies: Tally[], memory: { sidecarA: 
     for (const t of meshRuns) out.push(`| ${label(t.transport)} ${t.loop} loop | ${t.memory!.sidecarA.current.toFixed(1)} MiB | ${t.memory!.sidecarA.peak.toFixed(1)} MiB | ${t.memory!.replica.current.toFixed(1)} MiB | ${t.memory!.replica.peak.toFixed(1)} MiB |`);
     out.push('');
   }
-  out.push(`RSS of the idle sidecars before the first session: sidecar A ${memory.idle.sidecarA.toFixed(1)} MiB, biggest replica sidecar ${memory.idle.replica.toFixed(1)} MiB. Peak RSS (VmHWM) at the end: sidecar A ${mib(memory.sidecarA)}; replica sidecars ${memory.replicas.map(mib).join(', ')}; servers ${memory.apps.map(mib).join(', ')}${memory.haproxy ? `; HAProxy ${mib(memory.haproxy)}` : ''}.`, '');
+  out.push(`RSS of the idle sidecars before the first session: sidecar A ${memory.idle.sidecarA.current.toFixed(1)} MiB, biggest replica sidecar ${memory.idle.replica.current.toFixed(1)} MiB. Peak RSS (VmHWM) at the end: sidecar A ${mib(memory.sidecarA)}; replica sidecars ${memory.replicas.map(mib).join(', ')}; servers ${memory.apps.map(mib).join(', ')}${memory.haproxy ? `; HAProxy ${mib(memory.haproxy)}` : ''}.`, '');
   if (problems.length) out.push(`Sidecar warnings and errors during the run: ${[...new Set(problems)].slice(0, 8).join('; ')}.`, '');
   out.push(MCP_END);
   return `${out.join('\n')}\n`;
@@ -550,8 +550,12 @@ function report(options: McpBenchOptions, tallies: Tally[], memory: { sidecarA: 
 
 type Mem = { peak: number; current: number };
 
-function biggest(list: Mem[]): Mem {
-  return list.reduce((a, b) => (b.peak > a.peak ? b : a));
+/** Sidecar A and the replica sidecar with the highest peak (MiB): current and peak so far. */
+type MeshMemory = { sidecarA: Mem; replica: Mem };
+
+function meshMemory(procs: Processes): MeshMemory {
+  const replicas = procs.replicaSidecars.map((r) => memoryMiB(r.pid));
+  return { sidecarA: memoryMiB(procs.sidecarA.pid), replica: replicas.reduce((a, b) => (b.peak > a.peak ? b : a)) };
 }
 
 function label(transport: McpTransportKind): string {
