@@ -9,7 +9,7 @@
 //
 // Each process runs in the foreground (`-db`: no master, no daemon), so its pid is the one whose CPU
 // and memory /proc shows; `nbthread 1`, like our single-threaded Node sidecars; no logging.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -117,8 +117,8 @@ export function haproxyConfig(config: ProxyConfig): string {
   return lines.join('\n');
 }
 
-/** The `global` and `defaults` sections every bench HAProxy shares; a caller's own config can start with them. */
-export function globalAndDefaults(maxconn = 4096): string[] {
+/** The `global` and `defaults` sections every bench HAProxy shares. */
+function globalAndDefaults(maxconn = 4096): string[] {
   return [
     'global',
     '  nbthread 1',

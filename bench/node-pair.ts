@@ -48,7 +48,7 @@ function serve(target: string): void {
 }
 
 /** One proxy process forwarding to `target` (an origin). */
-export function startNodeProxy(target: string): Promise<ListeningChild> {
+function startNodeProxy(target: string): Promise<ListeningChild> {
   return startListeningChild(fileURLToPath(import.meta.url), { NODE_PAIR_TARGET: target }, 'node proxy');
 }
 

@@ -62,14 +62,14 @@ Other sections, run after the rest: --no-NAME skips one (the --out file keeps it
 // other part is a section of its own between `<!-- NAME:begin -->` and `<!-- NAME:end -->`. Adding a
 // section is one entry in SECTIONS.
 
-export interface SectionResult {
+interface SectionResult {
   /** Its Markdown, markers included (they are added when missing). */
   markdown: string;
   ok: boolean;
 }
 
 /** What every section may use from the common options. */
-export interface CommonOptions {
+interface CommonOptions {
   connections: number;
   body: number;
   sidecarNodeArgs: string[];
@@ -438,15 +438,14 @@ async function runSync(options: Options, log: Log): Promise<{ markdown: string; 
     // The processes: app, sidecar B next to it, sidecar A next to the generator, the HAProxy chain, the generator.
     const app = await startApp(options.body);
     children.push(app);
-    const raw = (name: string) => options.rawLog(name);
     const nodeArgs = options.sidecarNodeArgs;
     const setup = options.bareMesh ? undefined : await meshSetup(dir);
     if (setup) children.push(setup.sink);
     const { sidecarA, sidecarB } = await withEnv(setup?.env ?? {}, async () => {
       const extraYaml = setup?.extraYaml;
-      const b = await SidecarProcess.start({ service: 'target', replica: 'sidecar-b', appPort: app.port, peers: {}, nodeArgs, extraYaml, onOtherLine: raw('sidecar-b') }, dir);
+      const b = await SidecarProcess.start({ service: 'target', replica: 'sidecar-b', appPort: app.port, peers: {}, nodeArgs, extraYaml, onOtherLine: options.rawLog('sidecar-b') }, dir);
       children.unshift(b);
-      const a = await SidecarProcess.start({ service: 'client', replica: 'sidecar-a', appPort: app.port, peers: { target: [`127.0.0.1:${b.ports!.inbound}`] }, nodeArgs, extraYaml, onOtherLine: raw('sidecar-a') }, dir);
+      const a = await SidecarProcess.start({ service: 'client', replica: 'sidecar-a', appPort: app.port, peers: { target: [`127.0.0.1:${b.ports!.inbound}`] }, nodeArgs, extraYaml, onOtherLine: options.rawLog('sidecar-a') }, dir);
       children.unshift(a);
       return { sidecarA: a, sidecarB: b };
     });
@@ -606,7 +605,7 @@ async function meshSetup(dir: string): Promise<{ extraYaml: string; env: Record<
   };
 }
 
-export const BENCH_POLICY = `apiVersion: mcp-mesh.io/v1
+const BENCH_POLICY = `apiVersion: mcp-mesh.io/v1
 kind: Policy
 metadata:
   name: bench-target
@@ -675,14 +674,19 @@ function newScenario(title: string, mode: 'open' | 'closed', rate: number, conne
   const tally = (): Tally => ({
     histogram: histogram(), service: histogram(), lag: histogram(),
     sent: 0, ok: 0, errors: 0, outcomes: {}, elapsedMs: 0,
-    cpu: { sidecarA: 0, sidecarB: 0, haproxy1: 0, haproxy2: 0, node1: 0, node2: 0, app: 0, generator: 0, machine: 0 },
+    cpu: noCpu(0),
     batches: 0, envelopes: 0, batchSizes: NO_BUCKETS,
   });
   return { title, mode, rate, connections, perTargetS, tallies: { direct: tally(), mesh: tally(), haproxy: tally(), node: tally() }, memory: {} };
 }
 
+/** Every process at 0 CPU seconds, the whole machine at `machine`. */
+function noCpu(machine: number): Tally['cpu'] {
+  return { sidecarA: 0, sidecarB: 0, haproxy1: 0, haproxy2: 0, node1: 0, node2: 0, app: 0, generator: 0, machine };
+}
+
 function readCpu(pids: Partial<Record<ProcName, number>>): Tally['cpu'] {
-  const cpu: Tally['cpu'] = { sidecarA: 0, sidecarB: 0, haproxy1: 0, haproxy2: 0, node1: 0, node2: 0, app: 0, generator: 0, machine: machineBusySeconds() };
+  const cpu = noCpu(machineBusySeconds());
   for (const [name, pid] of Object.entries(pids) as [ProcName, number][]) cpu[name] = cpuSeconds(pid);
   return cpu;
 }
@@ -822,11 +826,10 @@ function targetsReport(scenarios: Scenario[], targets: TargetName[]): string[] {
   const at1000 = at(1000);
   const at5000 = at(5000);
   const max = scenarios.find((s) => s.mode === 'closed');
-  const none = (shown: boolean) => (shown ? '—' : 'skipped');
   out.push('| figure | mesh | target | HAProxy, same run | mesh ÷ HAProxy | plain Node pair, same run | mesh ÷ plain Node pair | for reference |', '|---|---:|---:|---:|---:|---:|---:|---|');
   /** One row: the mesh's figure, the target, then each peer's figure and the mesh ÷ peer ratio. */
   const row = (figure: string, mesh: number, target: string, peer: number, node: number, show: (v: number) => string, reference: string) =>
-    out.push(`| ${figure} | ${show(mesh)} | ${target} | ${withPeer ? show(peer) : none(false)} | ${withPeer ? times(mesh, peer) : none(false)} | ${withNode ? show(node) : none(false)} | ${withNode ? times(mesh, node) : none(false)} | ${reference} |`);
+    out.push(`| ${figure} | ${show(mesh)} | ${target} | ${withPeer ? show(peer) : 'skipped'} | ${withPeer ? times(mesh, peer) : 'skipped'} | ${withNode ? show(node) : 'skipped'} | ${withNode ? times(mesh, node) : 'skipped'} | ${reference} |`);
   if (at1000) {
     const { direct: d, mesh: me, haproxy: h, node: n } = at1000.tallies;
     const added = (t: Tally, q: number) => pct(t, q) - pct(d, q);
@@ -843,7 +846,7 @@ function targetsReport(scenarios: Scenario[], targets: TargetName[]): string[] {
       const scaling = (hops: Hop[], t: TargetName) => Math.max(...hops.map((hop) => perK(at5000.tallies[t], hop) / perK(at1000.tallies[t], hop)));
       const mesh = scaling(['sidecarA', 'sidecarB'], 'mesh');
       const percent = (v: number) => (Number.isFinite(v) ? `${(v * 100).toFixed(0)}%` : '—');
-      out.push(`| CPU per request at 5,000 req/s ÷ at 1,000, worse hop | ${percent(mesh)} | ≤ 80% ${mark(mesh <= 0.8)} | ${withPeer ? percent(scaling(['haproxy1', 'haproxy2'], 'haproxy')) : none(false)} | | ${withNode ? percent(scaling(['node1', 'node2'], 'node')) : none(false)} | | batching should make a busier sidecar cheaper per request |`);
+      out.push(`| CPU per request at 5,000 req/s ÷ at 1,000, worse hop | ${percent(mesh)} | ≤ 80% ${mark(mesh <= 0.8)} | ${withPeer ? percent(scaling(['haproxy1', 'haproxy2'], 'haproxy')) : 'skipped'} | | ${withNode ? percent(scaling(['node1', 'node2'], 'node')) : 'skipped'} | | batching should make a busier sidecar cheaper per request |`);
     }
   }
   if (max) {
@@ -851,7 +854,7 @@ function targetsReport(scenarios: Scenario[], targets: TargetName[]): string[] {
     const ratio = rate(me) / rate(h);
     const share = (t: Tally) => `${(rate(t) / rate(d) * 100).toFixed(1)}%`;
     const ofDirect = [`mesh ${share(me)}`, ...(withPeer ? [`HAProxy ${share(h)}`] : []), ...(withNode ? [`plain Node pair ${share(n)}`] : [])].join(', ');
-    out.push(`| max throughput | ${rps(me)} | ≥ 35% of HAProxy's${withPeer ? ` ${mark(ratio >= 0.35)}` : ''} | ${withPeer ? rps(h) : none(false)} | ${withPeer ? `**${(ratio * 100).toFixed(1)}%**` : none(false)} | ${withNode ? rps(n) : none(false)} | ${withNode ? `${(rate(me) / rate(n) * 100).toFixed(1)}%` : none(false)} | direct ${rps(d)}: ${ofDirect} of it |`);
+    out.push(`| max throughput | ${rps(me)} | ≥ 35% of HAProxy's${withPeer ? ` ${mark(ratio >= 0.35)}` : ''} | ${withPeer ? rps(h) : 'skipped'} | ${withPeer ? `**${(ratio * 100).toFixed(1)}%**` : 'skipped'} | ${withNode ? rps(n) : 'skipped'} | ${withNode ? `${(rate(me) / rate(n) * 100).toFixed(1)}%` : 'skipped'} | direct ${rps(d)}: ${ofDirect} of it |`);
   }
   return out;
 }
