@@ -107,7 +107,7 @@ interface Tally {
   appNotFound: number;
   appSessions: Record<string, number>;
   /** Sidecar A's /sessions counts over the slices (mesh only). */
-  affinity: { bound: number; routed: number; ownerGone: number };
+  affinity: AffinityCounts;
   /** Sidecar A and the biggest replica sidecar after the loop (MiB): current and peak so far. */
   memory?: MeshMemory;
 }
@@ -285,12 +285,7 @@ class Runner {
       const created = after.sessions.streamable + after.sessions.sse - before.sessions.streamable - before.sessions.sse;
       if (created) into.appSessions[after.replica] = (into.appSessions[after.replica] ?? 0) + created;
     }
-    if (affinityBefore) {
-      const after = await this.#affinity();
-      into.affinity.bound += after.bound - affinityBefore.bound;
-      into.affinity.routed += after.routed - affinityBefore.routed;
-      into.affinity.ownerGone += after.ownerGone - affinityBefore.ownerGone;
-    }
+    if (affinityBefore) addAffinity(into.affinity, await this.#affinity(), affinityBefore);
   }
 
   /** C clients, each opening and closing sessions until the time or the count is up. */
@@ -399,17 +394,24 @@ class Runner {
     return Promise.all(this.#procs.apps.map((a) => a.stats()));
   }
 
-  async #affinity(): Promise<{ bound: number; routed: number; ownerGone: number }> {
-    const snapshot = await this.#procs.sidecarA.admin<Record<string, { bound: number; routed: number; ownerGone: number }>>('/sessions');
+  async #affinity(): Promise<AffinityCounts> {
+    const snapshot = await this.#procs.sidecarA.admin<Record<string, AffinityCounts>>('/sessions');
     const sum = { bound: 0, routed: 0, ownerGone: 0 };
-    for (const [service, c] of Object.entries(snapshot)) {
-      if (service.split('.')[0] !== SERVICE) continue;
-      sum.bound += c.bound;
-      sum.routed += c.routed;
-      sum.ownerGone += c.ownerGone;
-    }
+    for (const [service, c] of Object.entries(snapshot)) if (service.split('.')[0] === SERVICE) addAffinity(sum, c);
     return sum;
   }
+}
+
+/** Sidecar A's admin `/sessions` counters for one service. */
+interface AffinityCounts {
+  bound: number;
+  routed: number;
+  ownerGone: number;
+}
+
+/** Adds `after − before` (or `after` alone) to `into`, counter by counter. */
+function addAffinity(into: AffinityCounts, after: AffinityCounts, before?: AffinityCounts): void {
+  for (const k of ['bound', 'routed', 'ownerGone'] as const) into[k] += after[k] - (before?.[k] ?? 0);
 }
 
 function newTally(transport: McpTransportKind, target: TargetName, loop: Loop): Tally {
