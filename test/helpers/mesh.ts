@@ -12,6 +12,11 @@ export interface Mesh {
   callee: SidecarProcess;
   /** The calling app's sidecar ("orders"); tests send their requests to its outbound port. */
   caller: SidecarProcess;
+  /**
+   * Start one more calling sidecar that knows the callee (and the aliases), with `extra` over the
+   * mesh's `extra`, stopped by close(). It is not waited for: tests wait for its link to come up, or fail.
+   */
+  addCaller(service: string, extra?: Record<string, unknown>): Promise<SidecarProcess>;
   close(): Promise<void>;
 }
 
@@ -34,14 +39,16 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     started.push(callee);
     const peers: Record<string, string[]> = { payments: [callee.inboundAddress] };
     for (const alias of options.aliases ?? []) peers[alias] = [callee.inboundAddress];
-    const caller = await SidecarProcess.start({
-      config: sidecarConfig({ service: 'orders', appPort: 1, peers, extra: { ...options.extra, ...options.callerExtra } }),
-    });
-    started.push(caller);
+    const addCaller = async (service: string, extra?: Record<string, unknown>) => {
+      const sidecar = await SidecarProcess.start({ config: sidecarConfig({ service, appPort: 1, peers, extra: { ...options.extra, ...extra } }) });
+      started.push(sidecar);
+      return sidecar;
+    };
+    const caller = await addCaller('orders', options.callerExtra);
     // Links open at start-up; wait for it so the first test does not measure connection set-up.
     await caller.waitForLog((l) => l.msg === 'link ready' && l.peer === callee.inboundAddress);
     return {
-      app, callee, caller,
+      app, callee, caller, addCaller,
       close: async () => {
         await Promise.all(started.map((s) => s.stop()));
         await app.close();

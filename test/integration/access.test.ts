@@ -4,10 +4,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
-import { startTestApp, type TestApp } from '../helpers/apps.ts';
+import type { TestApp } from '../helpers/apps.ts';
 import { makeCertDir, type CertDir } from '../helpers/certs.ts';
 import { metricSum, metricsText, policyFolder, removeDir } from '../helpers/async.ts';
-import { SidecarProcess, sidecarConfig } from '../helpers/sidecar-process.ts';
+import { startMesh, type Mesh } from '../helpers/mesh.ts';
+import type { SidecarProcess } from '../helpers/sidecar-process.ts';
 
 const POLICY = `apiVersion: mcp-mesh.io/v1
 kind: Policy
@@ -35,27 +36,25 @@ describe('access rules', { timeout: 60_000 }, () => {
   let certs: CertDir;
   let policies: string;
   let callee: SidecarProcess;
-  const started: SidecarProcess[] = [];
+  let mesh: Mesh;
 
   before(async () => {
-    app = await startTestApp();
     certs = makeCertDir(['payments', 'orders', 'intruder']);
     policies = policyFolder({ 'access.yaml': POLICY });
-    callee = await SidecarProcess.start({
-      config: sidecarConfig({ service: 'payments', appPort: app.port, extra: { policies: [policies], tls: certs.tls('payments', { required: true }), log: { level: 'debug' } } }),
+    mesh = await startMesh({
+      calleeExtra: { policies: [policies], tls: certs.tls('payments', { required: true }), log: { level: 'debug' } },
+      callerExtra: { tls: certs.tls('orders') },
     });
-    started.push(callee);
+    ({ app, callee } = mesh);
   });
   after(async () => {
-    await Promise.all(started.map((s) => s.stop()));
-    await app?.close();
+    await mesh?.close();
     certs?.remove();
     removeDir(policies);
   });
 
   const caller = async (service: string, cert: string) => {
-    const sidecar = await SidecarProcess.start({ config: sidecarConfig({ service, appPort: 1, peers: { payments: [callee.inboundAddress] }, extra: { tls: certs.tls(cert) } }) });
-    started.push(sidecar);
+    const sidecar = await mesh.addCaller(service, { tls: certs.tls(cert) });
     await sidecar.waitForLog((l) => l.msg === 'link ready');
     return sidecar;
   };
@@ -65,7 +64,7 @@ describe('access rules', { timeout: 60_000 }, () => {
   };
 
   test('an allowed caller reaches the app; a route with defaultDeny refuses even it', async () => {
-    const orders = await caller('orders', 'orders');
+    const orders = mesh.caller;
     assert.equal((await call(orders, '/charge')).status, 200);
     const admin = await call(orders, '/admin/reset');
     assert.deepEqual([admin.status, admin.code], [403, 'ACCESS_DENIED']);

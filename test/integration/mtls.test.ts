@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { rawValues, startTestApp, type Echo, type TestApp } from '../helpers/apps.ts';
 import { makeCertDir, type CertDir } from '../helpers/certs.ts';
+import { startMesh, type Mesh } from '../helpers/mesh.ts';
 import { runCli, SidecarProcess, sidecarConfig } from '../helpers/sidecar-process.ts';
 
 async function echo(caller: SidecarProcess, service = 'payments'): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
@@ -31,20 +32,16 @@ describe('mutual TLS between sidecars', { timeout: 60_000 }, () => {
   let otherCa: CertDir;
   let callee: SidecarProcess;
   let caller: SidecarProcess;
-  const started: SidecarProcess[] = [];
+  let mesh: Mesh;
 
   before(async () => {
-    app = await startTestApp();
     certs = makeCertDir(['payments', 'orders']);
     otherCa = makeCertDir(['orders']);
-    callee = await SidecarProcess.start({ config: sidecarConfig({ service: 'payments', appPort: app.port, extra: { tls: certs.tls('payments', { required: true }) } }) });
-    caller = await SidecarProcess.start({ config: sidecarConfig({ service: 'orders', appPort: 1, peers: { payments: [callee.inboundAddress] }, extra: { tls: certs.tls('orders') } }) });
-    started.push(callee, caller);
-    await caller.waitForLog((l) => l.msg === 'link ready');
+    mesh = await startMesh({ calleeExtra: { tls: certs.tls('payments', { required: true }) }, callerExtra: { tls: certs.tls('orders') } });
+    ({ app, callee, caller } = mesh);
   });
   after(async () => {
-    await Promise.all(started.map((s) => s.stop()));
-    await app?.close();
+    await mesh?.close();
     certs?.remove();
     otherCa?.remove();
   });
@@ -59,8 +56,7 @@ describe('mutual TLS between sidecars', { timeout: 60_000 }, () => {
 
   test('a claimed source that disagrees with the certificate is replaced by the certificate identity', async () => {
     // This sidecar calls itself "forger" but holds orders' certificate: the app must see "orders".
-    const forger = await SidecarProcess.start({ config: sidecarConfig({ service: 'forger', appPort: 1, peers: { payments: [callee.inboundAddress] }, extra: { tls: certs.tls('orders') } }) });
-    started.push(forger);
+    const forger = await mesh.addCaller('forger', { tls: certs.tls('orders') });
     assert.ok(forger.logs.some((l) => l.code === 'TLS_IDENTITY_MISMATCH'));
     await forger.waitForLog((l) => l.msg === 'link ready');
     const { status, body } = await echo(forger);
@@ -69,8 +65,7 @@ describe('mutual TLS between sidecars', { timeout: 60_000 }, () => {
   });
 
   test('a sidecar with a certificate from another CA cannot connect', async () => {
-    const stranger = await SidecarProcess.start({ config: sidecarConfig({ service: 'orders', appPort: 1, peers: { payments: [callee.inboundAddress] }, extra: { tls: otherCa.tls('orders'), timeouts: { connect: '300ms' } } }) });
-    started.push(stranger);
+    const stranger = await mesh.addCaller('orders', { tls: otherCa.tls('orders'), timeouts: { connect: '300ms' } });
     await stranger.waitForLog((l) => l.msg.startsWith('link down'));
     const { status, headers } = await echo(stranger);
     assert.ok(status === 502 || status === 503, `status ${status}`);
@@ -80,8 +75,7 @@ describe('mutual TLS between sidecars', { timeout: 60_000 }, () => {
   });
 
   test('a plaintext sidecar cannot reach a TLS sidecar', async () => {
-    const plain = await SidecarProcess.start({ config: sidecarConfig({ service: 'orders', appPort: 1, peers: { payments: [callee.inboundAddress] }, extra: { timeouts: { connect: '300ms' } } }) });
-    started.push(plain);
+    const plain = await mesh.addCaller('orders', { timeouts: { connect: '300ms' } });
     await plain.waitForLog((l) => l.msg.startsWith('link down'));
     const { status } = await echo(plain);
     assert.ok(status === 502 || status === 503, `status ${status}`);
