@@ -320,8 +320,29 @@ async function waitUntil(check: () => Promise<{ done: boolean; progress: number 
 type ProcName = 'app' | 'sidecarA' | 'sidecarB' | 'relay' | 'generator';
 const PROCS: ProcName[] = ['generator', 'sidecarA', 'relay', 'sidecarB', 'app'];
 
+/** What a slice costs: read before and after it, the difference charged to the slice. */
+interface Usage {
+  cpu: Record<ProcName, number>;
+  /** CPU seconds of each sidecar's main thread (its event loop; the rest: SQLite, GC, compiler threads). */
+  mainCpu: { sidecarA: number; sidecarB: number };
+  /** The machine's busy CPU seconds. */
+  busy: number;
+  /** Sidecar A's link to B: MCP batches and envelopes sent. */
+  link: { batches: number; envelopes: number };
+}
+
+/** `into` += `sign` × `u`, counter by counter. */
+function addUsage(into: Usage, u: Usage, sign = 1): void {
+  for (const p of PROCS) into.cpu[p] += sign * u.cpu[p];
+  into.mainCpu.sidecarA += sign * u.mainCpu.sidecarA;
+  into.mainCpu.sidecarB += sign * u.mainCpu.sidecarB;
+  into.busy += sign * u.busy;
+  into.link.batches += sign * u.link.batches;
+  into.link.envelopes += sign * u.link.envelopes;
+}
+
 /** One mode's figures: one slice, or several merged (sums; histograms added). */
-interface Measured {
+interface Measured extends Usage {
   mode: Mode;
   /** "sync", "async", "batch of 100". */
   label: string;
@@ -344,13 +365,7 @@ interface Measured {
   lost: number;
   copies: number;
   settled: boolean;
-  cpu: Record<ProcName, number>;
-  /** CPU seconds of each sidecar's main thread (its event loop; the rest: SQLite, GC, compiler threads). */
-  mainCpu: { sidecarA: number; sidecarB: number };
-  busy: number;
   windowS: number;
-  /** Sidecar A's link to B: MCP batches and envelopes sent during the run. */
-  link: { batches: number; envelopes: number };
 }
 
 function merge(slices: Measured[]): Measured {
@@ -358,13 +373,9 @@ function merge(slices: Measured[]): Measured {
   const m: Measured = { ...first!, outcomes: { ...first!.outcomes }, cpu: { ...first!.cpu }, mainCpu: { ...first!.mainCpu }, link: { ...first!.link } };
   for (const s of rest) {
     m.slices += s.slices;
-    for (const k of ['sent', 'ok', 'unique', 'spanS', 'acceptSpanS', 'lost', 'copies', 'busy', 'windowS'] as const) m[k] += s[k];
+    for (const k of ['sent', 'ok', 'unique', 'spanS', 'acceptSpanS', 'lost', 'copies', 'windowS'] as const) m[k] += s[k];
     for (const [k, v] of Object.entries(s.outcomes)) m.outcomes[k] = (m.outcomes[k] ?? 0) + v;
-    for (const p of PROCS) m.cpu[p] += s.cpu[p];
-    m.mainCpu.sidecarA += s.mainCpu.sidecarA;
-    m.mainCpu.sidecarB += s.mainCpu.sidecarB;
-    m.link.batches += s.link.batches;
-    m.link.envelopes += s.link.envelopes;
+    addUsage(m, s);
     m.settled &&= s.settled;
     m.latency.add(s.latency);
     if (s.e2e) m.e2e!.add(s.e2e);
@@ -420,13 +431,16 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
 
     const origins: Record<Mode, string> = { sync: `http://${HOST2}:${appVia}`, async: sidecarA.outboundUrl, batch: sidecarA.outboundUrl };
     const connectionsOf = (mode: Mode) => ({ sync: options.workers, async: options.asyncConnections, batch: options.batchWorkers })[mode];
+    const readUsage = async (): Promise<Usage> => ({
+      cpu: Object.fromEntries(PROCS.map((p) => [p, cpuSeconds(pids[p])])) as Record<ProcName, number>,
+      busy: machineBusySeconds(),
+      mainCpu: { sidecarA: mainThreadCpuSeconds(pids.sidecarA), sidecarB: mainThreadCpuSeconds(pids.sidecarB) },
+      link: await linkCounters(sidecarA),
+    });
     let runs = 0;
     const measure = async ({ mode, batchSize, label }: Variant, calls: number, title: string): Promise<Measured> => {
       const run = `s${++runs}`;
-      const cpuBefore = Object.fromEntries(PROCS.map((p) => [p, cpuSeconds(pids[p])])) as Record<ProcName, number>;
-      const busyBefore = machineBusySeconds();
-      const mainBefore = { sidecarA: mainThreadCpuSeconds(pids.sidecarA), sidecarB: mainThreadCpuSeconds(pids.sidecarB) };
-      const linkBefore = await linkCounters(sidecarA);
+      const before = await readUsage();
       const t0 = nowUs();
       const gen = await generator.call<GenResult>({
         mode, run, origin: origins[mode], calls, connections: connectionsOf(mode), batchSize, bodyBytes: options.bodyBytes, maxDurationMs: options.maxDurationS * 1000,
@@ -440,14 +454,8 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
         const queued = await outboxQueued(sidecarA);
         return { done: queued === 0, progress: queued };
       }, 10_000);
-      const cpu = Object.fromEntries(PROCS.map((p) => [p, cpuSeconds(pids[p]) - cpuBefore[p]])) as Record<ProcName, number>;
-      const busy = machineBusySeconds() - busyBefore;
-      const mainCpu = {
-        sidecarA: mainThreadCpuSeconds(pids.sidecarA) - mainBefore.sidecarA,
-        sidecarB: mainThreadCpuSeconds(pids.sidecarB) - mainBefore.sidecarB,
-      };
-      const linkAfter = await linkCounters(sidecarA);
-      const link = { batches: linkAfter.batches - linkBefore.batches, envelopes: linkAfter.envelopes - linkBefore.envelopes };
+      const used = await readUsage();
+      addUsage(used, before, -1);
       const windowS = (nowUs() - t0) / 1e6;
       await sleep(200); // a late copy would show up here
       const report = await app.call<AppReport>({ cmd: 'report', run });
@@ -467,7 +475,7 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
       const m: Measured = {
         mode, label, batchSize, slices: 1, sent: gen.sent, ok: gen.ok, unique: report.unique, outcomes: gen.outcomes,
         spanS: ((mode === 'async' ? lastArrivalUs : gen.lastDoneUs) - gen.firstUs) / 1e6, acceptSpanS: (gen.lastDoneUs - gen.firstUs) / 1e6,
-        latency: hdr.decodeFromCompressedBase64(gen.latency), e2e, lost, copies: report.received - report.unique, settled, cpu, mainCpu, busy, windowS, link,
+        latency: hdr.decodeFromCompressedBase64(gen.latency), e2e, lost, copies: report.received - report.unique, settled, windowS, ...used,
       };
       const p = problemsOf(m);
       log(`seed ${label}${title}: ${gen.sent} sent, ${gen.ok} ok, ${report.unique} at the app; ${Math.round(qps(m))} calls/s${mode === 'async' ? ` delivered (${Math.round(acceptedPerS(m))}/s accepted)` : ''}; p50 ${ms(judged(m).getValueAtPercentile(50))} p99 ${ms(judged(m).getValueAtPercentile(99))}; others on the machine ${others(m).toFixed(2)} vCPU${p.length ? `; PROBLEMS: ${p.join(', ')}` : ''}`);
