@@ -48,7 +48,11 @@ export function prepareJsCache() {
   return written;
 }
 
-/** Serves the package's .ts files from their entries (those without one load as usual). */
+/**
+ * Serves the package's .ts files from their entries (those without one load as usual). A worker thread
+ * has a module loader of its own: MCP_MESH_JS_CACHE, set here to this module's URL, tells the code that
+ * starts one to call useJsCache() in it first (sidecar/src/async/store.ts does).
+ */
 export function useJsCache() {
   if (typeof module.registerHooks !== 'function') return;
   const prefix = new URL('..', import.meta.url).href;
@@ -63,6 +67,7 @@ export function useJsCache() {
       return nextLoad(url, context);
     },
   });
+  process.env.MCP_MESH_JS_CACHE = import.meta.url;
 }
 
 // `node bin/js-cache.js` fills the cache ahead of time (the image does, at build time, so that a

@@ -11,15 +11,16 @@ import {
 import type { OpName, Ops, Reply, Request, Wire, WireError, WorkerInit, WorkerMessage } from './store-worker.ts';
 
 /**
- * The worker thread running store-worker.ts. Under `mcp-mesh sidecar` the sources are loaded
- * pre-stripped (bin/js-cache.js, set up by bin/runtime-tuning.js); a worker has a module loader of its
- * own, so it installs the same hook first, or it would load Node's TypeScript stripper (~10 MB) itself.
+ * The worker thread running store-worker.ts. Where this thread loads the sources pre-stripped (under
+ * `mcp-mesh sidecar`: MCP_MESH_JS_CACHE names the module whose hook serves them, bin/js-cache.js), a
+ * worker, which has a module loader of its own, installs the same hook first, or it would load Node's
+ * TypeScript stripper (~10 MB) itself.
  */
 function storeWorker(options: WorkerOptions): Worker {
   const entry = new URL('./store-worker.ts', import.meta.url);
-  if (process.env['MCP_MESH_RUNTIME_TUNED'] !== '1') return new Worker(entry, options);
-  const cache = new URL('../../../bin/js-cache.js', import.meta.url);
-  const code = `import(${JSON.stringify(cache.href)}).then((m) => { m.useJsCache(); return import(${JSON.stringify(entry.href)}); });`;
+  const jsCache = process.env['MCP_MESH_JS_CACHE'];
+  if (jsCache === undefined) return new Worker(entry, options);
+  const code = `import(${JSON.stringify(jsCache)}).then((m) => { m.useJsCache(); return import(${JSON.stringify(entry.href)}); });`;
   return new Worker(code, { ...options, eval: true });
 }
 
