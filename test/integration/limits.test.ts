@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
+import { metricsText } from '../helpers/async.ts';
 import { startMesh, type Mesh } from '../helpers/mesh.ts';
 import { header, parseResponse, rawHttp } from '../helpers/raw-http.ts';
 import { within } from '../helpers/wait.ts';
@@ -59,7 +60,7 @@ describe('limits on the outbound listener', { timeout: 60_000 }, () => {
   });
 
   test('each refusal is counted by limit', async () => {
-    const text = await (await request(`http://127.0.0.1:${mesh.caller.ports.admin}/metrics`)).body.text();
+    const text = await metricsText(mesh.caller);
     for (const limit of ['header_size', 'header_timeout', 'malformed']) {
       assert.match(text, new RegExp(`^mcp_limit_rejections_total\\{limit="${limit}"\\} [1-9]`, 'm'), limit);
     }
@@ -100,7 +101,7 @@ describe('limits on the inbound listener', { timeout: 60_000 }, () => {
     for (const release of releases) release();
     assert.match(await first.body.text(), /data: two/);
     assert.match(await second.body.text(), /data: two/);
-    const text = await (await request(`http://127.0.0.1:${mesh.callee.ports.admin}/metrics`)).body.text();
+    const text = await metricsText(mesh.callee);
     assert.match(text, /^mcp_limit_rejections_total\{limit="streams_per_peer"\} [1-9]/m);
     // With the two closed, a new stream is taken again.
     const fourth = await sse();

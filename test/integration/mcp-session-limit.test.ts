@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { request } from 'undici';
+import { metric } from '../helpers/async.ts';
 import { connectClient, openRawSse, rawRequest, type LiveClient } from '../helpers/mcp-clients.ts';
 import { useMcpFleet, type McpFleet } from '../helpers/mcp-fleet.ts';
 import { until } from '../helpers/wait.ts';
@@ -17,15 +17,6 @@ async function openSessions(fleet: McpFleet): Promise<{ streamable: number; sse:
   const stats = await fleet.stats();
   return Object.values(stats).reduce((sum, s) => ({ streamable: sum.streamable + s.open.streamable, sse: sum.sse + s.open.sse }), { streamable: 0, sse: 0 });
 }
-
-async function metric(port: number, line: RegExp): Promise<number> {
-  const text = await (await request(`http://127.0.0.1:${port}/metrics`)).body.text();
-  const match = line.exec(text);
-  return match ? Number(match[1]) : 0;
-}
-
-const HELD = /^mcp_sessions_held (\d+)/m;
-const REFUSED = /^mcp_limit_rejections_total\{limit="sessions"\} (\d+)/m;
 
 describe('limits.maxSessions: MCP sessions a replica may hold', { timeout: 120_000 }, () => {
   const started = useMcpFleet({ replicas: 2, extra: { limits: { maxSessions: 1 } } });
@@ -56,9 +47,9 @@ describe('limits.maxSessions: MCP sessions a replica may hold', { timeout: 120_0
       assert.match(raw.body, /limits\.maxSessions/);
       assert.equal((await openSessions(fleet)).streamable, 2, 'every refused session was deleted at its app again');
       for (const replica of fleet.replicas) {
-        assert.equal(await metric(replica.sidecar.ports.admin, HELD), 1, `${replica.name} holds one session`);
+        assert.equal(await metric(replica.sidecar, 'mcp_sessions_held'), 1, `${replica.name} holds one session`);
       }
-      const refusedTotal = (await Promise.all(fleet.replicas.map((r) => metric(r.sidecar.ports.admin, REFUSED)))).reduce((a, b) => a + b, 0);
+      const refusedTotal = (await Promise.all(fleet.replicas.map((r) => metric(r.sidecar, 'mcp_limit_rejections_total', { limit: 'sessions' })))).reduce((a, b) => a + b, 0);
       assert.ok(refusedTotal >= 4, `each refusal counted at the replica that refused (2 new sessions × 2 replicas): ${refusedTotal}`);
       // Held sessions still work.
       for (const client of clients) assert.equal((await client.call()).count, 2);
@@ -90,7 +81,7 @@ describe('limits.maxSessions: MCP sessions a replica may hold', { timeout: 120_0
       await until(async () => (await openSessions(fleet)).sse === 2, { message: 'the refused stream was cut, so its app dropped the session' });
       streams.shift()!.close();
       // The cut travels client → client sidecar → link → replica sidecar, which then stops counting it.
-      const held = async () => (await Promise.all(fleet.replicas.map((r) => metric(r.sidecar.ports.admin, HELD)))).reduce((a, b) => a + b, 0);
+      const held = async () => (await Promise.all(fleet.replicas.map((r) => metric(r.sidecar, 'mcp_sessions_held')))).reduce((a, b) => a + b, 0);
       await until(async () => (await held()) === 1, { message: 'the closed stream stopped counting' });
       const reopened = await openRawSse(fleet.dispatchers, via);
       streams.push(reopened);
