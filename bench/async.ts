@@ -24,6 +24,7 @@ import { nowUs, type AppCount, type AppReport } from './async-app.ts';
 import { cpuSeconds, machine, machineBusySeconds, memoryMiB, threadCpu } from './proc.ts';
 import { PoolCache, serveSpecs } from './child-ipc.ts';
 import { markers } from './report-sections.ts';
+import { msOrS } from './format.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const { begin: SECTION_BEGIN, end: SECTION_END } = markers('async');
@@ -246,7 +247,7 @@ export async function runAsyncBench(options: AsyncOptions, log: (line: string) =
   try {
     const fs = filesystemOf(dir);
     const fsync = fsyncProbe(dir);
-    log(`async: data dirs in ${dir} (${fs.type} on ${fs.device}); fsync probe p50 ${ms(fsync.p50)} p99 ${ms(fsync.p99)}`);
+    log(`async: data dirs in ${dir} (${fs.type} on ${fs.device}); fsync probe p50 ${msOrS(fsync.p50)} p99 ${msOrS(fsync.p99)}`);
 
     const app = await Child.start(path.join(HERE, 'async-app.ts'), []);
     children.push(app);
@@ -334,7 +335,7 @@ export async function runAsyncBench(options: AsyncOptions, log: (line: string) =
       };
       const verdict = verdictOf(m);
       const others = Math.max(0, m.machineBusy - Object.values(cpu).reduce((a, b) => a + b, 0)) / windowS;
-      log(`async ${title}: others ${others.toFixed(2)} vCPU; ${gen.sent} sent, ${gen.accepted} accepted (${Math.round(acceptRate(m))}/s), ${report.unique} at the app (${Math.round(deliveredRate(m))}/s), accept p50 ${ms(m.accept.getValueAtPercentile(50))} p99 ${ms(m.accept.getValueAtPercentile(99))}, end-to-end p50 ${ms(e2e.getValueAtPercentile(50))} p99 ${ms(e2e.getValueAtPercentile(99))}; ${verdict.text}`);
+      log(`async ${title}: others ${others.toFixed(2)} vCPU; ${gen.sent} sent, ${gen.accepted} accepted (${Math.round(acceptRate(m))}/s), ${report.unique} at the app (${Math.round(deliveredRate(m))}/s), accept p50 ${msOrS(m.accept.getValueAtPercentile(50))} p99 ${msOrS(m.accept.getValueAtPercentile(99))}, end-to-end p50 ${msOrS(e2e.getValueAtPercentile(50))} p99 ${msOrS(e2e.getValueAtPercentile(99))}; ${verdict.text}`);
       if (!verdict.ok) log(`async ${title}: WARNING ${verdict.text}`);
       return m;
     };
@@ -410,7 +411,7 @@ function section(options: AsyncOptions, runs: Measured[], c: Context): string {
     'The app notes the arrival time of each message (by the sequence number at the start of its body), counts copies',
     'per sequence number and per `mcp-mesh-message-id`, and answers 200 with an empty body. Default sidecar config',
     '(`storage.deliveryConcurrency` 64). Fresh processes and data dirs for this scenario, deleted afterwards.', '');
-  out.push(`**Disk:** the data dirs were in \`${path.dirname(c.dir)}\`: **${c.fs.type}** on ${c.fs.device}${c.fs.options ? ` (${c.fs.options})` : ''}${c.fs.note ? `; ${c.fs.note}` : ''}. A 4 KiB write + fdatasync there took p50 ${ms(c.fsync.p50)}, p99 ${ms(c.fsync.p99)} (${c.fsync.count} tries, just before the run).`, '');
+  out.push(`**Disk:** the data dirs were in \`${path.dirname(c.dir)}\`: **${c.fs.type}** on ${c.fs.device}${c.fs.options ? ` (${c.fs.options})` : ''}${c.fs.note ? `; ${c.fs.note}` : ''}. A 4 KiB write + fdatasync there took p50 ${msOrS(c.fsync.p50)}, p99 ${msOrS(c.fsync.p99)} (${c.fsync.count} tries, just before the run).`, '');
   out.push('**Clock:** send times (generator) and arrival times (app) are both `process.hrtime()`, i.e. CLOCK_MONOTONIC, which',
     'every process on the machine shares: nanosecond resolution, kept in µs; no alignment between processes is needed.',
     'End-to-end = arrival at the app − the *intended* send time (open loop: no coordinated omission, as in',
@@ -433,12 +434,12 @@ function section(options: AsyncOptions, runs: Measured[], c: Context): string {
 
   const measured = runs.filter((r) => r.title !== 'warm-up');
   const others = (r: Measured) => Math.max(0, r.machineBusy - (r.cpu.sidecarA + r.cpu.sidecarB + r.cpu.app + r.cpu.generator)) / r.windowS;
-  const p = (h: hdr.Histogram) => [50, 90, 99, 99.9].map((q) => ms(h.getValueAtPercentile(q))).join(' | ');
+  const p = (h: hdr.Histogram) => [50, 90, 99, 99.9].map((q) => msOrS(h.getValueAtPercentile(q))).join(' | ');
   out.push('### Accept (send → 202, message on disk) and end-to-end (send → arrival at the app)', '');
   out.push('| run | messages | accepted msg/s | accept p50 | p90 | p99 | p99.9 | max | delivered msg/s | end-to-end p50 | p90 | p99 | p99.9 | max |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of measured) {
-    out.push(`| ${r.title} | ${r.gen.sent.toLocaleString('en')} | ${Math.round(acceptRate(r)).toLocaleString('en')} | ${p(r.accept)} | ${ms(r.accept.maxValue)} | ${Math.round(deliveredRate(r)).toLocaleString('en')} | ${p(r.e2e)} | ${ms(r.e2e.maxValue)} |`);
+    out.push(`| ${r.title} | ${r.gen.sent.toLocaleString('en')} | ${Math.round(acceptRate(r)).toLocaleString('en')} | ${p(r.accept)} | ${msOrS(r.accept.maxValue)} | ${Math.round(deliveredRate(r)).toLocaleString('en')} | ${p(r.e2e)} | ${msOrS(r.e2e.maxValue)} |`);
   }
   out.push('');
   out.push('*accepted msg/s*: 202s per second over the sending; *delivered msg/s*: distinct messages reaching the app per',
@@ -447,7 +448,7 @@ function section(options: AsyncOptions, runs: Measured[], c: Context): string {
   if (disturbed.length) out.push(`> ⚠️ Other work on the machine took ${disturbed.map((r) => `${others(r).toFixed(2)} vCPU during the ${r.title}`).join(' and ')} (the *others* column below: busy CPU not used by the benchmark's processes): on ${m.cpus} vCPUs that moves the figures a lot; repeat the run on a quiet machine.`, '');
   for (const r of measured) {
     if (r.mode === 'open') {
-      out.push(`Open loop: requests left on average ${ms(r.lag.mean)} after their due time (p99 ${ms(r.lag.getValueAtPercentile(99))}, max ${ms(r.lag.maxValue)}; Node timers tick in whole ms), included above. From the moment each request actually left (service time): accept p50 ${ms(r.acceptService.getValueAtPercentile(50))} / p99 ${ms(r.acceptService.getValueAtPercentile(99))}, end-to-end p50 ${ms(r.e2eService.getValueAtPercentile(50))} / p99 ${ms(r.e2eService.getValueAtPercentile(99))}. Backlog when sending stopped: ${r.backlogAtEnd} message${r.backlogAtEnd === 1 ? '' : 's'}.`, '');
+      out.push(`Open loop: requests left on average ${msOrS(r.lag.mean)} after their due time (p99 ${msOrS(r.lag.getValueAtPercentile(99))}, max ${msOrS(r.lag.maxValue)}; Node timers tick in whole ms), included above. From the moment each request actually left (service time): accept p50 ${msOrS(r.acceptService.getValueAtPercentile(50))} / p99 ${msOrS(r.acceptService.getValueAtPercentile(99))}, end-to-end p50 ${msOrS(r.e2eService.getValueAtPercentile(50))} / p99 ${msOrS(r.e2eService.getValueAtPercentile(99))}. Backlog when sending stopped: ${r.backlogAtEnd} message${r.backlogAtEnd === 1 ? '' : 's'}.`, '');
     } else {
       const sendingS = (r.gen.lastSendUs - r.gen.firstUs) / 1e6;
       const drainS = r.drainMs / 1000;
@@ -476,13 +477,6 @@ function section(options: AsyncOptions, runs: Measured[], c: Context): string {
   out.push(`RSS of the idle sidecars before the first message: A ${c.idle.sidecarA.current.toFixed(1)} MiB, B ${c.idle.sidecarB.current.toFixed(1)} MiB. Peak RSS at the end: sidecar A ${c.final.sidecarA.peak.toFixed(1)} MiB, sidecar B ${c.final.sidecarB.peak.toFixed(1)} MiB (current ${c.final.sidecarA.current.toFixed(1)} / ${c.final.sidecarB.current.toFixed(1)} MiB).`, '');
   out.push(SECTION_END);
   return `${out.join('\n')}\n`;
-}
-
-/** µs → "0.213 ms" / "12.4 ms" / "1.52 s". */
-function ms(us: number): string {
-  const v = us / 1000;
-  if (v >= 1000) return `${(v / 1000).toFixed(v >= 10_000 ? 1 : 2)} s`;
-  return `${v < 10 ? v.toFixed(3) : v < 100 ? v.toFixed(2) : v.toFixed(1)} ms`;
 }
 
 const sleep = (msDelay: number) => new Promise((resolve) => setTimeout(resolve, msDelay));

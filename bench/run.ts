@@ -34,6 +34,7 @@ import { startListeningChild, type ListeningChild } from './children.ts';
 import { findHaproxy, startHaproxyChain, type HaproxyBinary, type HaproxyChain } from './haproxy.ts';
 import { startNodePair, type NodePair } from './node-pair.ts';
 import { latencyPng, percentilePoints, type Panel } from './plot.ts';
+import { mark, ms, plus, times } from './format.ts';
 import { cpuSeconds, machine, machineBusySeconds, memoryMiB } from './proc.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -861,23 +862,6 @@ function targetsReport(scenarios: Scenario[], targets: TargetName[]): string[] {
 
 const rate = (t: Tally) => (t.elapsedMs ? t.ok / (t.elapsedMs / 1000) : 0);
 const rps = (t: Tally) => `${Math.round(rate(t)).toLocaleString('en')} req/s`;
-/** µs → "0.213 ms" / "12.4 ms". */
-function ms(us: number): string {
-  const v = us / 1000;
-  return `${v < 10 ? v.toFixed(3) : v < 100 ? v.toFixed(2) : v.toFixed(1)} ms`;
-}
-function plus(us: number): string {
-  return `${us >= 0 ? '+' : '−'}${ms(Math.abs(us))}`;
-}
-/** a ÷ b as "2.4×"; "—" when b is not a positive figure. */
-export function times(a: number, b: number): string {
-  if (!(b > 0) || !Number.isFinite(a)) return '—';
-  const r = a / b;
-  return `${r < 10 ? r.toFixed(2) : r.toFixed(1)}×`;
-}
-function mark(ok: boolean): string {
-  return ok ? '✅' : '❌';
-}
 function capitalise(s: string): string {
   return s.charAt(0).toUpperCase() + s.slice(1);
 }

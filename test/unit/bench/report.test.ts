@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { asSection, bucketRows, combineBuckets, mergeReport, NO_BUCKETS, parseHistogram, plotFile, sliceOrder, splitReport, times } from '../../../bench/run.ts';
+import { asSection, bucketRows, combineBuckets, mergeReport, NO_BUCKETS, parseHistogram, plotFile, sliceOrder, splitReport } from '../../../bench/run.ts';
+import { times } from '../../../bench/format.ts';
 import { markers } from '../../../bench/report-sections.ts';
 
 const section = (name: string, body: string) => `${markers(name).begin}\n${body}\n${markers(name).end}\n`;
