@@ -514,11 +514,14 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
 /** Calls that completed (answered, or delivered for async): what CPU is charged per. */
 const completed = (m: Measured) => (m.mode === 'async' ? m.unique : m.ok) || 1;
 
+/** CPU seconds of all the scenario's processes together. */
+const scenarioCpu = (m: Measured) => PROCS.reduce((sum, p) => sum + m.cpu[p], 0);
+
 /** CPU seconds per completed call, all the scenario's processes together. */
-const cpuPerCall = (m: Measured) => PROCS.reduce((sum, p) => sum + m.cpu[p], 0) / completed(m);
+const cpuPerCall = (m: Measured) => scenarioCpu(m) / completed(m);
 
 /** vCPU busy on the machine but not in the scenario's processes. */
-const others = (m: Measured) => Math.max(0, m.busy - PROCS.reduce((sum, p) => sum + m.cpu[p], 0)) / m.windowS;
+const others = (m: Measured) => Math.max(0, m.busy - scenarioCpu(m)) / m.windowS;
 
 /** Against the target: ≥ 7× the sync QPS with a lower p99. */
 function verdict(m: Measured, sync: Measured): { ratio: number; met: boolean } {
