@@ -10,7 +10,7 @@ import { Compression, decodeBatch, decodeFrame, encodeBatch, encodeFrame, Messag
 import { newMessageId } from '../../../sidecar/src/mcp/ids.ts';
 import type { InboundHandler, InboundResponse } from '../../../sidecar/src/mcp/server.ts';
 import { LINK_METHOD, PROTOCOL_MAJOR, STREAM_METHOD } from '../../../sidecar/src/mcp/version.ts';
-import { fuzzInput, fuzzSeed, mutate, MUTATIONS, Rng, sampleBatch, sampleEnvelope, sampleFrame } from '../../helpers/fuzz.ts';
+import { fuzzInput, fuzzSeed, mutate, MUTATIONS, Rng, sampleBatch, sampleEnvelope, sampleFrame, varint } from '../../helpers/fuzz.ts';
 import { echo, helloEnvelope, openLink, requestEnvelope, startServer, withTimeout } from './fixtures.ts';
 
 const DECODER_CASES = 12_000;
@@ -71,8 +71,7 @@ describe('MCP decoder fuzz', () => {
 
   it('a length prefix claiming 2 GiB or 4 GiB throws at once, allocating nothing of the sort', () => {
     for (const length of [0x7fffffff, 0x80000000, 0xffffffff]) {
-      const v: number[] = [];
-      for (let x = length; ; x = Math.floor(x / 128)) { if (x < 128) { v.push(x); break; } v.push((x % 128) | 0x80); }
+      const v = varint(length);
       const before = process.memoryUsage().arrayBuffers;
       // Batch.envelopes (field 1) / Frame.data (field 2), each with the huge length and 3 bytes after it.
       assert.throws(() => decodeBatch(Buffer.from([0x0a, ...v, 1, 2, 3])));
@@ -89,7 +88,6 @@ describe('MCP decoder fuzz', () => {
       const frame = sampleFrame(rng);
       assert.deepEqual(encodeFrame(decodeFrame(frame)), frame);
     }
-    assert.ok(MessageType.HELLO);
   });
 });
 
@@ -380,6 +378,4 @@ describe('MeshServer Stream calls: bugs found by the fuzzer', () => {
     const { outcome } = await run(true, [HEAD(), END, UNDECODABLE]);
     assert.notEqual(outcome, 'hang', `frames ${[HEAD(), END, UNDECODABLE].map(hex).join(' ')}`);
   });
-
-
 });
