@@ -8,7 +8,7 @@ import { LeastRequest } from '../balancer/least-request.ts';
 import { PeakEwma } from '../balancer/p2c-ewma.ts';
 import { RoundRobin } from '../balancer/round-robin.ts';
 import type { ServiceStates } from '../call/service-state.ts';
-import type { Resolver } from '../discovery/resolver.ts';
+import { splitServiceName, type Resolver } from '../discovery/resolver.ts';
 import type { LinkState } from '../mcp/link.ts';
 import type { BreakerState, BreakerStats } from '../resilience/breaker.ts';
 import type { OutlierEndpointSnapshot } from '../resilience/outlier.ts';
@@ -127,7 +127,7 @@ export function endpointsView(links: LinksLike, services: ServiceStates, breaker
   if (resolver) {
     for (const address of resolver.allAddresses()) {
       for (const service of resolver.servicesOf(address)) {
-        const [name = '', namespace = ''] = splitService(service);
+        const [name, namespace] = splitServiceName(service);
         const endpoint = resolver.endpoints(name, namespace)?.find((e) => e.address === address);
         listedOf(service).set(address, endpoint ? { weight: endpoint.weight, labels: endpoint.labels } : {});
       }
@@ -187,12 +187,6 @@ export function endpointsView(links: LinksLike, services: ServiceStates, breaker
     services: view,
     breakers: breakerStats,
   };
-}
-
-/** "name.namespace" → [name, namespace] (a namespace has no dots; a name may not either, but split at the last). */
-function splitService(service: string): [string, string] {
-  const dot = service.lastIndexOf('.');
-  return dot === -1 ? [service, ''] : [service.slice(0, dot), service.slice(dot + 1)];
 }
 
 /** Tries in flight to `address` summed over the balancers that count them; null when none does. */

@@ -13,7 +13,7 @@
 import { Resolver as DnsClient } from 'node:dns/promises';
 import { formatHostPort } from '../config/address.ts';
 import type { DnsDiscoveryConfig } from '../config/load.ts';
-import type { Endpoint } from './resolver.ts';
+import { splitServiceName, type Endpoint } from './resolver.ts';
 import { silentLogger, TableResolver, type DiscoveryLogger } from './table.ts';
 
 export interface DnsResolverOptions extends DnsDiscoveryConfig {
@@ -58,7 +58,7 @@ export class DnsResolver extends TableResolver {
     this.#logger = options.logger ?? silentLogger;
     this.#client = new DnsClient({ timeout: options.timeoutMs, tries: 2 });
     if (options.servers.length > 0) this.#client.setServers([...options.servers]);
-    const listed = options.services.map((key) => this.#entry(...split(key, options.ownNamespace)));
+    const listed = options.services.map((key) => this.#entry(...splitServiceName(key, options.ownNamespace)));
     this.#ready = Promise.all(listed.map((e) => e.answered)).then(() => undefined);
   }
 
@@ -153,9 +153,4 @@ export class DnsResolver extends TableResolver {
     const unique = [...new Map(endpoints.map((e) => [e.address, e])).values()];
     return { kind: 'records', endpoints: unique, ttlS: Number.isFinite(ttlS) ? ttlS : 0 };
   }
-}
-
-function split(key: string, ownNamespace: string): [string, string] {
-  const [service = '', namespace] = key.split('.');
-  return [service, namespace ?? ownNamespace];
 }

@@ -23,3 +23,12 @@ export interface Resolver {
   ready(): Promise<void>;
   close(): void;
 }
+
+/**
+ * "name.namespace" → [name, namespace]; a bare name gets `ownNamespace`. Split at the last dot: a
+ * namespace (a DNS label) never has one.
+ */
+export function splitServiceName(key: string, ownNamespace = ''): [name: string, namespace: string] {
+  const dot = key.lastIndexOf('.');
+  return dot === -1 ? [key, ownNamespace] : [key.slice(0, dot), key.slice(dot + 1)];
+}

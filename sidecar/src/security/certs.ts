@@ -6,6 +6,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import forge from 'node-forge';
+import { splitServiceName } from '../discovery/resolver.ts';
 import { spiffeUri } from './identity.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -93,9 +94,9 @@ export function issueCert(ca: CertificateAuthority, options: { trustDomain: stri
 
 /** Parse "NAME" or "NAME.NS". */
 export function parseServiceArg(arg: string): { service: string; namespace: string } {
-  const [service = '', namespace = 'default', ...rest] = arg.split('.');
-  const label = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-  if (rest.length > 0 || !label.test(service) || !label.test(namespace)) throw new Error(`--service ${arg}: want NAME or NAME.NAMESPACE (DNS labels)`);
+  const [service, namespace] = splitServiceName(arg, 'default');
+  const label = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/; // a name with a second dot fails it too
+  if (!label.test(service) || !label.test(namespace)) throw new Error(`--service ${arg}: want NAME or NAME.NAMESPACE (DNS labels)`);
   return { service, namespace };
 }
 
