@@ -57,7 +57,7 @@ export interface DelayRelay {
 }
 
 /** Refuses anything outside 127.0.0.0/8: the relay is for loopback scenarios only. */
-export function assertLoopback(host: string): void {
+function assertLoopback(host: string): void {
   if (net.isIPv4(host) && host.startsWith('127.')) return;
   throw new Error(`delay relay: ${host} is not a 127.0.0.0/8 address`);
 }
@@ -262,7 +262,7 @@ export async function startDelayRelay(options: RelayOptions): Promise<DelayRelay
 }
 
 /** "127.0.0.2:0" → { host, port }. */
-export function parseEndpoint(text: string): Endpoint {
+function parseEndpoint(text: string): Endpoint {
   const at = text.lastIndexOf(':');
   const port = Number(text.slice(at + 1));
   if (at <= 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`delay relay: bad address ${text}`);

@@ -97,7 +97,7 @@ function endpoints(n: number): Endpoint[] {
 }
 
 /** A policy file: a service-wide policy for `target` and `routes` route policies, each its own path prefix. */
-export function policyYaml(routes: number): string {
+function policyYaml(routes: number): string {
   const docs = [[
     'apiVersion: mcp-mesh.io/v1', 'kind: Policy', 'metadata: { name: target }', 'spec:', '  service: target',
     '  timeouts: { request: 5s }', '  retries: { attempts: 3 }',
