@@ -5,16 +5,14 @@ import { Compression, encodeBatch, encodeFrame, MessageType, Priority, type Enve
 import { compressPayload } from '../../sidecar/src/mcp/compression.ts';
 import { seededRandom } from '../unit/balancer/seeded-random.ts';
 
-/** mulberry32: 32-bit state, good enough for test inputs, identical on every platform (shared with the balancer tests). */
-export const mulberry32 = seededRandom;
-
+/** Numbers from mulberry32 (shared with the balancer tests): 32-bit state, good enough for test inputs, identical on every platform. */
 export class Rng {
   readonly seed: number;
   readonly #next: () => number;
 
   constructor(seed: number) {
     this.seed = seed >>> 0;
-    this.#next = mulberry32(this.seed);
+    this.#next = seededRandom(this.seed);
   }
 
   /** An integer in [0, n). */
@@ -62,8 +60,11 @@ export function varint(value: number): Buffer {
   return Buffer.from(out);
 }
 
+/** A length-delimited field's length prefix: where it sits, its size in bytes and the length it says. */
+interface LengthPrefix { at: number; size: number; length: number }
+
 /** Where the length prefixes of length-delimited fields sit, at any depth (nested messages parsed when they parse). */
-export function lengthPrefixes(bytes: Buffer, base = 0, depth = 0, out: { at: number; size: number }[] = []): { at: number; size: number }[] {
+export function lengthPrefixes(bytes: Buffer, base = 0, depth = 0, out: LengthPrefix[] = []): LengthPrefix[] {
   let pos = 0;
   const readVarint = (): number | undefined => {
     let result = 0;
@@ -88,7 +89,7 @@ export function lengthPrefixes(bytes: Buffer, base = 0, depth = 0, out: { at: nu
       const at = pos;
       const length = readVarint();
       if (length === undefined || pos + length > bytes.length) return out;
-      out.push({ at: base + at, size: pos - at });
+      out.push({ at: base + at, size: pos - at, length });
       if (depth < 4 && length > 0) lengthPrefixes(bytes.subarray(pos, pos + length), base + pos, depth + 1, out);
       pos += length;
     } else return out;
@@ -136,10 +137,9 @@ export function mutate(rng: Rng, input: Buffer, kind: Mutation = rng.pick(MUTATI
       // Repeat a whole length-delimited field (a duplicated envelope, header, head...), or a random slice.
       const prefixes = lengthPrefixes(bytes);
       if (prefixes.length > 0 && rng.chance(0.7)) {
-        const { at, size } = rng.pick(prefixes);
+        const { at, size, length } = rng.pick(prefixes);
         // The field starts at its tag, one byte before the length for field numbers < 16.
         const start = Math.max(0, at - 1);
-        const length = Number(readLength(bytes, at));
         const end = Math.min(n, at + size + length);
         const field = bytes.subarray(start, end);
         return Buffer.concat([bytes.subarray(0, end), field, bytes.subarray(end)]);
@@ -161,17 +161,6 @@ export function mutate(rng: Rng, input: Buffer, kind: Mutation = rng.pick(MUTATI
       return Buffer.concat([bytes.subarray(0, at), rng.bytes(rng.int(32))]);
     }
   }
-}
-
-function readLength(bytes: Buffer, at: number): number {
-  let result = 0;
-  let shift = 1;
-  for (let i = at; i < bytes.length && i < at + 10; i++) {
-    result += (bytes[i]! & 0x7f) * shift;
-    if ((bytes[i]! & 0x80) === 0) break;
-    shift *= 128;
-  }
-  return result;
 }
 
 /** Several mutations in a row (1 to `max`). */
