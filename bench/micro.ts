@@ -120,16 +120,15 @@ function compiled(routes: number) {
   return result.table;
 }
 
-function balancerSettings(policy: LoadBalancerPolicy): LoadBalancerSettings {
-  return { ...compiled(0).defaults.loadBalancer, policy };
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Cases
 
 function cases(): Case[] {
   const list: Case[] = [];
   const add = (group: string, name: string, batch: number, op: () => unknown) => list.push({ group, name, batch, op });
+  // No policy file: the compiled defaults (the balancer settings below start from them).
+  const none = compiled(0);
+  const balancerSettings = (policy: LoadBalancerPolicy): LoadBalancerSettings => ({ ...none.defaults.loadBalancer, policy });
 
   // Envelopes: what the link encodes per batch and the peer decodes.
   const body = Buffer.alloc(1024, 'b');
@@ -152,13 +151,13 @@ function cases(): Case[] {
       prime(balancer, list);
       add('balancer', `${policy}, ${n} endpoints`, 200, () => balancer.pick(list));
     }
-    const ring = createBalancer(balancerSettings('consistent-hash'));
+    const settings = balancerSettings('consistent-hash');
+    const ring = createBalancer(settings);
     prime(ring, list);
     const keys = Array.from({ length: 1024 }, (_, i) => `user-${i * 7919}`);
     let k = 0;
     add('balancer', `consistent-hash ring lookup, ${n} endpoints`, 200, () => ring.pick(list, { hashKey: keys[k++ & 1023]! }));
     add('balancer', `consistent-hash without a key (P2C), ${n} endpoints`, 200, () => ring.pick(list));
-    const settings = balancerSettings('consistent-hash');
     add('balancer', `consistent-hash ring build, ${n} endpoints × ${settings.consistentHash.virtualNodes} points`, 1, () => createBalancer(settings).pick(list, { hashKey: 'k' }));
   }
 
@@ -183,7 +182,6 @@ function cases(): Case[] {
     const policy = table.resolve('target', 'default', { method: 'POST', path: last, headers });
     add('policy', `per-service state for the resolved policy, ${routes} route${routes > 1 ? 's' : ''}`, 200, () => services.get('target.default', policy));
   }
-  const none = compiled(0);
   add('policy', 'resolve, service without a policy (defaults)', 500, () => none.resolve('payments', 'default', { method: 'GET', path: '/x', headers }));
 
   // MCP session affinity: the response's session id is wrapped; each later request's token unwrapped.
