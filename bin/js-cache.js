@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SOURCES = path.join(ROOT, 'sidecar', 'src');
 /** Per Node version: its stripper made the entries. */
-export const CACHE_DIR = path.join(ROOT, 'node_modules', '.cache', 'mcp-mesh', `js-${process.version}`);
+const CACHE_DIR = path.join(ROOT, 'node_modules', '.cache', 'mcp-mesh', `js-${process.version}`);
 
 const entryOf = (source) => path.join(CACHE_DIR, `${createHash('sha256').update(source).digest('hex')}.js`);
 

@@ -19,7 +19,7 @@
 import { prepareJsCache, useJsCache } from './js-cache.js';
 
 /** Each of the two semi-spaces of V8's young generation, in MB. */
-export const SEMI_SPACE_MB = 4;
+const SEMI_SPACE_MB = 4;
 
 const MARKER = 'MCP_MESH_RUNTIME_TUNED';
 

@@ -11,12 +11,12 @@ import { spiffeUri } from './identity.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-export interface CertificateAuthority {
+interface CertificateAuthority {
   certPem: string;
   keyPem: string;
 }
 
-export interface IssuedCert {
+interface IssuedCert {
   certPem: string;
   keyPem: string;
   spiffeId: string;
@@ -36,14 +36,14 @@ function serial(): string {
 }
 
 /** A new self-signed CA valid for `days`. */
-export function createCa(options: { trustDomain: string; days?: number; name?: string }): CertificateAuthority {
+function createCa(options: { trustDomain: string; days?: number }): CertificateAuthority {
   const keys = rsaKeyPair();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
   cert.serialNumber = serial();
   cert.validity.notBefore = new Date(Date.now() - 60_000);
   cert.validity.notAfter = new Date(Date.now() + (options.days ?? 30) * DAY_MS);
-  const subject = [{ name: 'commonName', value: options.name ?? `mcp-mesh development CA (${options.trustDomain})` }, { name: 'organizationName', value: 'mcp-mesh development' }];
+  const subject = [{ name: 'commonName', value: `mcp-mesh development CA (${options.trustDomain})` }, { name: 'organizationName', value: 'mcp-mesh development' }];
   cert.setSubject(subject);
   cert.setIssuer(subject);
   cert.setExtensions([
@@ -60,7 +60,7 @@ export function createCa(options: { trustDomain: string; days?: number; name?: s
  * (the only URI SAN, as an X.509-SVID wants), DNS SANs localhost, <service>, <service>.<ns>,
  * <service>.<ns>.svc and IP SAN 127.0.0.1; usable as server and client certificate.
  */
-export function issueCert(ca: CertificateAuthority, options: { trustDomain: string; service: string; namespace: string; days?: number }): IssuedCert {
+function issueCert(ca: CertificateAuthority, options: { trustDomain: string; service: string; namespace: string; days?: number }): IssuedCert {
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem) as forge.pki.rsa.PrivateKey;
   const keys = rsaKeyPair();
@@ -93,7 +93,7 @@ export function issueCert(ca: CertificateAuthority, options: { trustDomain: stri
 }
 
 /** Parse "NAME" or "NAME.NS". */
-export function parseServiceArg(arg: string): { service: string; namespace: string } {
+function parseServiceArg(arg: string): { service: string; namespace: string } {
   const [service, namespace] = splitServiceName(arg, 'default');
   const label = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/; // a name with a second dot fails it too
   if (!label.test(service) || !label.test(namespace)) throw new Error(`--service ${arg}: want NAME or NAME.NAMESPACE (DNS labels)`);
