@@ -30,6 +30,7 @@ import { parseArgs } from 'node:util';
 import os, { tmpdir } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as hdr from 'hdr-histogram-js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { connectClient, MeshDispatchers, type ClientSidecar, type LiveClient, type McpClientOutcome, type McpTransportKind } from '../sidecar/src/demo/mcp-clients.ts';
@@ -433,8 +434,6 @@ function describe(err: unknown, outcome: McpClientOutcome): string {
 function bump(record: Record<string, number>, key: string): void {
   record[key] = (record[key] ?? 0) + 1;
 }
-
-const sleep = (msDelay: number) => new Promise((resolve) => setTimeout(resolve, msDelay));
 
 /** Resolves when `done()` holds, or after `timeoutMs` anyway. */
 async function until(done: () => boolean, timeoutMs: number): Promise<void> {

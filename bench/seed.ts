@@ -28,6 +28,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
@@ -298,8 +299,6 @@ async function linkCounters(sidecar: SidecarProcess): Promise<{ batches: number;
   const links = await sidecar.links();
   return { batches: links.reduce((n, l) => n + l.batches, 0), envelopes: links.reduce((n, l) => n + l.envelopes, 0) };
 }
-
-const sleep = (msDelay: number) => new Promise((resolve) => setTimeout(resolve, msDelay));
 
 /** Polls `check` every 20 ms until it returns true, or nothing changed in `quietMs`. */
 async function waitUntil(check: () => Promise<{ done: boolean; progress: number }>, quietMs: number): Promise<boolean> {
