@@ -12,7 +12,7 @@
 // Clock: both the generator's send times and the app's arrival times are process.hrtime() readings,
 // CLOCK_MONOTONIC, which all processes on one machine share (nanosecond resolution, kept in µs), so
 // "arrival − send" needs no clock alignment between the two processes.
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,7 +22,7 @@ import { request } from 'undici';
 import { SidecarProcess, waitForLinks } from '../sidecar/src/demo/sidecar-process.ts';
 import { nowUs, type AppCount, type AppReport } from './async-app.ts';
 import { cpuSeconds, machine, machineBusySeconds, memoryMiB, threadCpu } from './proc.ts';
-import { PoolCache, serveSpecs } from './child-ipc.ts';
+import { ForkedChild, PoolCache, serveSpecs } from './child-ipc.ts';
 import { markers } from './report-sections.ts';
 import { msOrS } from './format.ts';
 
@@ -192,7 +192,7 @@ function generatorMain(): void {
     return result;
   };
 
-  serveSpecs(run, () => pools.closeAll(), (spec, result) => ({ id: spec.id, value: result }));
+  serveSpecs(run, () => pools.closeAll());
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -249,7 +249,7 @@ export async function runAsyncBench(options: AsyncOptions, log: (line: string) =
     const fsync = fsyncProbe(dir);
     log(`async: data dirs in ${dir} (${fs.type} on ${fs.device}); fsync probe p50 ${msOrS(fsync.p50)} p99 ${msOrS(fsync.p99)}`);
 
-    const app = await Child.start(path.join(HERE, 'async-app.ts'), []);
+    const app = await ForkedChild.start(path.join(HERE, 'async-app.ts'));
     children.push(app);
     const nodeArgs = options.sidecarNodeArgs;
     // Default configuration; SidecarProcess puts each sidecar's storage.dir in `dir` (data-<replica>).
@@ -257,7 +257,7 @@ export async function runAsyncBench(options: AsyncOptions, log: (line: string) =
     children.unshift(sidecarB);
     const sidecarA = await SidecarProcess.start({ service: 'client', replica: 'sidecar-a', appPort: app.port, peers: { target: [`127.0.0.1:${sidecarB.ports!.inbound}`] }, nodeArgs, onOtherLine: options.rawLog?.('sidecar-a') }, dir);
     children.unshift(sidecarA);
-    const generator = await Child.start(fileURLToPath(import.meta.url), ['generator']);
+    const generator = await ForkedChild.start(fileURLToPath(import.meta.url), ['generator']);
     children.unshift(generator);
     await waitForLinks([sidecarA], 10_000);
     const dataDirs = readdirSync(dir).filter((f) => f.startsWith('data-'));
@@ -483,62 +483,6 @@ const sleep = (msDelay: number) => new Promise((resolve) => setTimeout(resolve, 
 
 // ---------------------------------------------------------------------------------------------------
 // Processes and probes
-
-/** A forked helper (the app, the generator) driven by request/answer over IPC. */
-class Child {
-  readonly #child: ChildProcess;
-  readonly port: number;
-  #next = 1;
-  readonly #waiting = new Map<number, { resolve: (v: never) => void; reject: (e: Error) => void }>();
-
-  private constructor(child: ChildProcess, port: number) {
-    this.#child = child;
-    this.port = port;
-    child.on('message', (message: { id?: number; value?: unknown; error?: string }) => {
-      const waiter = message.id === undefined ? undefined : this.#waiting.get(message.id);
-      if (!waiter) return;
-      this.#waiting.delete(message.id!);
-      if (message.error !== undefined) waiter.reject(new Error(message.error));
-      else waiter.resolve(message.value as never);
-    });
-    child.once('exit', (code) => {
-      for (const waiter of this.#waiting.values()) waiter.reject(new Error(`${path.basename(String(child.spawnargs[1]))} exited (code ${code})`));
-      this.#waiting.clear();
-    });
-  }
-
-  get pid(): number {
-    return this.#child.pid ?? 0;
-  }
-
-  static async start(file: string, args: string[]): Promise<Child> {
-    const child = fork(file, args, { execPath: process.execPath, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const first = await new Promise<{ port?: number }>((resolve, reject) => {
-      child.once('message', (m: { port?: number }) => resolve(m));
-      child.once('exit', (code) => reject(new Error(`${path.basename(file)} exited early (code ${code})`)));
-    });
-    child.removeAllListeners('exit');
-    return new Child(child, first.port ?? 0);
-  }
-
-  call<T>(command: object): Promise<T> {
-    const id = this.#next++;
-    return new Promise<T>((resolve, reject) => {
-      this.#waiting.set(id, { resolve: resolve as (v: never) => void, reject });
-      this.#child.send({ ...command, id });
-    });
-  }
-
-  stop(): Promise<unknown> {
-    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.#child.kill('SIGKILL'), 5000);
-      this.#child.once('exit', () => { clearTimeout(timer); resolve(undefined); });
-      if (this.#child.connected) this.#child.send({ id: 0, stop: true });
-      else this.#child.kill('SIGTERM');
-    });
-  }
-}
 
 function readCpu(pids: Record<ProcName, number>): Record<ProcName, number> {
   return { sidecarA: cpuSeconds(pids.sidecarA), sidecarB: cpuSeconds(pids.sidecarB), app: cpuSeconds(pids.app), generator: cpuSeconds(pids.generator) };

@@ -27,7 +27,6 @@ export interface RunSpec {
 }
 
 export interface RunResult {
-  id: number;
   mode: 'open' | 'closed';
   sent: number;
   ok: number;
@@ -109,7 +108,7 @@ async function run(spec: RunSpec): Promise<RunResult> {
   }
   const elapsedMs = performance.now() - started;
   const result: RunResult = {
-    id: spec.id, mode: spec.mode, sent, ok, errors, outcomes, elapsedMs,
+    mode: spec.mode, sent, ok, errors, outcomes, elapsedMs,
     histogram: hdr.encodeIntoCompressedBase64(latency),
     service: hdr.encodeIntoCompressedBase64(service),
     sendLag: hdr.encodeIntoCompressedBase64(lag),
@@ -120,4 +119,4 @@ async function run(spec: RunSpec): Promise<RunResult> {
   return result;
 }
 
-serveSpecs(run, () => pools.closeAll(), (_spec, result) => ({ result }));
+serveSpecs(run, () => pools.closeAll());

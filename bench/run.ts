@@ -13,7 +13,7 @@
 //
 // Then the report's other sections (SECTIONS below: the durable async scenario of async.ts, …), each
 // with its own part of the --out file, kept from the previous file when it did not run this time.
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,6 +31,7 @@ import { MICRO_DEFAULTS, runMicroBench } from './micro.ts';
 import { runSeedBench, SEED_DEFAULTS } from './seed.ts';
 import type { RunResult, RunSpec } from './generator.ts';
 import { startListeningChild, type ListeningChild } from './children.ts';
+import { ForkedChild } from './child-ipc.ts';
 import { findHaproxy, startHaproxyChain, type HaproxyBinary, type HaproxyChain } from './haproxy.ts';
 import { startNodePair, type NodePair } from './node-pair.ts';
 import { latencyPng, percentilePoints, type Panel } from './plot.ts';
@@ -472,7 +473,7 @@ async function runSync(options: Options, log: Log): Promise<{ markdown: string; 
       nodePair = await startNodePair(app.port);
       children.unshift(nodePair);
     }
-    const generator = await Generator.start();
+    const generator = await ForkedChild.start(path.join(HERE, 'generator.ts'));
     children.unshift(generator);
     await waitForLinks([sidecarA], 10_000);
     const pids: Partial<Record<ProcName, number>> = { sidecarA: sidecarA.pid, sidecarB: sidecarB.pid, app: app.pid, generator: generator.pid };
@@ -493,10 +494,10 @@ async function runSync(options: Options, log: Log): Promise<{ markdown: string; 
       const linkBefore = mesh ? await linkStats(sidecarA.ports!.admin) : undefined;
       const sizesBefore = mesh ? await batchSizes() : undefined;
       const before = readCpu(pids);
-      const result = await generator.run({
+      const result = await generator.call<RunResult>({
         origin: origins[target], host: 'target', mode: scenario.mode,
         rate: scenario.rate, durationMs: ms, connections: scenario.connections, bodyBytes: options.body,
-      });
+      } satisfies Omit<RunSpec, 'id'>);
       const after = readCpu(pids);
       if (!record) return;
       const tally = scenario.tallies[target];
@@ -871,60 +872,6 @@ function capitalise(s: string): string {
 
 function startApp(bodyBytes: number): Promise<ListeningChild> {
   return startListeningChild(path.join(HERE, 'app.ts'), { BENCH_BODY_BYTES: String(bodyBytes) }, 'bench app');
-}
-
-/** The generator process, driven over IPC: one run at a time. */
-class Generator {
-  readonly #child: ChildProcess;
-  #next = 1;
-  readonly #waiting = new Map<number, { resolve: (r: RunResult) => void; reject: (e: Error) => void }>();
-
-  private constructor(child: ChildProcess) {
-    this.#child = child;
-    child.on('message', (message: { result?: RunResult; id?: number; error?: string }) => {
-      const id = message.result?.id ?? message.id ?? 0;
-      const waiter = this.#waiting.get(id);
-      if (!waiter) return;
-      this.#waiting.delete(id);
-      if (message.result) waiter.resolve(message.result);
-      else waiter.reject(new Error(`generator: ${message.error}`));
-    });
-    child.once('exit', (code) => {
-      for (const waiter of this.#waiting.values()) waiter.reject(new Error(`generator exited (code ${code})`));
-      this.#waiting.clear();
-    });
-  }
-
-  get pid(): number {
-    return this.#child.pid ?? 0;
-  }
-
-  static async start(): Promise<Generator> {
-    const child = fork(path.join(HERE, 'generator.ts'), [], { execPath: process.execPath, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    await new Promise<void>((resolve, reject) => {
-      child.once('message', () => resolve());
-      child.once('exit', (code) => reject(new Error(`generator exited early (code ${code})`)));
-    });
-    child.removeAllListeners('exit');
-    return new Generator(child);
-  }
-
-  run(spec: Omit<RunSpec, 'id'>): Promise<RunResult> {
-    const id = this.#next++;
-    return new Promise((resolve, reject) => {
-      this.#waiting.set(id, { resolve, reject });
-      this.#child.send({ ...spec, id });
-    });
-  }
-
-  stop(): Promise<unknown> {
-    if (this.#child.exitCode !== null) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.#child.kill('SIGKILL'), 5000);
-      this.#child.once('exit', () => { clearTimeout(timer); resolve(undefined); });
-      this.#child.send({ id: 0, stop: true });
-    });
-  }
 }
 
 async function linkStats(adminPort: number): Promise<{ batches: number; envelopes: number }> {
