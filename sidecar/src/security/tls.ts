@@ -6,7 +6,7 @@ import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { ConfigError } from '../config/load.ts';
-import { watchFiles } from '../config/watch-files.ts';
+import { watchFiles, type FileWatch } from '../config/watch-files.ts';
 import { identityOf, meshSource, type SpiffeId } from './identity.ts';
 
 export interface TlsFiles {
@@ -105,8 +105,9 @@ export function peerSource(call: { getAuthContext(): { sslPeerCertificate?: Peer
  * rename) and call `onChange` with new checked material. Material that does not check is logged and
  * ignored: the sidecar keeps the last good one.
  */
-export function watchMaterial(files: TlsFiles, trustDomain: string, logger: Logger, onChange: (material: TlsMaterial) => void, current: TlsMaterial): { close(): void } {
-  let last = current.fingerprint + current.ca.toString('base64');
+export function watchMaterial(files: TlsFiles, trustDomain: string, logger: Logger, onChange: (material: TlsMaterial) => void, current: TlsMaterial): FileWatch {
+  const versionOf = (material: TlsMaterial) => material.fingerprint + material.ca.toString('base64');
+  let last = versionOf(current);
   const reload = () => {
     let next: TlsMaterial;
     try {
@@ -115,9 +116,9 @@ export function watchMaterial(files: TlsFiles, trustDomain: string, logger: Logg
       logger.error({ code: 'TLS_RELOAD_FAILED' }, `certificate files changed but cannot be used; keeping the previous ones: ${(err as Error).message}`);
       return;
     }
-    const key = next.fingerprint + next.ca.toString('base64');
-    if (key === last) return;
-    last = key;
+    const version = versionOf(next);
+    if (version === last) return;
+    last = version;
     onChange(next);
   };
   // The three files are written one after the other: read them once they are all there.
