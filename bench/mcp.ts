@@ -262,31 +262,33 @@ class Runner {
 
   /** One slice of a loop against one target; added to `tally` unless it is a warm-up (undefined). */
   async slice(target: Target, transport: McpTransportKind, loop: Loop, durationMs: number, max: number, tally: Tally | undefined): Promise<void> {
-    const into = tally ?? newTally(transport, target.name, loop);
+    const runLoop = (into: Tally) => (loop === 'sessions'
+      ? this.#sessionsLoop(target, transport, durationMs, max, into)
+      : this.#callsLoop(target, transport, durationMs, max, into));
+    if (!tally) {
+      // A warm-up: the loop runs, and nothing of it is measured or kept.
+      const scratch = newTally(transport, target.name, loop);
+      await runLoop(scratch);
+      scratch.latency.destroy();
+      return;
+    }
     const appsBefore = await this.#appStats();
     const affinityBefore = target.name === 'mesh' ? await this.#affinity() : undefined;
     const cpuBefore = this.#cpu();
     const started = performance.now();
-    if (loop === 'sessions') await this.#sessionsLoop(target, transport, durationMs, max, into);
-    else await this.#callsLoop(target, transport, durationMs, max, into);
-    const elapsedMs = performance.now() - started;
-    const cpuAfter = this.#cpu();
-    if (!tally) {
-      into.latency.destroy();
-      return;
-    }
-    into.elapsedMs += elapsedMs;
-    for (const [name, v] of Object.entries(cpuAfter)) into.cpu[name] = (into.cpu[name] ?? 0) + v - (cpuBefore[name] ?? 0);
+    await runLoop(tally);
+    tally.elapsedMs += performance.now() - started;
+    for (const [name, v] of Object.entries(this.#cpu())) tally.cpu[name] = (tally.cpu[name] ?? 0) + v - (cpuBefore[name] ?? 0);
     // Closing is asynchronous at the servers (an SSE stream's end, a DELETE behind a proxy): let it land.
     await sleep(100);
     const appsAfter = await this.#appStats();
     for (const [i, after] of appsAfter.entries()) {
       const before = appsBefore[i]!;
-      into.appNotFound += after.unknownSession - before.unknownSession;
+      tally.appNotFound += after.unknownSession - before.unknownSession;
       const created = after.sessions.streamable + after.sessions.sse - before.sessions.streamable - before.sessions.sse;
-      if (created) into.appSessions[after.replica] = (into.appSessions[after.replica] ?? 0) + created;
+      if (created) tally.appSessions[after.replica] = (tally.appSessions[after.replica] ?? 0) + created;
     }
-    if (affinityBefore) addAffinity(into.affinity, await this.#affinity(), affinityBefore);
+    if (affinityBefore) addAffinity(tally.affinity, await this.#affinity(), affinityBefore);
   }
 
   /** C clients, each opening and closing sessions until the time or the count is up. */
