@@ -3,11 +3,13 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile, parseConfig } from './config/load.ts';
 import { PolicyError } from './policy/load.ts';
 
+const CERTS_USAGE = 'mcp-mesh certs --out DIR --service NAME[.NS] [--service …] [--trust-domain TD] [--days N]';
+
 const USAGE = `usage:
   mcp-mesh sidecar [--config mesh.yaml]   run a sidecar (no file: configured by MESH_* variables alone)
   mcp-mesh policy validate FILE…        check policy files or folders (exit 1 on any error)
   mcp-mesh injector --cert F --key F    run the Kubernetes sidecar injector webhook (docs/injector.md)
-  mcp-mesh certs --out DIR --service NAME[.NS] [--service …] [--trust-domain TD] [--days N]
+  ${CERTS_USAGE}
                                         development CA and mTLS certificates (docs/security.md)
   mcp-mesh demo                         run a local demo mesh on loopback and print what happened
   mcp-mesh help                         this text`;
@@ -111,7 +113,7 @@ async function runCerts(args: string[]): Promise<number> {
   }
   const days = values.days === undefined ? undefined : Number(values.days);
   if (!values.out || !values.service?.length || (days !== undefined && !(Number.isInteger(days) && days > 0))) {
-    process.stderr.write('mcp-mesh certs: usage: mcp-mesh certs --out DIR --service NAME[.NS] [--service …] [--trust-domain TD] [--days N]\n');
+    process.stderr.write(`mcp-mesh certs: usage: ${CERTS_USAGE}\n`);
     return 2;
   }
   const { writeDevCerts } = await import('./security/certs.ts');
