@@ -3,26 +3,20 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
-import { startTestApp, type TestApp } from '../helpers/apps.ts';
-import { SidecarProcess, sidecarConfig } from '../helpers/sidecar-process.ts';
+import { startMesh, type Mesh } from '../helpers/mesh.ts';
+import type { SidecarProcess } from '../helpers/sidecar-process.ts';
 
 interface Result { status?: number; headers?: Record<string, string | string[]>; body?: string; bodyBase64?: string; error?: { code: string; message: string } }
 
 describe('batch calls', { timeout: 30_000 }, () => {
-  let app: TestApp;
-  let callee: SidecarProcess;
+  let mesh: Mesh;
   let caller: SidecarProcess;
 
   before(async () => {
-    app = await startTestApp();
-    callee = await SidecarProcess.start({ config: sidecarConfig({ service: 'payments', appPort: app.port }) });
-    caller = await SidecarProcess.start({ config: sidecarConfig({ service: 'orders', appPort: 1, peers: { payments: [callee.inboundAddress] } }) });
-    await caller.waitForLog((l) => l.msg === 'link ready');
+    mesh = await startMesh();
+    caller = mesh.caller;
   });
-  after(async () => {
-    await Promise.all([caller?.stop(), callee?.stop()]);
-    await app?.close();
-  });
+  after(() => mesh?.close());
 
   const batch = async (payload: unknown) => {
     const response = await request(`${caller.outboundUrl}/mesh/v1/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload) });
