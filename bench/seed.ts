@@ -24,7 +24,6 @@
 // — accepted/s (202s) is given too, but a 202 is a promise, not a completed call. Latency: per call
 // (sync), per call = its batch's round trip (batch), send → 202 and send → arrival at the app (async;
 // both clocks are process.hrtime(), CLOCK_MONOTONIC, shared by all processes on the machine).
-import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -35,7 +34,7 @@ import * as hdr from 'hdr-histogram-js';
 import { request } from 'undici';
 import { SidecarProcess, waitForLinks, type SidecarSpec } from '../sidecar/src/demo/sidecar-process.ts';
 import { nowUs, type AppCount, type AppReport } from './async-app.ts';
-import { PoolCache, serveSpecs } from './child-ipc.ts';
+import { ForkedChild, PoolCache, serveSpecs } from './child-ipc.ts';
 import { sumStats, type RelayStats } from './delay-relay.ts';
 import { cpuSeconds, machine, machineBusySeconds, mainThreadCpuSeconds } from './proc.ts';
 import { markers, writeSection } from './report-sections.ts';
@@ -223,53 +222,11 @@ function generatorMain(): void {
     return result;
   };
 
-  serveSpecs(run, () => pools.closeAll(), (spec, result) => ({ id: spec.id, value: result }));
+  serveSpecs(run, () => pools.closeAll());
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Helper processes
-
-interface Helper {
-  readonly pid: number;
-  /** The helper's first message ({port}, {ports}, {ready}). */
-  readonly hello: { port?: number; ports?: number[] };
-  call<T>(command: object): Promise<T>;
-  stop(): Promise<void>;
-}
-
-/** Forks `file` and waits for its first message; commands and answers are matched by id. */
-async function forkHelper(file: string, args: string[]): Promise<Helper> {
-  const child: ChildProcess = fork(file, args, { execPath: process.execPath, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const hello = await new Promise<Helper['hello']>((resolve, reject) => {
-    child.once('message', resolve);
-    child.once('exit', (code) => reject(new Error(`${path.basename(file)} exited before it was ready (code ${code})`)));
-  });
-  child.removeAllListeners('exit');
-  const pending = new Map<number, (answer: { value?: unknown; error?: string }) => void>();
-  child.on('message', (m: { id?: number; value?: unknown; error?: string }) => { if (m.id !== undefined) pending.get(m.id)?.(m); });
-  child.on('exit', (code) => { for (const answer of pending.values()) answer({ error: `${path.basename(file)} exited (code ${code})` }); });
-  let ids = 0;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return {
-    pid: child.pid ?? 0,
-    hello,
-    call: <T>(command: object) => new Promise<T>((resolve, reject) => {
-      const id = ++ids;
-      pending.set(id, (answer) => {
-        pending.delete(id);
-        if (answer.error !== undefined) reject(new Error(answer.error)); else resolve(answer.value as T);
-      });
-      child.send({ ...command, id });
-    }),
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
-      if (child.connected) child.send({ id: 0, stop: true }); else child.kill('SIGTERM');
-      await exited;
-      clearTimeout(kill);
-    },
-  };
-}
 
 /**
  * Starts a sidecar with extra environment overrides (MESH_…; they win over the config file). The
@@ -407,19 +364,19 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
   const loadBefore = os.loadavg()[0]!;
   try {
     const nodeArgs = options.sidecarNodeArgs;
-    const app = await forkHelper(path.join(HERE, 'async-app.ts'), []);
+    const app = await ForkedChild.start(path.join(HERE, 'async-app.ts'));
     helpers.unshift(app);
     const extraYaml = options.sidecarYaml || undefined;
     const sidecarB = await startSidecar({ service: 'target', replica: 'seed-b', appPort: app.hello.port!, peers: {}, nodeArgs, extraYaml }, dir, {});
     helpers.unshift(sidecarB);
     const delay = String(options.rttMs / 2);
-    const relay = await forkHelper(path.join(HERE, 'delay-relay.ts'), ['--delay-ms', delay, '--route', `${HOST2}:0=127.0.0.1:${app.hello.port}`, '--route', `${HOST2}:0=127.0.0.1:${sidecarB.ports!.inbound}`]);
+    const relay = await ForkedChild.start(path.join(HERE, 'delay-relay.ts'), ['--delay-ms', delay, '--route', `${HOST2}:0=127.0.0.1:${app.hello.port}`, '--route', `${HOST2}:0=127.0.0.1:${sidecarB.ports!.inbound}`]);
     helpers.unshift(relay);
     const [appVia, inboundVia] = relay.hello.ports!;
     const envA: Record<string, string> = options.deliveryConcurrency ? { MESH_STORAGE_DELIVERY_CONCURRENCY: String(options.deliveryConcurrency) } : {};
     const sidecarA = await startSidecar({ service: 'client', replica: 'seed-a', appPort: app.hello.port!, peers: { target: [`${HOST2}:${inboundVia}`] }, nodeArgs, extraYaml }, dir, envA);
     helpers.unshift(sidecarA);
-    const generator = await forkHelper(fileURLToPath(import.meta.url), ['generator']);
+    const generator = await ForkedChild.start(fileURLToPath(import.meta.url), ['generator']);
     helpers.unshift(generator);
     await waitForLinks([sidecarA], 10_000);
     const dump = await sidecarA.admin<{ config?: { storage?: { deliveryConcurrency?: number } } }>('/config_dump');
