@@ -572,7 +572,8 @@ async function asyncMetrics(a: SidecarProcess, b: SidecarProcess): Promise<{ del
   return { deliveries, duplicatesDropped, queued };
 }
 
-async function metricsText(sidecar: SidecarProcess): Promise<string> {
+/** A sidecar's Prometheus exposition (admin /metrics). */
+export async function metricsText(sidecar: SidecarProcess): Promise<string> {
   const res = await request(`http://127.0.0.1:${sidecar.ports!.admin}/metrics`);
   return await res.body.text();
 }

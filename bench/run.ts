@@ -22,9 +22,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
-import { request } from 'undici';
 import { SidecarProcess, waitForLinks } from '../sidecar/src/demo/sidecar-process.ts';
-import { runAsyncBench } from './async.ts';
+import { metricsText, runAsyncBench } from './async.ts';
 import { markers } from './report-sections.ts';
 import { parseMcpOptions, runMcpBench } from './mcp.ts';
 import { MICRO_DEFAULTS, runMicroBench } from './micro.ts';
@@ -488,10 +487,10 @@ async function runSync(options: Options, log: Log): Promise<{ markdown: string; 
       haproxy: `http://127.0.0.1:${chain?.port ?? 0}`,
       node: `http://127.0.0.1:${nodePair?.port ?? 0}`,
     };
-    const batchSizes = async () => parseHistogram(await metricsText(sidecarA.ports!.admin), 'mcp_link_batch_size');
+    const batchSizes = async () => parseHistogram(await metricsText(sidecarA), 'mcp_link_batch_size');
     const slice = async (scenario: Scenario, target: TargetName, ms: number, record: boolean) => {
       const mesh = record && target === 'mesh';
-      const linkBefore = mesh ? await linkStats(sidecarA.ports!.admin) : undefined;
+      const linkBefore = mesh ? await linkStats(sidecarA) : undefined;
       const sizesBefore = mesh ? await batchSizes() : undefined;
       const before = readCpu(pids);
       const result = await generator.call<RunResult>({
@@ -513,7 +512,7 @@ async function runSync(options: Options, log: Log): Promise<{ markdown: string; 
       for (const [outcome, n] of Object.entries(result.outcomes)) tally.outcomes[outcome] = (tally.outcomes[outcome] ?? 0) + n;
       for (const name of Object.keys(after) as (keyof Tally['cpu'])[]) tally.cpu[name] += after[name] - before[name];
       if (linkBefore && sizesBefore) {
-        const linkAfter = await linkStats(sidecarA.ports!.admin);
+        const linkAfter = await linkStats(sidecarA);
         tally.batches += linkAfter.batches - linkBefore.batches;
         tally.envelopes += linkAfter.envelopes - linkBefore.envelopes;
         tally.batchSizes = combineBuckets(tally.batchSizes, combineBuckets(await batchSizes(), sizesBefore, -1), 1);
@@ -874,16 +873,10 @@ function startApp(bodyBytes: number): Promise<ListeningChild> {
   return startListeningChild(path.join(HERE, 'app.ts'), { BENCH_BODY_BYTES: String(bodyBytes) }, 'bench app');
 }
 
-async function linkStats(adminPort: number): Promise<{ batches: number; envelopes: number }> {
-  const res = await request(`http://127.0.0.1:${adminPort}/endpoints`);
-  const { links } = await res.body.json() as { links: { batches: number; envelopes: number }[] };
+/** Batches and envelopes a sidecar has sent on its links so far (admin /endpoints). */
+async function linkStats(sidecar: SidecarProcess): Promise<{ batches: number; envelopes: number }> {
+  const links = await sidecar.links();
   return links.reduce((sum, l) => ({ batches: sum.batches + l.batches, envelopes: sum.envelopes + l.envelopes }), { batches: 0, envelopes: 0 });
-}
-
-/** Sidecar A's Prometheus exposition (admin /metrics). */
-async function metricsText(adminPort: number): Promise<string> {
-  const res = await request(`http://127.0.0.1:${adminPort}/metrics`);
-  return await res.body.text();
 }
 
 // ---------------------------------------------------------------------------------------------------
