@@ -37,6 +37,7 @@ import { connectClient, MeshDispatchers, type ClientSidecar, type LiveClient, ty
 import { SidecarProcess, waitForLinks } from '../sidecar/src/demo/sidecar-process.ts';
 import type { McpAppStats } from '../sidecar/src/demo/mcp-server.ts';
 import { startMcpServerApp, type McpServerApp } from '../test/helpers/mcp-server-app.ts';
+import { ms, plus } from './format.ts';
 import { findHaproxy, haproxyConfig, startHaproxy, type HaproxyProcess } from './haproxy.ts';
 import { markers, writeSection } from './report-sections.ts';
 import { cpuSeconds, machine, machineBusySeconds, memoryMiB } from './proc.ts';
@@ -575,16 +576,6 @@ function perSecond(t: Tally, n: number): number {
 
 function rate(t: Tally, n: number): string {
   return Math.round(perSecond(t, n)).toLocaleString('en');
-}
-
-/** µs → "0.213 ms" / "12.4 ms". */
-function ms(us: number): string {
-  const v = us / 1000;
-  return `${v < 10 ? v.toFixed(3) : v < 100 ? v.toFixed(2) : v.toFixed(1)} ms`;
-}
-
-function plus(us: number): string {
-  return `${us >= 0 ? '+' : '−'}${ms(Math.abs(us))}`;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import { SidecarProcess, waitForLinks, type SidecarSpec } from '../sidecar/src/d
 import { nowUs, type AppCount, type AppReport } from './async-app.ts';
 import { ForkedChild, PoolCache, serveSpecs } from './child-ipc.ts';
 import { sumStats, type RelayStats } from './delay-relay.ts';
+import { msOrS } from './format.ts';
 import { cpuSeconds, machine, machineBusySeconds, mainThreadCpuSeconds } from './proc.ts';
 import { markers, writeSection } from './report-sections.ts';
 
@@ -434,7 +435,7 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
         latency: hdr.decodeFromCompressedBase64(gen.latency), e2e, lost, copies: report.received - report.unique, settled, windowS, ...used,
       };
       const p = problemsOf(m);
-      log(`seed ${label}${title}: ${gen.sent} sent, ${gen.ok} ok, ${report.unique} at the app; ${Math.round(qps(m))} calls/s${mode === 'async' ? ` delivered (${Math.round(acceptedPerS(m))}/s accepted)` : ''}; p50 ${ms(judged(m).getValueAtPercentile(50))} p99 ${ms(judged(m).getValueAtPercentile(99))}; others on the machine ${others(m).toFixed(2)} vCPU${p.length ? `; PROBLEMS: ${p.join(', ')}` : ''}`);
+      log(`seed ${label}${title}: ${gen.sent} sent, ${gen.ok} ok, ${report.unique} at the app; ${Math.round(qps(m))} calls/s${mode === 'async' ? ` delivered (${Math.round(acceptedPerS(m))}/s accepted)` : ''}; p50 ${msOrS(judged(m).getValueAtPercentile(50))} p99 ${msOrS(judged(m).getValueAtPercentile(99))}; others on the machine ${others(m).toFixed(2)} vCPU${p.length ? `; PROBLEMS: ${p.join(', ')}` : ''}`);
       return m;
     };
 
@@ -488,13 +489,6 @@ function verdict(m: Measured, sync: Measured): { ratio: number; met: boolean } {
 // ---------------------------------------------------------------------------------------------------
 // The report section
 
-/** µs → "0.213 ms" / "12.4 ms" / "1.52 s". */
-function ms(us: number): string {
-  const v = us / 1000;
-  if (v >= 1000) return `${(v / 1000).toFixed(v >= 10_000 ? 1 : 2)} s`;
-  return `${v < 10 ? v.toFixed(3) : v < 100 ? v.toFixed(2) : v.toFixed(1)} ms`;
-}
-
 const n0 = (v: number) => Math.round(v).toLocaleString('en');
 
 function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { before: number; after: number }): string {
@@ -510,18 +504,18 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
     `(a 202 means the message is on A's disk); A delivers it over the MCP link, across the relay, to B and the app.`,
     `**batch**: ${o.batchWorkers} workers each send \`POST /mesh/v1/batch\` with ${o.batchSizes.join(' / ')} calls (all at once), answers back across the relay.`,
     `A warm-up of ${o.warmUpCalls.toLocaleString('en')} calls per mode ran first. Sidecars: default config${o.sidecarYaml ? ` plus \`${o.sidecarYaml.replace(/\n/g, ' ')}\`` : ''}${o.deliveryConcurrency ? `, A's \`storage.deliveryConcurrency\` ${o.deliveryConcurrency}` : ''}.`, '');
-  out.push(`**The link as measured:** the relay held chunks p50 ${ms(relay.holdP50Us)}, p99 ${ms(relay.holdP99Us)}, max ${ms(relay.holdMaxUs)} per direction`,
+  out.push(`**The link as measured:** the relay held chunks p50 ${msOrS(relay.holdP50Us)}, p99 ${msOrS(relay.holdP99Us)}, max ${msOrS(relay.holdMaxUs)} per direction`,
     `(never less than ${o.rttMs / 2} ms; the excess is wake-up latency and, under load, waiting for a CPU) — ${relay.chunks.toLocaleString('en')} chunks, ${(relay.bytes / 2 ** 20).toFixed(1)} MiB in ${relay.flushes.toLocaleString('en')} writes, ${relay.connections} connections.`, '');
 
-  const pct = (h: hdr.Histogram) => [50, 90, 99, 99.9].map((q) => ms(h.getValueAtPercentile(q))).join(' | ');
+  const pct = (h: hdr.Histogram) => [50, 90, 99, 99.9].map((q) => msOrS(h.getValueAtPercentile(q))).join(' | ');
   out.push('| mode | calls | completed calls/s | × sync | latency | p50 | p90 | p99 | p99.9 | max |', '|---|---:|---:|---:|---|---:|---:|---:|---:|---:|');
   for (const r of runs) {
     const ratio = r === sync ? '1' : `**${(qps(r) / (qps(sync) || 1)).toFixed(2)}×**`;
     if (r.mode === 'async') {
-      out.push(`| async (accepted) | ${r.sent.toLocaleString('en')} | ${n0(acceptedPerS(r))} accepted | | send → 202 | ${pct(r.latency)} | ${ms(r.latency.maxValue)} |`);
-      out.push(`| async (delivered) | ${r.unique.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | send → at the app | ${pct(r.e2e!)} | ${ms(r.e2e!.maxValue)} |`);
+      out.push(`| async (accepted) | ${r.sent.toLocaleString('en')} | ${n0(acceptedPerS(r))} accepted | | send → 202 | ${pct(r.latency)} | ${msOrS(r.latency.maxValue)} |`);
+      out.push(`| async (delivered) | ${r.unique.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | send → at the app | ${pct(r.e2e!)} | ${msOrS(r.e2e!.maxValue)} |`);
     } else {
-      out.push(`| ${r.mode === 'sync' ? `sync, ${o.workers} workers` : r.label} | ${r.sent.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | ${r.mode === 'sync' ? 'per call' : 'per call (its batch)'} | ${pct(r.latency)} | ${ms(r.latency.maxValue)} |`);
+      out.push(`| ${r.mode === 'sync' ? `sync, ${o.workers} workers` : r.label} | ${r.sent.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | ${r.mode === 'sync' ? 'per call' : 'per call (its batch)'} | ${pct(r.latency)} | ${msOrS(r.latency.maxValue)} |`);
     }
   }
   out.push('', '*completed calls/s*: sync and batch, calls answered 200 per second from the first send to the last answer; async,',
@@ -530,8 +524,8 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
   out.push('**Against the target** (≥ 7× the sync QPS with a lower p99; the seed reports 8,500 vs 1,200):', '');
   for (const r of runs.filter((x) => x !== sync)) {
     const v = verdict(r, sync);
-    const accept = r.mode === 'async' ? ` (the caller's wait, send → 202: p99 ${ms(r.latency.getValueAtPercentile(99))})` : '';
-    out.push(`- ${r.mode === 'async' ? 'async (delivered, p99 send → at the app)' : `${r.label} (p99 per call)`}: ${v.ratio.toFixed(2)}× the sync QPS (${n0(qps(r))} vs ${n0(qps(sync))}), p99 ${ms(judged(r).getValueAtPercentile(99))} vs ${ms(sync.latency.getValueAtPercentile(99))}${accept} — ${v.met ? '✅ met' : '❌ not met'}. CPU ceiling: at ${(cpuPerCall(r) * 1000).toFixed(3)} CPU-s per 1,000 calls (all processes of this path), ${mc.cpus} fully busy cores would complete at most ${n0(mc.cpus / cpuPerCall(r))} calls/s = ${(mc.cpus / cpuPerCall(r) / (qps(sync) || 1)).toFixed(1)}× the sync QPS.`);
+    const accept = r.mode === 'async' ? ` (the caller's wait, send → 202: p99 ${msOrS(r.latency.getValueAtPercentile(99))})` : '';
+    out.push(`- ${r.mode === 'async' ? 'async (delivered, p99 send → at the app)' : `${r.label} (p99 per call)`}: ${v.ratio.toFixed(2)}× the sync QPS (${n0(qps(r))} vs ${n0(qps(sync))}), p99 ${msOrS(judged(r).getValueAtPercentile(99))} vs ${msOrS(sync.latency.getValueAtPercentile(99))}${accept} — ${v.met ? '✅ met' : '❌ not met'}. CPU ceiling: at ${(cpuPerCall(r) * 1000).toFixed(3)} CPU-s per 1,000 calls (all processes of this path), ${mc.cpus} fully busy cores would complete at most ${n0(mc.cpus / cpuPerCall(r))} calls/s = ${(mc.cpus / cpuPerCall(r) / (qps(sync) || 1)).toFixed(1)}× the sync QPS.`);
   }
   const inFlight = runs.map((r) => `${r.label} ${n0(qps(r) * judged(r).mean / 1e6)}`).join(', ');
   out.push('', `Calls in flight on average (Little's law: completed calls/s × mean latency): ${inFlight}. A mode that completes 7× the sync calls with a lower latency has to keep at most about 7× as many in flight and get each through in less than the sync round trip, i.e. spend almost no time queued.`, '');
