@@ -74,6 +74,8 @@ interface CommonOptions {
   connections: number;
   body: number;
   sidecarNodeArgs: string[];
+  /** A HAProxy target beside the mesh (not with --no-haproxy). */
+  haproxy: boolean;
   /** Where a sidecar's non-log output goes (with --sidecar-node-args), by file name. */
   rawLog: (name: string) => ((line: string) => void) | undefined;
 }
@@ -139,7 +141,7 @@ const SECTIONS: Section[] = [
         ...(str(values['mcp-clients']) ? ['--clients', str(values['mcp-clients'])!] : []),
         ...(str(values['mcp-duration']) ? ['--duration', str(values['mcp-duration'])!] : []),
         ...(str(values['mcp-transport']) ? ['--transport', str(values['mcp-transport'])!] : []),
-        ...(values['no-haproxy'] || process.env['BENCH_NO_HAPROXY'] === '1' ? ['--no-haproxy'] : []),
+        ...(common.haproxy ? [] : ['--no-haproxy']),
       ];
       const options = { ...parseMcpOptions(argv), sidecarNodeArgs: common.sidecarNodeArgs };
       return (log) => runMcpBench(options, log);
@@ -305,7 +307,6 @@ interface Options extends CommonOptions {
   maxDurationS: number;
   maxConnections: number;
   sliceS: number;
-  haproxy: boolean;
   /** The plain Node pair (node-pair.ts) as a third way through. */
   nodePair: boolean;
   /** The sidecars' default config only: no policy, no tracing. */
@@ -912,10 +913,12 @@ function parseOptions(argv: string[]): Options {
   });
   const values = parsed as FlagValues;
   const env = process.env;
+  /** A switch: its flag, or its variable set to 1 or true. */
+  const on = (flag: string, variable: string) => values[flag] === true || ['1', 'true'].includes(env[variable] ?? '');
   const connections = Math.round(num('connections', str(values['connections']) ?? env['BENCH_CONNECTIONS'], 16, 1));
   const body = Math.round(num('body', str(values['body']) ?? env['BENCH_BODY'], 1024, 0));
   const sidecarNodeArgs = (str(values['sidecar-node-args']) ?? '').split(/\s+/).filter(Boolean);
-  const common: CommonOptions = { connections, body, sidecarNodeArgs, rawLog: (name) => rawLog(sidecarNodeArgs, name) };
+  const common: CommonOptions = { connections, body, sidecarNodeArgs, haproxy: !on('no-haproxy', 'BENCH_NO_HAPROXY'), rawLog: (name) => rawLog(sidecarNodeArgs, name) };
   const out = str(values['out']) ?? path.join(HERE, 'results', 'latest.md');
   const options: Options = {
     ...common,
@@ -924,9 +927,8 @@ function parseOptions(argv: string[]): Options {
     maxDurationS: num('max-duration', str(values['max-duration']) ?? env['BENCH_MAX_DURATION'], 5, 0),
     maxConnections: Math.round(num('max-connections', str(values['max-connections']) ?? env['BENCH_MAX_CONNECTIONS'], 32, 1)),
     sliceS: num('slice', str(values['slice']) ?? env['BENCH_SLICE'], 2, 0.1),
-    haproxy: !(values['no-haproxy'] === true || ['1', 'true'].includes(env['BENCH_NO_HAPROXY'] ?? '')),
-    nodePair: !(values['no-node-pair'] === true || ['1', 'true'].includes(env['BENCH_NO_NODE_PAIR'] ?? '')),
-    bareMesh: values['bare-mesh'] === true || ['1', 'true'].includes(env['BENCH_BARE_MESH'] ?? ''),
+    nodePair: !on('no-node-pair', 'BENCH_NO_NODE_PAIR'),
+    bareMesh: on('bare-mesh', 'BENCH_BARE_MESH'),
     out: out === '-' ? undefined : path.resolve(out),
     sync: false,
     sections: [],
