@@ -13,6 +13,7 @@ import { formatHostPort } from './config/address.ts';
 import { ConfigError, loadConfigFile, type MeshConfig } from './config/load.ts';
 import { createResolver } from './discovery/create.ts';
 import { StaticResolver } from './discovery/static.ts';
+import { splitServiceName } from './discovery/resolver.ts';
 import { AppForwarder } from './inbound/app-forwarder.ts';
 import { DedupingHandler } from './inbound/dedup.ts';
 import { AccessCheckingHandler } from './inbound/access.ts';
@@ -90,7 +91,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     const live = resolver.allAddresses();
     breakers.retain(live);
     for (const [service] of services.entries()) {
-      const [name = '', namespace = ''] = service.split('.');
+      const [name, namespace] = splitServiceName(service);
       services.retain(service, new Set((resolver.endpoints(name, namespace) ?? []).map((e) => e.address)));
     }
   });

@@ -9,6 +9,7 @@ import type { Envelope } from '../mcp/codec.ts';
 import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
 import type { EffectivePolicy } from '../policy/types.ts';
 import { restrictsCallers } from '../policy/resolve.ts';
+import { splitServiceName } from '../discovery/resolver.ts';
 
 export interface AccessOptions {
   /** This sidecar's service and namespace (the called one). */
@@ -25,7 +26,7 @@ export interface AccessOptions {
 
 /** Does `source` ("name.namespace") match an allow entry? A bare name means the called service's namespace. */
 export function sourceAllowed(source: string, allow: readonly string[], ownNamespace: string): string | undefined {
-  const [name = '', namespace = ''] = source.split('.');
+  const [name, namespace] = splitServiceName(source);
   for (const entry of allow) {
     if (entry === '*') return entry;
     if (entry.startsWith('*.') ? namespace === entry.slice(2) : entry.includes('.') ? source === entry : (name === entry && namespace === ownNamespace)) return entry;

@@ -10,6 +10,7 @@ import { newMessageId } from '../mcp/ids.ts';
 import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
 import type { CallObserver } from '../telemetry/observer.ts';
 import { requestApp, type AppAnswer, type ReadWhole } from './app-request.ts';
+import { splitServiceName } from '../discovery/resolver.ts';
 
 export interface AppForwarderOptions {
   host: string;
@@ -230,9 +231,7 @@ export function takeIfComplete(body: Readable, limit: number): Promise<{ bytes: 
 
 function serviceName(source: string | undefined): string {
   // Sources travel as "service.namespace"; apps see the bare service name, as documented.
-  const name = source ?? '';
-  const dot = name.indexOf('.');
-  return dot < 0 ? name : name.slice(0, dot);
+  return splitServiceName(source ?? '')[0];
 }
 
 function responseEnvelope(request: Envelope, status: number, headers: Envelope['headers'], payload: Buffer | undefined, bodyStreamId: string | undefined): Envelope {

@@ -17,6 +17,12 @@ describe('sourceAllowed', () => {
     assert.equal(sourceAllowed('anyone.anywhere', ['*'], 'shop'), '*');
     assert.equal(sourceAllowed('', ['orders'], 'shop'), undefined);
   });
+
+  it('a caller whose name has dots (a service account like "web.frontend") is split at the last dot: the namespace never has one', () => {
+    assert.equal(sourceAllowed('web.frontend.shop', ['*.shop'], 'x'), '*.shop');
+    assert.equal(sourceAllowed('web.frontend.shop', ['web.frontend.shop'], 'x'), 'web.frontend.shop');
+    assert.equal(sourceAllowed('web.frontend.shop', ['*.frontend'], 'shop'), undefined);
+  });
 });
 
 describe('AccessCheckingHandler', () => {
