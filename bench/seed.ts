@@ -553,19 +553,19 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
 }
 
 const USAGE = `usage: node bench/seed.ts [options]
-  --calls N               calls per mode (default 10000)
-  --workers N             sync workers (default 8)
+  --calls N               calls per mode (default ${SEED_DEFAULTS.calls})
+  --workers N             sync workers (default ${SEED_DEFAULTS.workers})
   --batch-workers N       callers sending batches (default: as many as --workers)
-  --async-connections N   connections of the async caller to sidecar A (default 64)
-  --batch LIST            calls per batch, comma-separated: one batch row each (default 25,100)
-  --delay-ms X            round trip between the hosts, ms (default 5: 2.5 each way)
-  --body BYTES            request body (default 100)
-  --warm-up N             unreported calls per mode first (default 2000)
-  --max-duration S        most seconds of sending per mode (default 60)
+  --async-connections N   connections of the async caller to sidecar A (default ${SEED_DEFAULTS.asyncConnections})
+  --batch LIST            calls per batch, comma-separated: one batch row each (default ${SEED_DEFAULTS.batchSizes.join(',')})
+  --delay-ms X            round trip between the hosts, ms (default ${SEED_DEFAULTS.rttMs}: ${SEED_DEFAULTS.rttMs / 2} each way)
+  --body BYTES            request body (default ${SEED_DEFAULTS.bodyBytes})
+  --warm-up N             unreported calls per mode first (default ${SEED_DEFAULTS.warmUpCalls})
+  --max-duration S        most seconds of sending per mode (default ${SEED_DEFAULTS.maxDurationS})
   --sidecar-yaml TEXT     extra YAML for both sidecars, e.g. "link: { linger: 1ms }"
-  --delivery-concurrency N  sidecar A's storage.deliveryConcurrency (default 512; the sidecar's own default is 64)
+  --delivery-concurrency N  sidecar A's storage.deliveryConcurrency (default ${SEED_DEFAULTS.deliveryConcurrency}; the sidecar's own default is 64)
   --sidecar-node-args A   Node options for both sidecars, e.g. --sidecar-node-args="--cpu-prof --cpu-prof-dir=DIR"
-  --slices N              each mode's calls in N slices, the modes taking turns (default 5)
+  --slices N              each mode's calls in N slices, the modes taking turns (default ${SEED_DEFAULTS.slices})
   --modes LIST           mesh modes besides sync: async,batch (default both)
   --out FILE              replace the seed section of FILE (the rest is kept), or append it`;
 
