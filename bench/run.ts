@@ -137,10 +137,12 @@ const SECTIONS: Section[] = [
   --mcp-transport LIST  streamable, sse                                   (default streamable,sse)
   (--no-haproxy leaves out its HAProxy column too)`,
     prepare: (values, common) => {
+      // --mcp-X is mcp.ts's own --X.
       const argv = [
-        ...(str(values['mcp-clients']) ? ['--clients', str(values['mcp-clients'])!] : []),
-        ...(str(values['mcp-duration']) ? ['--duration', str(values['mcp-duration'])!] : []),
-        ...(str(values['mcp-transport']) ? ['--transport', str(values['mcp-transport'])!] : []),
+        ...['clients', 'duration', 'transport'].flatMap((flag) => {
+          const value = str(values[`mcp-${flag}`]);
+          return value ? [`--${flag}`, value] : [];
+        }),
         ...(common.haproxy ? [] : ['--no-haproxy']),
       ];
       const options = { ...parseMcpOptions(argv), sidecarNodeArgs: common.sidecarNodeArgs };
