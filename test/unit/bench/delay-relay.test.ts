@@ -53,16 +53,17 @@ describe('delay relay', () => {
   const cleanup: (() => Promise<unknown>)[] = [];
   after(async () => { for (const c of cleanup.reverse()) await c(); });
 
-  async function setUp(delayMs: number, onConnection: (socket: net.Socket) => void): Promise<{ relay: DelayRelay; target: net.Server }> {
+  /** A target server answering with `onConnection`, and a relay in front of it. */
+  async function setUp(delayMs: number, onConnection: (socket: net.Socket) => void): Promise<DelayRelay> {
     const target = await server(onConnection);
     cleanup.push(() => target.stop());
     const relay = await startDelayRelay({ listen: { host: LOOPBACK, port: 0 }, target: { host: LOOPBACK, port: portOf(target) }, delayMs });
     cleanup.push(() => relay.close());
-    return { relay, target };
+    return relay;
   }
 
   it('carries bytes both ways, in order and intact (echo of 2 MiB written in uneven pieces)', async () => {
-    const { relay } = await setUp(2, (socket) => socket.pipe(socket));
+    const relay = await setUp(2, (socket) => socket.pipe(socket));
     const client = await connect(relay.port);
     const sent = randomBytes(2 * 1024 * 1024);
     const received = readAll(client);
@@ -77,7 +78,7 @@ describe('delay relay', () => {
   it('holds each direction at least the configured delay', async () => {
     const delayMs = 20;
     const arrivals: number[] = [];
-    const { relay } = await setUp(delayMs, (socket) => {
+    const relay = await setUp(delayMs, (socket) => {
       socket.on('data', (chunk: Buffer) => {
         arrivals.push(nowMs());
         socket.write(chunk); // answer at once: the round trip then holds two delays
@@ -100,28 +101,28 @@ describe('delay relay', () => {
 
   it('passes each side\'s end on after the delay (half-close kept), then both sockets close', async () => {
     const delayMs = 10;
-    const server: { socket?: net.Socket; endAt: number; gotEnd?: () => void } = { endAt: 0 };
-    const serverGotEnd = new Promise<void>((resolve) => { server.gotEnd = resolve; });
-    const { relay } = await setUp(delayMs, (socket) => {
-      server.socket = socket;
+    const far: { socket?: net.Socket; endAt: number; gotEnd?: () => void } = { endAt: 0 };
+    const serverGotEnd = new Promise<void>((resolve) => { far.gotEnd = resolve; });
+    const relay = await setUp(delayMs, (socket) => {
+      far.socket = socket;
       socket.on('data', () => {});
-      socket.once('end', () => { server.endAt = nowMs(); server.gotEnd!(); });
+      socket.once('end', () => { far.endAt = nowMs(); far.gotEnd!(); });
     });
     const client = await connect(relay.port);
     const clientReads = readAll(client);
     const endedAt = nowMs();
     client.end('last words');
     await serverGotEnd;
-    assert.ok(server.endAt - endedAt >= delayMs, 'the FIN was delayed like data');
+    assert.ok(far.endAt - endedAt >= delayMs, 'the FIN was delayed like data');
     // The client's half is closed, the server's is not: it can still answer.
-    const serverClosed = once(server.socket!, 'close');
-    server.socket!.end('reply after the client finished');
+    const serverClosed = once(far.socket!, 'close');
+    far.socket!.end('reply after the client finished');
     assert.equal((await clientReads).toString(), 'reply after the client finished');
     await Promise.all([once(client, 'close'), serverClosed]);
   });
 
   it('destroys the other side when one side is reset', async () => {
-    const { relay } = await setUp(1, (socket) => {
+    const relay = await setUp(1, (socket) => {
       socket.once('data', () => socket.resetAndDestroy());
     });
     const client = await connect(relay.port);
