@@ -31,9 +31,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
-import { request } from 'undici';
 import { SidecarProcess, waitForLinks, type SidecarSpec } from '../sidecar/src/demo/sidecar-process.ts';
 import { nowUs, type AppCount, type AppReport } from './async-app.ts';
+import { metricsText } from './async.ts';
 import { ForkedChild, PoolCache, serveSpecs } from './child-ipc.ts';
 import { sumStats, type RelayStats } from './delay-relay.ts';
 import { msOrS } from './format.ts';
@@ -245,10 +245,8 @@ function startSidecar(spec: SidecarSpec, dir: string, env: Record<string, string
 
 /** Sidecar A's async messages still queued in its outbox (admin /metrics). */
 async function outboxQueued(sidecar: SidecarProcess): Promise<number> {
-  const res = await request(`http://127.0.0.1:${sidecar.ports!.admin}/metrics`);
-  const text = await res.body.text();
   let queued = 0;
-  for (const m of text.matchAll(/^mcp_outbox_messages\{[^}]*state="queued"[^}]*\}\s+(\S+)/gm)) queued += Number(m[1]);
+  for (const m of (await metricsText(sidecar)).matchAll(/^mcp_outbox_messages\{[^}]*state="queued"[^}]*\}\s+(\S+)/gm)) queued += Number(m[1]);
   return queued;
 }
 
