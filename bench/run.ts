@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
 import { SidecarProcess, waitForLinks } from '../sidecar/src/demo/sidecar-process.ts';
 import { metricsText, runAsyncBench } from './async.ts';
-import { markers } from './report-sections.ts';
+import { asSection, mergeReport } from './report-sections.ts';
 import { parseMcpOptions, runMcpBench } from './mcp.ts';
 import { MICRO_DEFAULTS, runMicroBench } from './micro.ts';
 import { runSeedBench, SEED_DEFAULTS } from './seed.ts';
@@ -186,46 +186,6 @@ const SECTIONS: Section[] = [
     failure: 'MICRO: A CASE FAILED (see the micro-benchmark section)',
   },
 ];
-
-/** A report file cut into its main part (everything outside sections) and its sections, in file order. */
-export function splitReport(text: string): { main: string | undefined; sections: Map<string, string> } {
-  const sections = new Map<string, string>();
-  let main = '';
-  let at = 0;
-  const begins = /<!-- ([\w.-]+):begin -->/g;
-  for (let found = begins.exec(text); found; found = begins.exec(text)) {
-    const name = found[1]!;
-    const { end } = markers(name);
-    const endAt = text.indexOf(end, found.index);
-    if (endAt < 0) continue; // an unfinished section stays in the text around it
-    main += text.slice(at, found.index);
-    sections.set(name, `${text.slice(found.index, endAt + end.length)}\n`);
-    at = endAt + end.length;
-    begins.lastIndex = at;
-  }
-  main += text.slice(at);
-  main = main.replace(/\n{3,}/g, '\n\n').trim();
-  return { main: main ? `${main}\n` : undefined, sections };
-}
-
-/** A section's Markdown exactly from its begin marker to its end marker; the markers are added if missing. */
-export function asSection(name: string, markdown: string): string {
-  const own = splitReport(markdown).sections.get(name);
-  if (own) return own;
-  const { begin, end } = markers(name);
-  return `${begin}\n${markdown.trim()}\n${end}\n`;
-}
-
-/**
- * The new report file: this run's main part and sections where they ran, the previous file's where
- * they did not; sections in the order of `order`, then any other section the previous file had.
- */
-export function mergeReport(previous: string | undefined, fresh: { main: string | undefined; sections: Map<string, string> }, order: string[]): string {
-  const old = previous === undefined ? { main: undefined, sections: new Map<string, string>() } : splitReport(previous);
-  const names = [...new Set([...order, ...fresh.sections.keys(), ...old.sections.keys()])];
-  const parts = [fresh.main ?? old.main, ...names.map((name) => fresh.sections.get(name) ?? old.sections.get(name))];
-  return parts.filter((part): part is string => Boolean(part)).map((part) => `${part.trimEnd()}\n`).join('\n');
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Batch sizes from sidecar A's Prometheus histogram

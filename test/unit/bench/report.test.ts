@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { asSection, bucketRows, combineBuckets, mergeReport, NO_BUCKETS, parseHistogram, plotFile, sliceOrder, splitReport } from '../../../bench/run.ts';
+import { bucketRows, combineBuckets, NO_BUCKETS, parseHistogram, plotFile, sliceOrder } from '../../../bench/run.ts';
 import { times } from '../../../bench/format.ts';
-import { markers } from '../../../bench/report-sections.ts';
+import { asSection, markers, mergeReport, splitReport } from '../../../bench/report-sections.ts';
 
 const section = (name: string, body: string) => `${markers(name).begin}\n${body}\n${markers(name).end}\n`;
 
