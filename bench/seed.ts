@@ -508,7 +508,7 @@ function section(o: SeedOptions, runs: Measured[], relay: RelayStats, load: { be
   const pct = (h: hdr.Histogram) => [50, 90, 99, 99.9].map((q) => msOrS(h.getValueAtPercentile(q))).join(' | ');
   out.push('| mode | calls | completed calls/s | × sync | latency | p50 | p90 | p99 | p99.9 | max |', '|---|---:|---:|---:|---|---:|---:|---:|---:|---:|');
   for (const r of runs) {
-    const ratio = r === sync ? '1' : `**${(qps(r) / (qps(sync) || 1)).toFixed(2)}×**`;
+    const ratio = r === sync ? '1' : `**${verdict(r, sync).ratio.toFixed(2)}×**`;
     if (r.mode === 'async') {
       out.push(`| async (accepted) | ${r.sent.toLocaleString('en')} | ${n0(acceptedPerS(r))} accepted | | send → 202 | ${pct(r.latency)} | ${msOrS(r.latency.maxValue)} |`);
       out.push(`| async (delivered) | ${r.unique.toLocaleString('en')} | ${n0(qps(r))} | ${ratio} | send → at the app | ${pct(r.e2e!)} | ${msOrS(r.e2e!.maxValue)} |`);
