@@ -281,11 +281,12 @@ interface Options extends CommonOptions {
 }
 
 type TargetName = 'direct' | 'mesh' | 'haproxy' | 'node';
-const TARGETS: Record<TargetName, { row: string; short: string; colour: string }> = {
-  direct: { row: 'direct', short: 'direct', colour: '#4c78a8' },
-  mesh: { row: 'mesh (A → B)', short: 'mesh', colour: '#e45756' },
-  haproxy: { row: 'HAProxy (1 → 2)', short: 'HAProxy', colour: '#54a24b' },
-  node: { row: 'plain Node pair (1 → 2)', short: 'Node pair', colour: '#b279a2' },
+/** How the report names a target: in its table row, in short (lists, the plot), in a sentence. */
+const TARGETS: Record<TargetName, { row: string; short: string; name: string; colour: string }> = {
+  direct: { row: 'direct', short: 'direct', name: 'direct', colour: '#4c78a8' },
+  mesh: { row: 'mesh (A → B)', short: 'mesh', name: 'mesh', colour: '#e45756' },
+  haproxy: { row: 'HAProxy (1 → 2)', short: 'HAProxy', name: 'HAProxy', colour: '#54a24b' },
+  node: { row: 'plain Node pair (1 → 2)', short: 'Node pair', name: 'plain Node pair', colour: '#b279a2' },
 };
 /** The processes in the path of a request besides the app: two sidecars, two HAProxies, or two plain Node proxies. */
 type Hop = 'sidecarA' | 'sidecarB' | 'haproxy1' | 'haproxy2' | 'node1' | 'node2';
@@ -299,6 +300,13 @@ const HOPS: Record<Hop, { target: TargetName; row: string }> = {
   node2: { target: 'node', row: 'plain Node 2 (server side)' },
 };
 type Memory = Partial<Record<Hop, { peak: number; current: number }>>;
+/** The hops of target `t` (client side first); none for direct. */
+const hopsOf = (t: TargetName) => (Object.keys(HOPS) as Hop[]).filter((hop) => HOPS[hop].target === t);
+/** The targets the mesh is read against, and what the report calls their hops ("haproxy 1"). */
+const PEERS = [
+  { target: 'haproxy', hopName: 'haproxy' },
+  { target: 'node', hopName: 'node' },
+] as const;
 
 /** Everything measured for one target in one scenario, summed over its slices. */
 interface Tally {
@@ -730,18 +738,17 @@ function scenarioReport(s: Scenario, targets: TargetName[]): string[] {
     out.push(`| ${TARGETS[t].row} | ${tally.sent.toLocaleString('en')} | ${tally.errors} | ${Math.round(rate(tally)).toLocaleString('en')} | ${PERCENTILES.map((q) => ms(pct(tally, q))).join(' | ')} | ${ms(tally.histogram.maxValue)} |`);
   }
   out.push(`| **mesh added** | | | | **${plus(added(me, 50))}** | ${plus(added(me, 90))} | **${plus(added(me, 99))}** | ${plus(added(me, 99.9))} | |`);
-  if (withPeer) {
-    out.push(`| HAProxy added | | | | ${PERCENTILES.map((q) => plus(added(h, q))).join(' | ')} | |`);
-    out.push(`| mesh added ÷ HAProxy added | | | | ${PERCENTILES.map((q) => times(added(me, q), added(h, q))).join(' | ')} | |`);
-  }
-  if (withNode) {
-    out.push(`| plain Node pair added | | | | ${PERCENTILES.map((q) => plus(added(n, q))).join(' | ')} | |`);
-    out.push(`| mesh added ÷ plain Node pair added | | | | ${PERCENTILES.map((q) => times(added(me, q), added(n, q))).join(' | ')} | |`);
+  const peers = PEERS.filter((p) => targets.includes(p.target));
+  for (const { target } of peers) {
+    const t = s.tallies[target];
+    const { name } = TARGETS[target];
+    out.push(`| ${name} added | | | | ${PERCENTILES.map((q) => plus(added(t, q))).join(' | ')} | |`);
+    out.push(`| mesh added ÷ ${name} added | | | | ${PERCENTILES.map((q) => times(added(me, q), added(t, q))).join(' | ')} | |`);
   }
   out.push('');
   if (s.mode === 'open') {
     const q = (t: Tally, x: number) => t.service.getValueAtPercentile(x);
-    out.push(`Generator health: requests left on average ${list((t) => ms(t.lag.mean))} after their due time (${names}), p99 ${list((t) => ms(t.lag.getValueAtPercentile(99)))}, max ${ms(Math.max(...targets.map((t) => s.tallies[t].lag.maxValue)))}; Node timers tick in whole milliseconds, so at ${s.rate.toLocaleString('en')} req/s about ${Math.max(1, Math.round(s.rate / 1000))} request${s.rate >= 1500 ? 's leave' : ' leaves'} per tick. That lag is inside the latencies above and hits every target alike. Measured from the moment each request actually left instead (service time): ${targets.map((t) => `${TARGETS[t].short} p50 ${ms(q(s.tallies[t], 50))} / p99 ${ms(q(s.tallies[t], 99))}`).join(', ')}; mesh added ${plus(q(me, 50) - q(d, 50))} / ${plus(q(me, 99) - q(d, 99))}${withPeer ? `, HAProxy added ${plus(q(h, 50) - q(d, 50))} / ${plus(q(h, 99) - q(d, 99))}` : ''}${withNode ? `, plain Node pair added ${plus(q(n, 50) - q(d, 50))} / ${plus(q(n, 99) - q(d, 99))}` : ''}.`, '');
+    out.push(`Generator health: requests left on average ${list((t) => ms(t.lag.mean))} after their due time (${names}), p99 ${list((t) => ms(t.lag.getValueAtPercentile(99)))}, max ${ms(Math.max(...targets.map((t) => s.tallies[t].lag.maxValue)))}; Node timers tick in whole milliseconds, so at ${s.rate.toLocaleString('en')} req/s about ${Math.max(1, Math.round(s.rate / 1000))} request${s.rate >= 1500 ? 's leave' : ' leaves'} per tick. That lag is inside the latencies above and hits every target alike. Measured from the moment each request actually left instead (service time): ${targets.map((t) => `${TARGETS[t].short} p50 ${ms(q(s.tallies[t], 50))} / p99 ${ms(q(s.tallies[t], 99))}`).join(', ')}; ${targets.filter((t) => t !== 'direct').map((t) => `${TARGETS[t].name} added ${plus(q(s.tallies[t], 50) - q(d, 50))} / ${plus(q(s.tallies[t], 99) - q(d, 99))}`).join(', ')}.`, '');
   } else {
     const share = (a: Tally, b: Tally) => `${(rate(a) / rate(b) * 100).toFixed(1)}%`;
     out.push(`**Throughput: mesh ${rps(me)}, ${share(me, d)} of direct (${rps(d)})${withPeer ? `; HAProxy chain ${rps(h)}, ${share(h, d)} of direct; mesh ÷ HAProxy ${share(me, h)}** (target ≥ 35%)` : '**'}${withNode ? `; plain Node pair ${rps(n)}, ${share(n, d)} of direct; mesh ÷ plain Node pair ${share(me, n)}` : ''}.`, '');
@@ -756,16 +763,15 @@ function scenarioReport(s: Scenario, targets: TargetName[]): string[] {
   out.push(`| app, ${names} | ${list((t) => perK(t, 'app').toFixed(3))} | ${list((t) => vcpu(t, 'app').toFixed(2))} | | |`);
   out.push(`| generator, ${names} | ${list((t) => perK(t, 'generator').toFixed(3))} | ${list((t) => vcpu(t, 'generator').toFixed(2))} | | |`, '');
   const hop = (a: Hop, peer: Tally, b: Hop) => `${times(perK(me, a), perK(peer, b))} CPU per request, ${times(s.memory[a]!.peak, s.memory[b]!.peak)} peak RSS`;
-  if (withPeer && s.memory.haproxy1 && s.memory.haproxy2) {
-    out.push(`Per hop, mesh ÷ HAProxy: sidecar A ÷ haproxy 1 ${hop('sidecarA', h, 'haproxy1')}; sidecar B ÷ haproxy 2 ${hop('sidecarB', h, 'haproxy2')}.`, '');
-  }
-  if (withNode && s.memory.node1 && s.memory.node2) {
-    out.push(`Per hop, mesh ÷ plain Node pair: sidecar A ÷ node 1 ${hop('sidecarA', n, 'node1')}; sidecar B ÷ node 2 ${hop('sidecarB', n, 'node2')}.`, '');
+  for (const { target, hopName } of peers) {
+    const [first, second] = hopsOf(target) as [Hop, Hop];
+    if (!s.memory[first] || !s.memory[second]) continue;
+    const t = s.tallies[target];
+    out.push(`Per hop, mesh ÷ ${TARGETS[target].name}: sidecar A ÷ ${hopName} 1 ${hop('sidecarA', t, first)}; sidecar B ÷ ${hopName} 2 ${hop('sidecarB', t, second)}.`, '');
   }
   const ours = (t: TargetName) => {
     const tally = s.tallies[t];
-    const hops = (Object.keys(HOPS) as Hop[]).filter((hop) => HOPS[hop].target === t);
-    return hops.reduce((sum, hop) => sum + tally.cpu[hop], tally.cpu.app + tally.cpu.generator);
+    return hopsOf(t).reduce((sum, hop) => sum + tally.cpu[hop], tally.cpu.app + tally.cpu.generator);
   };
   const others = (t: TargetName) => Math.max(0, s.tallies[t].cpu.machine - ours(t)) / (s.tallies[t].elapsedMs / 1000);
   out.push(`Whole machine (\`/proc/stat\`): ${list((t) => vcpu(t, 'machine').toFixed(2))} of ${machine().cpus} vCPU busy during the ${names} slices; everything other than the benchmark's own processes for that target (kernel work not charged to them, other programs) took ${targets.map((t) => others(t).toFixed(2)).join(' / ')} vCPU.`, '');
@@ -792,32 +798,35 @@ function targetsReport(scenarios: Scenario[], targets: TargetName[]): string[] {
   const max = scenarios.find((s) => s.mode === 'closed');
   out.push('| figure | mesh | target | HAProxy, same run | mesh ÷ HAProxy | plain Node pair, same run | mesh ÷ plain Node pair | for reference |', '|---|---:|---:|---:|---:|---:|---:|---|');
   /** One row: the mesh's figure, the target, then each peer's figure and the mesh ÷ peer ratio. */
-  const row = (figure: string, mesh: number, target: string, peer: number, node: number, show: (v: number) => string, reference: string) =>
-    out.push(`| ${figure} | ${show(mesh)} | ${target} | ${withPeer ? show(peer) : 'skipped'} | ${withPeer ? times(mesh, peer) : 'skipped'} | ${withNode ? show(node) : 'skipped'} | ${withNode ? times(mesh, node) : 'skipped'} | ${reference} |`);
+  const row = (figure: string, value: (t: TargetName) => number, target: string, show: (v: number) => string, reference: string) => {
+    const mesh = value('mesh');
+    const peer = (t: TargetName) => (targets.includes(t) ? `${show(value(t))} | ${times(mesh, value(t))}` : 'skipped | skipped');
+    out.push(`| ${figure} | ${show(mesh)} | ${target} | ${PEERS.map((p) => peer(p.target)).join(' | ')} | ${reference} |`);
+  };
   if (at1000) {
-    const { direct: d, mesh: me, haproxy: h, node: n } = at1000.tallies;
-    const added = (t: Tally, q: number) => pct(t, q) - pct(d, q);
-    row('added latency, p50', added(me, 50), `≤ +0.50 ms ${mark(added(me, 50) <= 500)}`, added(h, 50), added(n, 50), plus, 'Dapr +1.06 ms');
-    row('added latency, p99', added(me, 99), `≤ +2.00 ms ${mark(added(me, 99) <= 2000)}`, added(h, 99), added(n, 99), plus, 'Dapr +2.90 ms');
-    const busier = (t: Tally, hops: Hop[]) => Math.max(...hops.map((hop) => perK(t, hop)));
-    const cpu = busier(me, ['sidecarA', 'sidecarB']);
-    row('CPU per 1,000 requests, busier hop', cpu, `≤ 0.20 s ${mark(cpu <= 0.2)}`, busier(h, ['haproxy1', 'haproxy2']), busier(n, ['node1', 'node2']), (v) => `${v.toFixed(3)} s`, 'Dapr 0.20–0.48 s, Istio 0.20 s');
-    const mb = (hops: Hop[]) => Math.max(...hops.map((hop) => at1000.memory[hop]?.peak ?? 0)) * 1.048576;
-    const rss = mb(['sidecarA', 'sidecarB']);
-    row('peak RSS, bigger hop', rss, `≤ 100 MB ${mark(rss <= 100)}`, mb(['haproxy1', 'haproxy2']), mb(['node1', 'node2']), (v) => `${v.toFixed(0)} MB`, 'Dapr 51 MB, Istio 60 MB');
+    const d = at1000.tallies.direct;
+    const added = (t: TargetName, q: number) => pct(at1000.tallies[t], q) - pct(d, q);
+    row('added latency, p50', (t) => added(t, 50), `≤ +0.50 ms ${mark(added('mesh', 50) <= 500)}`, plus, 'Dapr +1.06 ms');
+    row('added latency, p99', (t) => added(t, 99), `≤ +2.00 ms ${mark(added('mesh', 99) <= 2000)}`, plus, 'Dapr +2.90 ms');
+    const busier = (t: TargetName) => Math.max(...hopsOf(t).map((hop) => perK(at1000.tallies[t], hop)));
+    const cpu = busier('mesh');
+    row('CPU per 1,000 requests, busier hop', busier, `≤ 0.20 s ${mark(cpu <= 0.2)}`, (v) => `${v.toFixed(3)} s`, 'Dapr 0.20–0.48 s, Istio 0.20 s');
+    const mb = (t: TargetName) => Math.max(...hopsOf(t).map((hop) => at1000.memory[hop]?.peak ?? 0)) * 1.048576;
+    const rss = mb('mesh');
+    row('peak RSS, bigger hop', mb, `≤ 100 MB ${mark(rss <= 100)}`, (v) => `${v.toFixed(0)} MB`, 'Dapr 51 MB, Istio 60 MB');
     if (at5000) {
       // Per-request CPU at 5,000 req/s as a share of that at 1,000, for the hop where it fell least.
-      const scaling = (hops: Hop[], t: TargetName) => Math.max(...hops.map((hop) => perK(at5000.tallies[t], hop) / perK(at1000.tallies[t], hop)));
-      const mesh = scaling(['sidecarA', 'sidecarB'], 'mesh');
+      const scaling = (t: TargetName) => Math.max(...hopsOf(t).map((hop) => perK(at5000.tallies[t], hop) / perK(at1000.tallies[t], hop)));
+      const mesh = scaling('mesh');
       const percent = (v: number) => (Number.isFinite(v) ? `${(v * 100).toFixed(0)}%` : '—');
-      out.push(`| CPU per request at 5,000 req/s ÷ at 1,000, worse hop | ${percent(mesh)} | ≤ 80% ${mark(mesh <= 0.8)} | ${withPeer ? percent(scaling(['haproxy1', 'haproxy2'], 'haproxy')) : 'skipped'} | | ${withNode ? percent(scaling(['node1', 'node2'], 'node')) : 'skipped'} | | batching should make a busier sidecar cheaper per request |`);
+      out.push(`| CPU per request at 5,000 req/s ÷ at 1,000, worse hop | ${percent(mesh)} | ≤ 80% ${mark(mesh <= 0.8)} | ${PEERS.map((p) => `${targets.includes(p.target) ? percent(scaling(p.target)) : 'skipped'} | |`).join(' ')} batching should make a busier sidecar cheaper per request |`);
     }
   }
   if (max) {
     const { direct: d, mesh: me, haproxy: h, node: n } = max.tallies;
     const ratio = rate(me) / rate(h);
     const share = (t: Tally) => `${(rate(t) / rate(d) * 100).toFixed(1)}%`;
-    const ofDirect = [`mesh ${share(me)}`, ...(withPeer ? [`HAProxy ${share(h)}`] : []), ...(withNode ? [`plain Node pair ${share(n)}`] : [])].join(', ');
+    const ofDirect = targets.filter((t) => t !== 'direct').map((t) => `${TARGETS[t].name} ${share(max.tallies[t])}`).join(', ');
     out.push(`| max throughput | ${rps(me)} | ≥ 35% of HAProxy's${withPeer ? ` ${mark(ratio >= 0.35)}` : ''} | ${withPeer ? rps(h) : 'skipped'} | ${withPeer ? `**${(ratio * 100).toFixed(1)}%**` : 'skipped'} | ${withNode ? rps(n) : 'skipped'} | ${withNode ? `${(rate(me) / rate(n) * 100).toFixed(1)}%` : 'skipped'} | direct ${rps(d)}: ${ofDirect} of it |`);
   }
   return out;
