@@ -1,6 +1,6 @@
 // Child processes of the bench: starting one that prints {"port": N} once it listens (the app, the
-// plain Node proxies), the child's side of that, two proxies chained like the two sidecars, and
-// stopping any of them.
+// plain Node proxies), the child's side of that, two proxies chained like the two sidecars, stopping
+// any of them, and starting some with extra environment variables.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -71,4 +71,18 @@ export async function startChain<P extends { port: number; stop(): Promise<void>
       await second.stop();
     },
   };
+}
+
+/** Runs `fn` with these environment variables set (children it starts inherit them), then puts them back. */
+export async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
 }

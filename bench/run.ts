@@ -29,7 +29,7 @@ import { parseMcpOptions, runMcpBench } from './mcp.ts';
 import { MICRO_DEFAULTS, runMicroBench } from './micro.ts';
 import { runSeedBench, SEED_DEFAULTS } from './seed.ts';
 import type { RunResult, RunSpec } from './generator.ts';
-import { startListeningChild, type ListeningChild } from './children.ts';
+import { startListeningChild, withEnv, type ListeningChild } from './children.ts';
 import { ForkedChild } from './child-ipc.ts';
 import { findHaproxy, startHaproxyChain, type HaproxyBinary, type HaproxyChain } from './haproxy.ts';
 import { startNodePair, type NodePair } from './node-pair.ts';
@@ -624,20 +624,6 @@ class TraceSink {
   stop(): Promise<unknown> {
     this.#server.closeAllConnections();
     return new Promise((resolve) => this.#server.close(resolve));
-  }
-}
-
-/** Runs `fn` with these environment variables set (children it starts inherit them), then puts them back. */
-async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, vars);
-  try {
-    return await fn();
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
   }
 }
 
