@@ -554,22 +554,24 @@ function fsyncProbe(dir: string, count = 100): { p50: number; p99: number; count
 async function asyncMetrics(a: SidecarProcess, b: SidecarProcess): Promise<{ deliveries: Record<string, number>; duplicatesDropped: number; queued: number }> {
   const [textA, textB] = await Promise.all([metricsText(a), metricsText(b)]);
   const deliveries: Record<string, number> = {};
-  let queued = 0;
   for (const line of textA.split('\n')) {
     const d = /^mcp_async_deliveries(?:_total)?\{([^}]*)\}\s+(\S+)/.exec(line);
     if (d) {
       const outcome = /outcome="([^"]*)"/.exec(d[1]!)?.[1] ?? '?';
       deliveries[outcome] = (deliveries[outcome] ?? 0) + Number(d[2]);
     }
-    const o = /^mcp_outbox_messages\{[^}]*state="queued"[^}]*\}\s+(\S+)/.exec(line);
-    if (o) queued += Number(o[1]);
   }
   let duplicatesDropped = 0;
   for (const line of textB.split('\n')) {
     const d = /^mcp_async_duplicates_dropped(?:_total)?(?:\{[^}]*\})?\s+(\S+)/.exec(line);
     if (d) duplicatesDropped += Number(d[1]);
   }
-  return { deliveries, duplicatesDropped, queued };
+  return { deliveries, duplicatesDropped, queued: outboxQueued(textA) };
+}
+
+/** Messages a sidecar's outbox still holds queued, from its /metrics text. */
+export function outboxQueued(metrics: string): number {
+  return [...metrics.matchAll(/^mcp_outbox_messages\{[^}]*state="queued"[^}]*\}\s+(\S+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
 }
 
 /** A sidecar's Prometheus exposition (admin /metrics). */
@@ -582,9 +584,7 @@ export async function metricsText(sidecar: SidecarProcess): Promise<string> {
 async function waitForOutbox(sidecar: SidecarProcess, timeoutMs: number): Promise<boolean> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    const text = await metricsText(sidecar);
-    const queued = [...text.matchAll(/^mcp_outbox_messages\{[^}]*state="queued"[^}]*\}\s+(\S+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
-    if (queued === 0) return true;
+    if (outboxQueued(await metricsText(sidecar)) === 0) return true;
     if (Date.now() > until) return false;
     await sleep(50);
   }
