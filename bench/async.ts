@@ -16,6 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { request } from 'undici';
@@ -478,8 +479,6 @@ function section(options: AsyncOptions, runs: Measured[], c: Context): string {
   out.push(SECTION_END);
   return `${out.join('\n')}\n`;
 }
-
-const sleep = (msDelay: number) => new Promise((resolve) => setTimeout(resolve, msDelay));
 
 // ---------------------------------------------------------------------------------------------------
 // Processes and probes
