@@ -72,17 +72,3 @@ export async function startChain<P extends { port: number; stop(): Promise<void>
     },
   };
 }
-
-/** Runs `fn` with these environment variables set (children it starts inherit them), then puts them back. */
-export async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, vars);
-  try {
-    return await fn();
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
-}

@@ -29,7 +29,7 @@ import { parseMcpOptions, runMcpBench } from './mcp.ts';
 import { MICRO_DEFAULTS, runMicroBench } from './micro.ts';
 import { runSeedBench, SEED_DEFAULTS } from './seed.ts';
 import type { RunResult, RunSpec } from './generator.ts';
-import { startListeningChild, withEnv, type ListeningChild } from './children.ts';
+import { startListeningChild, type ListeningChild } from './children.ts';
 import { ForkedChild } from './child-ipc.ts';
 import { findHaproxy, startHaproxyChain, type HaproxyBinary, type HaproxyChain } from './haproxy.ts';
 import { startNodePair, type NodePair } from './node-pair.ts';
@@ -413,14 +413,12 @@ async function runSync(options: Options, log: Log): Promise<{ markdown: string; 
     const nodeArgs = options.sidecarNodeArgs;
     const setup = options.bareMesh ? undefined : await meshSetup(dir);
     if (setup) children.push(setup.sink);
-    const { sidecarA, sidecarB } = await withEnv(setup?.env ?? {}, async () => {
-      const extraYaml = setup?.extraYaml;
-      const b = await SidecarProcess.start({ service: 'target', replica: 'sidecar-b', appPort: app.port, peers: {}, nodeArgs, extraYaml, onOtherLine: options.rawLog('sidecar-b') }, dir);
-      children.unshift(b);
-      const a = await SidecarProcess.start({ service: 'client', replica: 'sidecar-a', appPort: app.port, peers: { target: [`127.0.0.1:${b.ports!.inbound}`] }, nodeArgs, extraYaml, onOtherLine: options.rawLog('sidecar-a') }, dir);
-      children.unshift(a);
-      return { sidecarA: a, sidecarB: b };
-    });
+    const extraYaml = setup?.extraYaml;
+    const env = setup?.env;
+    const sidecarB = await SidecarProcess.start({ service: 'target', replica: 'sidecar-b', appPort: app.port, peers: {}, nodeArgs, extraYaml, env, onOtherLine: options.rawLog('sidecar-b') }, dir);
+    children.unshift(sidecarB);
+    const sidecarA = await SidecarProcess.start({ service: 'client', replica: 'sidecar-a', appPort: app.port, peers: { target: [`127.0.0.1:${sidecarB.ports!.inbound}`] }, nodeArgs, extraYaml, env, onOtherLine: options.rawLog('sidecar-a') }, dir);
+    children.unshift(sidecarA);
     const peer: Peer = { binary: undefined, skipped: options.haproxy ? undefined : 'left out with --no-haproxy' };
     let chain: HaproxyChain | undefined;
     if (options.haproxy) {
@@ -461,7 +459,7 @@ async function runSync(options: Options, log: Log): Promise<{ markdown: string; 
     const batchSizes = async () => parseHistogram(await metricsText(sidecarA), 'mcp_link_batch_size');
     const slice = async (scenario: Scenario, target: TargetName, ms: number, record: boolean) => {
       const mesh = record && target === 'mesh';
-      const linkBefore = mesh ? await linkStats(sidecarA) : undefined;
+      const linkBefore = mesh ? await sidecarA.linkTotals() : undefined;
       const sizesBefore = mesh ? await batchSizes() : undefined;
       const before = readCpu(pids);
       const result = await generator.call<RunResult>({
@@ -483,7 +481,7 @@ async function runSync(options: Options, log: Log): Promise<{ markdown: string; 
       for (const [outcome, n] of Object.entries(result.outcomes)) tally.outcomes[outcome] = (tally.outcomes[outcome] ?? 0) + n;
       for (const name of Object.keys(after) as (keyof Tally['cpu'])[]) tally.cpu[name] += after[name] - before[name];
       if (linkBefore && sizesBefore) {
-        const linkAfter = await linkStats(sidecarA);
+        const linkAfter = await sidecarA.linkTotals();
         tally.batches += linkAfter.batches - linkBefore.batches;
         tally.envelopes += linkAfter.envelopes - linkBefore.envelopes;
         tally.batchSizes = combineBuckets(tally.batchSizes, combineBuckets(await batchSizes(), sizesBefore, -1), 1);
@@ -832,10 +830,6 @@ function startApp(bodyBytes: number): Promise<ListeningChild> {
 }
 
 /** Batches and envelopes a sidecar has sent on its links so far (admin /endpoints). */
-async function linkStats(sidecar: SidecarProcess): Promise<{ batches: number; envelopes: number }> {
-  const links = await sidecar.links();
-  return links.reduce((sum, l) => ({ batches: sum.batches + l.batches, envelopes: sum.envelopes + l.envelopes }), { batches: 0, envelopes: 0 });
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Options: flags, then BENCH_* environment variables, then defaults.

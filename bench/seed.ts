@@ -31,9 +31,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
-import { SidecarProcess, waitForLinks, type SidecarSpec } from '../sidecar/src/demo/sidecar-process.ts';
+import { SidecarProcess, waitForLinks } from '../sidecar/src/demo/sidecar-process.ts';
 import { nowUs, type AppCount, type AppReport } from './async-app.ts';
-import { metricsText } from './async.ts';
+import { metricsText, outboxQueued } from './async.ts';
 import { ForkedChild, PoolCache, serveSpecs } from './child-ipc.ts';
 import { sumStats, type RelayStats } from './delay-relay.ts';
 import { msOrS } from './format.ts';
@@ -229,32 +229,8 @@ function generatorMain(): void {
 // ---------------------------------------------------------------------------------------------------
 // Helper processes
 
-/**
- * Starts a sidecar with extra environment overrides (MESH_…; they win over the config file). The
- * process is spawned synchronously inside SidecarProcess.start, so the variables are set only for it.
- */
-function startSidecar(spec: SidecarSpec, dir: string, env: Record<string, string>): Promise<SidecarProcess> {
-  const saved = Object.keys(env).map((k) => [k, process.env[k]] as const);
-  Object.assign(process.env, env);
-  try {
-    return SidecarProcess.start(spec, dir);
-  } finally {
-    for (const [k, v] of saved) if (v === undefined) delete process.env[k]; else process.env[k] = v;
-  }
-}
 
-/** Sidecar A's async messages still queued in its outbox (admin /metrics). */
-async function outboxQueued(sidecar: SidecarProcess): Promise<number> {
-  let queued = 0;
-  for (const m of (await metricsText(sidecar)).matchAll(/^mcp_outbox_messages\{[^}]*state="queued"[^}]*\}\s+(\S+)/gm)) queued += Number(m[1]);
-  return queued;
-}
 
-/** Batches and envelopes sidecar A has sent on its links (admin /endpoints). */
-async function linkCounters(sidecar: SidecarProcess): Promise<{ batches: number; envelopes: number }> {
-  const links = await sidecar.links();
-  return { batches: links.reduce((n, l) => n + l.batches, 0), envelopes: links.reduce((n, l) => n + l.envelopes, 0) };
-}
 
 /** Polls `check` every 20 ms until it returns true, or nothing changed in `quietMs`. */
 async function waitUntil(check: () => Promise<{ done: boolean; progress: number }>, quietMs: number): Promise<boolean> {
@@ -366,14 +342,14 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
     const app = await ForkedChild.start(path.join(HERE, 'async-app.ts'));
     helpers.unshift(app);
     const extraYaml = options.sidecarYaml || undefined;
-    const sidecarB = await startSidecar({ service: 'target', replica: 'seed-b', appPort: app.hello.port!, peers: {}, nodeArgs, extraYaml }, dir, {});
+    const sidecarB = await SidecarProcess.start({ service: 'target', replica: 'seed-b', appPort: app.hello.port!, peers: {}, nodeArgs, extraYaml }, dir);
     helpers.unshift(sidecarB);
     const delay = String(options.rttMs / 2);
     const relay = await ForkedChild.start(path.join(HERE, 'delay-relay.ts'), ['--delay-ms', delay, '--route', `${HOST2}:0=127.0.0.1:${app.hello.port}`, '--route', `${HOST2}:0=127.0.0.1:${sidecarB.ports!.inbound}`]);
     helpers.unshift(relay);
     const [appVia, inboundVia] = relay.hello.ports!;
     const envA: Record<string, string> = options.deliveryConcurrency ? { MESH_STORAGE_DELIVERY_CONCURRENCY: String(options.deliveryConcurrency) } : {};
-    const sidecarA = await startSidecar({ service: 'client', replica: 'seed-a', appPort: app.hello.port!, peers: { target: [`${HOST2}:${inboundVia}`] }, nodeArgs, extraYaml }, dir, envA);
+    const sidecarA = await SidecarProcess.start({ service: 'client', replica: 'seed-a', appPort: app.hello.port!, peers: { target: [`${HOST2}:${inboundVia}`] }, nodeArgs, extraYaml, env: envA }, dir);
     helpers.unshift(sidecarA);
     const generator = await ForkedChild.start(fileURLToPath(import.meta.url), ['generator']);
     helpers.unshift(generator);
@@ -390,7 +366,7 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
       cpu: Object.fromEntries(PROCS.map((p) => [p, cpuSeconds(pids[p])])) as Record<ProcName, number>,
       busy: machineBusySeconds(),
       mainCpu: { sidecarA: mainThreadCpuSeconds(pids.sidecarA), sidecarB: mainThreadCpuSeconds(pids.sidecarB) },
-      link: await linkCounters(sidecarA),
+      link: await sidecarA.linkTotals(),
     });
     let runs = 0;
     const measure = async ({ mode, batchSize, label }: Variant, calls: number, title: string): Promise<Measured> => {
@@ -406,7 +382,7 @@ export async function runSeedBench(options: SeedOptions, log: (line: string) => 
         return { done: count.unique >= gen.ok, progress: count.unique };
       }, 10_000);
       const settled = mode !== 'async' || await waitUntil(async () => {
-        const queued = await outboxQueued(sidecarA);
+        const queued = outboxQueued(await metricsText(sidecarA));
         return { done: queued === 0, progress: queued };
       }, 10_000);
       const used = await readUsage();

@@ -21,6 +21,8 @@ export interface SidecarSpec {
   peers: Record<string, string[]>;
   /** Extra YAML lines appended to the generated config. */
   extraYaml?: string;
+  /** Environment variables for this sidecar's process only (e.g. MESH_… overrides, OTEL_…), over the parent's. */
+  env?: Record<string, string>;
   /** Node.js options for the sidecar process (e.g. --cpu-prof, --trace-gc); none by default. */
   nodeArgs?: string[];
   /** Gets every stdout line that is not a JSON log line (e.g. --trace-gc output). */
@@ -99,13 +101,23 @@ export class SidecarProcess {
     return (await this.admin<{ links: LinkState[] }>('/endpoints')).links;
   }
 
+  /** Batches and envelopes sent so far on all of this sidecar's links. */
+  async linkTotals(): Promise<{ batches: number; envelopes: number }> {
+    const sum = { batches: 0, envelopes: 0 };
+    for (const link of await this.links()) {
+      sum.batches += link.batches;
+      sum.envelopes += link.envelopes;
+    }
+    return sum;
+  }
+
   /** Writes the config into `dir`, starts the process, resolves once it logged its listening ports. */
   static async start(spec: SidecarSpec, dir: string, timeoutMs = 15_000): Promise<SidecarProcess> {
     const configFile = path.join(dir, `${spec.replica}.yaml`);
     writeFileSync(configFile, renderConfig(spec, dir));
     const child = spawn(process.execPath, [...(spec.nodeArgs ?? []), MESH_BIN, 'sidecar', '--config', configFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: '' },
+      env: { ...process.env, ...spec.env, NODE_OPTIONS: '' },
     });
     const sidecar = new SidecarProcess(spec, configFile, child);
     await sidecar.#waitForPorts(timeoutMs);
