@@ -157,7 +157,11 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     restricted: () => policies.restrictsAccess(config.service, config.namespace),
     onDenied: (route, caller) => metrics.accessDenied.add(1, { route, source: caller }),
   });
-  const inbound = new MeshServer(accessChecked, linkSettings);
+  const inbound = new MeshServer(accessChecked, { ...linkSettings, connections: {
+    maxTotal: config.limits.maxInboundConnections, maxPerPeer: config.limits.maxConnectionsPerPeer,
+    handshakeTimeoutMs: config.limits.inboundHandshakeTimeoutMs, idleTimeoutMs: config.limits.inboundIdleTimeoutMs,
+    onLimit: (limit) => metrics.limitRejections.add(1, { limit }),
+  } });
 
   let readiness: Readiness = 'starting';
   const admin = createAdmin({

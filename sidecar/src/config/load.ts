@@ -58,7 +58,8 @@ export interface MeshConfig {
   discovery: DiscoveryConfig;
   policies: readonly string[];
   timeouts: { connectMs: number; requestMs: number; streamIdleMs: number };
-  limits: { maxBodyBytes: number; inlineBodyBytes: number; maxHeaderBytes: number; headerTimeoutMs: number; maxStreamsPerPeer: number; maxSessions: number; sessionIdleTimeoutMs: number };
+  limits: { maxBodyBytes: number; inlineBodyBytes: number; maxHeaderBytes: number; headerTimeoutMs: number; maxStreamsPerPeer: number; maxSessions: number; sessionIdleTimeoutMs: number;
+    maxInboundConnections: number; maxConnectionsPerPeer: number; inboundHandshakeTimeoutMs: number; inboundIdleTimeoutMs: number };
   link: {
     batchMaxCount: number; batchMaxBytes: number; lingerMs: number;
     heartbeatIntervalMs: number; unhealthyAfterMs: number; reconnectBaseMs: number; reconnectMaxMs: number;
@@ -163,6 +164,8 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
       maxHeaderBytes: input.limits.maxHeaderBytes, headerTimeoutMs: toMs(input.limits.headerTimeout),
       maxStreamsPerPeer: input.limits.maxStreamsPerPeer,
       maxSessions: input.limits.maxSessions, sessionIdleTimeoutMs: toMs(input.limits.sessionIdleTimeout),
+      maxInboundConnections: input.limits.maxInboundConnections, maxConnectionsPerPeer: input.limits.maxConnectionsPerPeer,
+      inboundHandshakeTimeoutMs: toMs(input.limits.inboundHandshakeTimeout), inboundIdleTimeoutMs: toMs(input.limits.inboundIdleTimeout),
     },
     link: {
       batchMaxCount: input.link.batchMaxCount,

@@ -86,6 +86,10 @@ export const MeshConfigSchema = Type.Object({
     headerTimeout: Type.Union([...Duration.anyOf], { description: `how long the app may take to send a whole request head (slow clients); ${Duration.description}`, default: '10s' }),
     maxSessions: Type.Integer({ minimum: 0, maximum: 10000000, default: 10000, description: 'most MCP sessions the local app (an MCP server) may hold at once; a new one beyond it is closed again and refused with 503 SESSION_LIMIT; 0 means no limit' }),
     sessionIdleTimeout: Type.Union([...Duration.anyOf], { description: `an MCP session with no request for this long no longer counts against limits.maxSessions; ${Duration.description}`, default: '30m' }),
+    maxInboundConnections: Type.Integer({ minimum: 0, maximum: 1000000, default: 1024, description: 'most connections peers may have open to the inbound port at once; one more is closed as soon as it is accepted; 0 means no limit' }),
+    maxConnectionsPerPeer: Type.Integer({ minimum: 0, maximum: 1000000, default: 16, description: 'most connections one remote address may have open to the inbound port at once (a peer sidecar needs one, two while it rotates certificates); one more is closed as soon as it is accepted; 0 means no limit' }),
+    inboundHandshakeTimeout: Type.Union([...Duration.anyOf], { description: `an inbound connection that has not started a call this long after it was accepted (TLS handshake, HTTP/2 preface and the first call's headers) is closed; 0 means no limit; ${Duration.description}`, default: '10s' }),
+    inboundIdleTimeout: Type.Union([...Duration.anyOf], { description: `an inbound connection with no open call (no link, no stream) for this long is closed (HTTP/2 GOAWAY); 0 means never; ${Duration.description}`, default: '5m' }),
   }, 'body limits'),
   link: strictObject({
     batchMaxCount: Type.Integer({ minimum: 1, maximum: 10000, default: 128 }),

@@ -8,6 +8,7 @@ import { MeshError, toMeshError } from '../errors/mesh-error.ts';
 import { Batcher } from './batcher.ts';
 import { asBuffer, Compression, decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
 import { compressionCapability, compressPayload, decompressPayload } from './compression.ts';
+import { InboundConnections, type InboundConnectionLimits } from './connection-limits.ts';
 import { newMessageId } from './ids.ts';
 import { peerSource } from '../security/tls.ts';
 import { CAPABILITIES, type LinkEndSettings, LINK_METHOD, MAX_MESSAGE_BYTES, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
@@ -27,7 +28,10 @@ export interface InboundHandler {
   pull(bodyStreamId: string): AsyncIterable<Uint8Array> | undefined;
 }
 
-export type MeshServerOptions = LinkEndSettings;
+export type MeshServerOptions = LinkEndSettings & {
+  /** Bounds on the connections peers open to the inbound port (connection-limits.ts); none unless set. */
+  connections?: InboundConnectionLimits;
+};
 
 /** The connection injector of one set of credentials, and the connections it accepted that are open. */
 interface CredentialGeneration {
@@ -82,6 +86,7 @@ export class MeshServer {
   readonly #streamsByPeer = new Map<string, number>();
   #inFlight = 0;
   #listener: Server | undefined;
+  readonly #connections: InboundConnections;
   #injector: CredentialGeneration | undefined;
   /** Injectors of earlier credentials with connections still open; each is released when its last one ends. */
   readonly #oldInjectors = new Set<CredentialGeneration>();
@@ -91,9 +96,11 @@ export class MeshServer {
   constructor(handler: InboundHandler, options: MeshServerOptions) {
     this.#handler = handler;
     this.#options = options;
+    this.#connections = new InboundConnections(options.connections, options.logger);
     this.#server = new grpc.Server({
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      ...this.#connections.grpcOptions(),
     });
     this.#server.addService(SERVICE, {
       Link: (call: grpc.ServerDuplexStream<Batch, Batch>) => this.#onLink(call),
@@ -110,6 +117,7 @@ export class MeshServer {
     this.#injector = this.#generation(credentials);
     // Each accepted socket goes to the injector of the credentials current at that moment.
     const listener = createServer({ noDelay: true }, (socket) => {
+      if (!this.#connections.admit(socket)) return;
       const generation = this.#injector!;
       generation.open++;
       socket.once('close', () => {
@@ -118,6 +126,7 @@ export class MeshServer {
       });
       generation.injector.injectConnection(socket);
     });
+    this.#connections.watch(listener);
     this.#listener = listener;
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject);

@@ -107,7 +107,7 @@ export class MeshMetrics {
       description: 'Ends of delivery attempts of async messages and events, by outcome.',
     });
     this.limitRejections = meter.createCounter('mcp_limit_rejections', {
-      description: 'Requests refused by a limit (head size, head timeout, malformed, body size, frame size, streams per peer, MCP sessions).',
+      description: 'Requests refused by a limit (head size, head timeout, malformed, body size, frame size, streams per peer, MCP sessions), and inbound connections refused or closed by one (per peer, in all, no call in time).',
     });
     this.accessDenied = meter.createCounter('mcp_access_denied', {
       description: 'Calls refused by the access rules of this sidecar\'s service (403 ACCESS_DENIED).',

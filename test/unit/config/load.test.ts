@@ -57,7 +57,8 @@ describe('loadConfigFile: the issue example', () => {
     });
     assert.deepEqual(config.policies, [path.join(dir, 'policies')], 'relative to the config file, not the cwd');
     assert.deepEqual(config.timeouts, { connectMs: 1000, requestMs: 15000, streamIdleMs: 300000 });
-    assert.deepEqual(config.limits, { maxBodyBytes: 1073741824, inlineBodyBytes: 65536, maxHeaderBytes: 32768, headerTimeoutMs: 10000, maxStreamsPerPeer: 1000, maxSessions: 10000, sessionIdleTimeoutMs: 1800000 });
+    assert.deepEqual(config.limits, { maxBodyBytes: 1073741824, inlineBodyBytes: 65536, maxHeaderBytes: 32768, headerTimeoutMs: 10000, maxStreamsPerPeer: 1000, maxSessions: 10000, sessionIdleTimeoutMs: 1800000,
+      maxInboundConnections: 1024, maxConnectionsPerPeer: 16, inboundHandshakeTimeoutMs: 10000, inboundIdleTimeoutMs: 300000 });
     assert.deepEqual(config.link, {
       batchMaxCount: 128, batchMaxBytes: 1048576, lingerMs: 0,
       heartbeatIntervalMs: 1000, unhealthyAfterMs: 3000, reconnectBaseMs: 100, reconnectMaxMs: 5000,
