@@ -17,6 +17,16 @@ export const Address = Type.String({
   description: 'host:port',
 });
 
+// An egress.allow entry: `*`, a host name or `*.domain`, or an address / CIDR range (IPv4 dotted
+// decimal; IPv6 in hex groups, `::` allowed once — what ipaddr.js reads in outbound/egress-address.ts).
+const IPV4 = '((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])';
+const H16 = '[0-9A-Fa-f]{1,4}';
+const IPV6 = [
+  `(${H16}:){7}${H16}`, `(${H16}:){1,7}:`, `:(:${H16}){1,7}`, '::',
+  ...[1, 2, 3, 4, 5, 6].map((left) => `(${H16}:){${left}}(:${H16}){1,${7 - left}}`),
+].join('|');
+const EGRESS_ENTRY = `^(\\*|(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|${IPV4}/(3[0-2]|[12]?[0-9])|(${IPV6})(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$`;
+
 const ServiceName = Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$', description: 'a DNS label' });
 const ServiceKey = Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$' });
 
@@ -111,8 +121,8 @@ export const MeshConfigSchema = Type.Object({
     })),
   }, 'MCP session affinity'),
   egress: strictObject({
-    allow: Type.Array(Type.String({ pattern: '^(\\*|(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$' }), {
-      default: [], description: 'hosts outside the mesh the app may reach through the sidecar: names, *.domain, or * for any',
+    allow: Type.Array(Type.String({ pattern: EGRESS_ENTRY }), {
+      default: [], description: 'hosts outside the mesh the app may reach through the sidecar: names, *.domain, * for any, or addresses and CIDR ranges (10.0.0.0/8, fd00::/8); private addresses only when a name or range entry names them',
     }),
   }, 'calls to hosts outside the mesh'),
   storage: strictObject({

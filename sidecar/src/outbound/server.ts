@@ -177,8 +177,8 @@ function refuseClient(err: NodeJS.ErrnoException, socket: Socket, options: Outbo
   socket.destroy();
 }
 
-/** host or [IPv6], then an optional port: what a request may name as its target. */
-const WELL_FORMED_AUTHORITY = /^(\[[0-9A-Fa-f:.]+\]|[^\s[\]/@:]+)(:[0-9]{1,5})?$/;
+/** host or [IPv6] (with a zone id, %25 escaped: RFC 6874), then an optional port: what a request may name as its target. */
+const WELL_FORMED_AUTHORITY = /^(\[[0-9A-Fa-f:.]+(%25[0-9A-Za-z._~-]+)?\]|[^\s[\]/@:]+)(:[0-9]{1,5})?$/;
 
 function isForMeshApi(req: IncomingMessage, ownAuthorities: Set<string>): boolean {
   return req.url!.startsWith('/') && ownAuthorities.has(req.headers.host ?? '');
@@ -340,8 +340,9 @@ function tunnel(server: Server, req: IncomingMessage, socket: Socket, head: Buff
   const target = serviceTarget(req.url ?? '', options.namespace);
   if (!target || !options.isKnownService(target.service, target.namespace)) {
     // Not a mesh service: a host outside the mesh, tunnelled only if egress allows it.
-    if (allowedBy(hostOf(req.url ?? ''), options.egress.allow) !== undefined) {
-      tunnelEgress(socket, head, req.url ?? '').catch((err: unknown) => endWithMeshError(socket, toMeshError(err)));
+    const entry = allowedBy(hostOf(req.url ?? ''), options.egress.allow);
+    if (entry !== undefined) {
+      tunnelEgress(socket, head, { authority: req.url ?? '', entry }, options.egress).catch((err: unknown) => endWithMeshError(socket, toMeshError(err)));
       return;
     }
     endWithMeshError(socket, new MeshError('UNKNOWN_SERVICE', `CONNECT to "${req.url}" refused: not a known mesh service`, { service: target?.service ?? req.url ?? '' }));

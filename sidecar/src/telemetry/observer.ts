@@ -38,6 +38,17 @@ export interface OutboundStart {
   messageId?: string;
   /** Set by `combine` for the observers after the tracer: the call's trace and span ids. */
   ids?: TraceIds;
+  /** A call to a host outside the mesh: the host and the address dialled, or refused and why. */
+  egress?: EgressTarget;
+}
+
+export interface EgressTarget {
+  /** The host as the app named it. */
+  host: string;
+  /** The address dialled (or the one refused); unset when the name did not resolve. */
+  address?: string;
+  /** Why the call was refused: the address class (loopback, metadata, private…) or `unresolved`. */
+  refused?: string;
 }
 
 export interface OutboundObservation {

@@ -102,6 +102,7 @@ class OutboundLine implements OutboundObservation {
       trace_id: start.ids?.traceId,
       span_id: start.ids?.spanId,
       ...(start.messageId ? { messageId: start.messageId } : {}),
+      ...(start.egress ? { egress: start.egress } : {}),
     }, message('outbound', outcome));
   }
 }
