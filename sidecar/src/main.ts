@@ -35,6 +35,8 @@ import { registerRuntimeMetrics } from './telemetry/runtime-metrics.ts';
 import { createLiveStats } from './admin/live-stats.ts';
 import { endpointsView } from './admin/endpoints-view.ts';
 import { channelCredentials, loadMaterial, serverCredentials, watchMaterial, type TlsMaterial } from './security/tls.ts';
+import { SecureNaming } from './security/secure-naming.ts';
+import type { PeerRefusal } from './mcp/version.ts';
 import { meshSource } from './security/identity.ts';
 import { watchFiles, type FileWatch } from './config/watch-files.ts';
 
@@ -56,13 +58,13 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   const tlsMode = tlsMaterial ? 'mutual' as const : 'plaintext' as const;
   let linkCredentials = tlsMaterial ? channelCredentials(tlsMaterial, config.tls.trustDomain) : undefined;
   if (tlsMaterial) {
-    logger.info({ tls: 'mutual', identity: tlsMaterial.identity.uri, notAfter: tlsMaterial.notAfter.toISOString() }, `mutual TLS on: this sidecar is ${tlsMaterial.identity.uri}`);
+    logger.info({ tls: 'mutual', identity: tlsMaterial.identity.uri, notAfter: tlsMaterial.notAfter.toISOString(), secureNaming: true }, `mutual TLS on: this sidecar is ${tlsMaterial.identity.uri}; calls go only to peers whose certificate may serve the called service (secure naming)`);
     const certified = meshSource(tlsMaterial.identity);
     if (certified !== source) {
       logger.warn({ code: 'TLS_IDENTITY_MISMATCH', identity: tlsMaterial.identity.uri }, `this sidecar's certificate names ${certified}, not ${source}: peers will see the certificate's name`);
     }
   } else {
-    logger.warn({ code: 'TLS_PLAINTEXT' }, 'no tls.cert/tls.key/tls.ca: sidecar-to-sidecar traffic is plaintext and callers are not authenticated (mcp-mesh-source is what the peer claims); see docs/security.md');
+    logger.warn({ code: 'TLS_PLAINTEXT', secureNaming: false }, 'no tls.cert/tls.key/tls.ca: sidecar-to-sidecar traffic is plaintext, callers are not authenticated (mcp-mesh-source is what the peer claims) and peers are not checked against the service called (no secure naming); see docs/security.md');
   }
 
   const resolver = await createResolver(config, logger);
@@ -71,8 +73,12 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     source, instance: config.instance, logger, ...config.link, tls: tlsMaterial ? { trustDomain: config.tls.trustDomain } : undefined,
     maxStreamsPerPeer: config.limits.maxStreamsPerPeer,
     onLimit: (limit: 'streams_per_peer' | 'frame_size') => metrics.limitRejections.add(1, { limit }),
+    aliases: config.aliases,
+    onRefused: (reason: PeerRefusal) => metrics.peerRefusals.add(1, { reason }),
   };
-  const links = new LinkPool({ ...linkSettings, credentials: linkCredentials ? () => linkCredentials! : undefined });
+  // Secure naming needs identities: only under mutual TLS.
+  const secureNaming = tlsMaterial ? new SecureNaming({ resolver, identities: config.tls.identities, namespace: config.namespace }) : undefined;
+  const links = new LinkPool({ ...linkSettings, credentials: linkCredentials ? () => linkCredentials! : undefined, secureNaming });
   links.sync(resolver.allAddresses());
   resolver.onChange(() => links.sync(resolver.allAddresses()));
 

@@ -75,10 +75,10 @@ export function endpointSlice(spec: SliceSpec): KubeObject {
   return slice.toJSON() as unknown as KubeObject;
 }
 
-export function pod(spec: { name: string; namespace?: string; labels: Record<string, string>; ip?: string }): KubeObject {
+export function pod(spec: { name: string; namespace?: string; labels: Record<string, string>; ip?: string; serviceAccount?: string }): KubeObject {
   const object = new Pod({
     metadata: { name: spec.name, namespace: spec.namespace ?? 'default', labels: spec.labels },
-    spec: { containers: [{ name: 'app', image: 'app:1' }] },
+    spec: { containers: [{ name: 'app', image: 'app:1' }], ...(spec.serviceAccount ? { serviceAccountName: spec.serviceAccount } : {}) },
     status: { phase: 'Running', ...(spec.ip ? { podIP: spec.ip } : {}) },
   });
   object.validate();

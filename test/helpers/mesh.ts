@@ -34,7 +34,8 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
   const started: SidecarProcess[] = [];
   try {
     const callee = await SidecarProcess.start({
-      config: sidecarConfig({ service: 'payments', appPort: app.port, extra: { ...options.extra, ...options.calleeExtra } }),
+      // The callee serves the aliases too (config `aliases`): it refuses calls for services it does not serve.
+      config: sidecarConfig({ service: 'payments', appPort: app.port, extra: { ...(options.aliases ? { aliases: options.aliases } : {}), ...options.extra, ...options.calleeExtra } }),
     });
     started.push(callee);
     const peers: Record<string, string[]> = { payments: [callee.inboundAddress] };

@@ -88,7 +88,7 @@ describe('environment overrides and live reload', { timeout: 60_000 }, () => {
     app = await startTestApp();
     // The file names a port where nothing listens; MESH_APP_PORT points at the real app.
     payments = await SidecarProcess.start({
-      config: sidecarConfig({ service: 'payments', appPort: await closedPort() }),
+      config: sidecarConfig({ service: 'payments', appPort: await closedPort(), extra: { aliases: ['ledger'] } }), // also listed as ledger below
       env: { MESH_APP_PORT: String(app.port) },
     });
     started.push(payments);

@@ -100,7 +100,8 @@ describe('discovery.mode dns (real sidecars, test DNS server)', { timeout: 120_0
   before(async () => {
     dns = await TestDnsServer.start();
     app = await startTestApp();
-    callee = await SidecarProcess.start({ config: sidecarConfig({ service: 'payments', appPort: app.port }) });
+    // It serves ledger too: the test's DNS server gives ledger the same address.
+    callee = await SidecarProcess.start({ config: sidecarConfig({ service: 'payments', appPort: app.port, extra: { aliases: ['ledger'] } }) });
     dns.setA(NAME, [{ address: '127.0.0.1', ttl: 1 }]);
     caller = await SidecarProcess.start({
       config: sidecarConfig({

@@ -542,13 +542,13 @@ async function sendOnLink(ctx: CallContext, link: PeerLink, request: Envelope, s
   if (!bodyStreamId) return { status, headers, body: asBuffer(response.payload ?? Buffer.alloc(0)), endpoint: link.address };
   // The answer was too large or open-ended to inline: pull its body over a Stream call.
   const pull: Envelope = { id: newMessageId(), type: MessageType.REQUEST, timestampMs: Date.now(), source: request.source, http: { bodyStreamId } };
-  const streamed = await streamCall(link.openStream(), pull, null, { signal, idleTimeoutMs: ctx.policy.timeouts.streamIdleMs });
+  const streamed = await streamCall(link.openStream(ctx.service), pull, null, { signal, idleTimeoutMs: ctx.policy.timeouts.streamIdleMs });
   return { status, headers, body: streamed.body, endpoint: link.address };
 }
 
 async function sendOnStream(ctx: CallContext, link: PeerLink, request: Envelope, signal: AbortSignal): Promise<CallResult> {
   const body = ctx.call.body.kind === 'stream' ? ctx.call.body.stream : null;
   if (body) request.http = { ...request.http, bodyFollows: true };
-  const streamed = await streamCall(link.openStream(), request, body, { signal, idleTimeoutMs: ctx.policy.timeouts.streamIdleMs });
+  const streamed = await streamCall(link.openStream(ctx.service), request, body, { signal, idleTimeoutMs: ctx.policy.timeouts.streamIdleMs });
   return { status: streamed.head.http?.status ?? 0, headers: streamed.head.headers ?? [], body: streamed.body, endpoint: link.address };
 }

@@ -10,7 +10,7 @@ export interface EnvOverride {
   variable: string;
   path: string[];
   /** How the string value becomes a config value. */
-  kind: 'string' | 'integer' | 'boolean' | 'duration' | 'list' | 'static-endpoints';
+  kind: 'string' | 'integer' | 'boolean' | 'duration' | 'list' | 'static-endpoints' | 'service-lists';
 }
 
 /** Keys whose variable has a name of its own rather than the derived one. */
@@ -24,6 +24,7 @@ function snake(name: string): string {
 
 function kindOf(schema: TSchema, path: string[]): EnvOverride['kind'] {
   if (path.join('.') === 'discovery.static') return 'static-endpoints';
+  if (path.join('.') === 'tls.identities') return 'service-lists';
   if (schema.type === 'integer') return 'integer';
   if (schema.type === 'array') return 'list';
   if (schema.type === 'boolean') return 'boolean';
@@ -52,8 +53,9 @@ function parseValue(kind: EnvOverride['kind'], raw: string): unknown {
     case 'duration': return /^[0-9]+$/.test(raw.trim()) ? Number(raw) : raw.trim();
     case 'list': return raw.split(',').map((s) => s.trim()).filter(Boolean);
     case 'boolean': return raw.trim() === 'true' ? true : raw.trim() === 'false' ? false : raw;
-    // "payments=127.0.0.1:25002,127.0.0.1:26002;orders=127.0.0.1:27002"
-    case 'static-endpoints': return Object.fromEntries(raw.split(';').filter((s) => s.trim()).map((entry) => {
+    // "payments=127.0.0.1:25002,127.0.0.1:26002;orders=127.0.0.1:27002", "payments=payments-v2,billing.shop"
+    case 'static-endpoints':
+    case 'service-lists': return Object.fromEntries(raw.split(';').filter((s) => s.trim()).map((entry) => {
       const [service = '', addresses = ''] = entry.split('=');
       return [service.trim(), addresses.split(',').map((a) => a.trim()).filter(Boolean)];
     }));

@@ -53,6 +53,8 @@ export interface MeshConfig {
   service: string;
   namespace: string;
   instance: string;
+  /** Other services this sidecar serves ("name.namespace"): destinations it accepts besides its own. */
+  aliases: readonly string[];
   app: { host: string; port: number; connections: number };
   listen: { outbound: HostPort; inbound: HostPort; admin: HostPort };
   discovery: DiscoveryConfig;
@@ -77,7 +79,11 @@ export interface MeshConfig {
    * Mutual TLS between sidecars; `files` (absolute paths) undefined: plaintext. `required`: a start
    * without usable files is an error.
    */
-  tls: { files: { cert: string; key: string; ca: string } | undefined; required: boolean; trustDomain: string };
+  tls: {
+    files: { cert: string; key: string; ca: string } | undefined; required: boolean; trustDomain: string;
+    /** Secure naming: service → more identities that may serve it (as written; security/secure-naming.ts qualifies them). */
+    identities: Readonly<Record<string, readonly string[]>>;
+  };
   /** The file it came from, if any (for reloads and messages). */
   file: string | undefined;
 }
@@ -146,6 +152,7 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
     service: input.service,
     namespace: input.namespace,
     instance: input.instance ?? `${input.service}-${process.pid}`,
+    aliases: input.aliases.map((alias) => (alias.includes('.') ? alias : `${alias}.${input.namespace}`)),
     app: { ...input.app },
     listen: {
       outbound: parseHostPort(input.listen.outbound),
@@ -197,6 +204,7 @@ function resolve(input: MeshConfigInput, file: string | undefined): MeshConfig {
         : undefined,
       required: input.tls.required,
       trustDomain: input.tls.trustDomain,
+      identities: input.tls.identities,
     },
     file: file ? path.resolve(file) : undefined,
   };

@@ -43,6 +43,9 @@ export const MeshConfigSchema = Type.Object({
   service: ServiceName,
   namespace: Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$', default: 'default' }),
   instance: Type.Optional(Type.String({ minLength: 1, description: 'this replica\'s name in logs; default service-pid' })),
+  aliases: Type.Array(ServiceKey, {
+    default: [], description: 'other services (service or service.namespace) this sidecar serves, e.g. a second Kubernetes Service selecting its pods; calls addressed to any other service are refused with 421 MISDIRECTED',
+  }),
   app: strictObject({
     host: Type.String({ default: '127.0.0.1' }),
     port: Type.Integer({ minimum: 1, maximum: 65535 }),
@@ -142,6 +145,10 @@ export const MeshConfigSchema = Type.Object({
     ca: Type.Optional(Type.String({ minLength: 1, description: 'the CA certificates (PEM) peers\' certificates must chain to' })),
     required: Type.Boolean({ default: false, description: 'refuse to start without usable certificate files (never fall back to plaintext)' }),
     trustDomain: Type.String({ pattern: '^[a-z0-9._-]+$', default: 'cluster.local', description: 'a SPIFFE trust domain (lower-case letters, digits, . _ -)' }),
+    identities: Type.Record(ServiceKey, Type.Array(Type.String({ pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' })), {
+      default: {},
+      description: 'secure naming: service -> more identities (service account, or account.namespace) whose sidecars may serve it besides the one named like the service',
+    }),
   }, 'mutual TLS between sidecars'),
   log: strictObject({
     level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l)), {

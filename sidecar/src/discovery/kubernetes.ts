@@ -8,6 +8,8 @@
 //     no slice at all is unknown (UNKNOWN_SERVICE).
 //   - Labels (for subsets): the labels of the pod named by the endpoint's targetRef, from a pods
 //     list/watch in the same namespaces (`podLabels: false` turns it off: endpoints have no labels).
+//     From the same pod, the endpoint's identity for secure naming: its service account, in the
+//     pod's namespace ("sa.namespace"), the name its certificate carries (docs/security.md).
 //   - Dropped watches: ListWatch resumes a cleanly closed watch from the last resourceVersion and
 //     relists on 410 Gone. Any other error (connection reset, list failed, 5xx) ends that ListWatch;
 //     a new one is started after a back-off (500 ms doubling to 30 s), and its first list replaces
@@ -178,7 +180,7 @@ export class KubernetesResolver extends TableResolver {
   readonly #options: KubernetesResolverOptions;
   readonly #logger: DiscoveryLogger;
   readonly #slices: Reflector<V1EndpointSlice, SliceView>[] = [];
-  readonly #pods: Reflector<V1Pod, Readonly<Record<string, string>>>[] = [];
+  readonly #pods: Reflector<V1Pod, PodView>[] = [];
   readonly #ready: Promise<void>;
   #markReady!: () => void;
   #isReady = false;
@@ -212,14 +214,14 @@ export class KubernetesResolver extends TableResolver {
         same: (a: SliceView, b: SliceView) => JSON.stringify(a) === JSON.stringify(b),
       }));
       if (options.podLabels) {
-        this.#pods.push(new Reflector<V1Pod, Readonly<Record<string, string>>>({
+        this.#pods.push(new Reflector<V1Pod, PodView>({
           ...common,
           what: `pods in ${where}`,
           path: namespace ? `/api/v1/namespaces/${namespace}/pods` : '/api/v1/pods',
           labelSelector: undefined,
           list: () => namespace ? core.listNamespacedPod({ namespace }) : core.listPodForAllNamespaces(),
-          project: (pod: V1Pod) => ({ ...pod.metadata?.labels }),
-          same: (a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>) => JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort()),
+          project: podView,
+          same: (a: PodView, b: PodView) => a.identity === b.identity && JSON.stringify(Object.entries(a.labels).sort()) === JSON.stringify(Object.entries(b.labels).sort()),
         }));
       }
     }
@@ -265,8 +267,8 @@ export class KubernetesResolver extends TableResolver {
   #rebuild(): void {
     // Nothing is published before every collection was listed once (no endpoints without their labels).
     if (![...this.#slices, ...this.#pods].every((r) => r.listed)) return;
-    const podLabels = new Map<string, Readonly<Record<string, string>>>();
-    for (const reflector of this.#pods) for (const [key, labels] of reflector.store) podLabels.set(key, labels);
+    const pods = new Map<string, PodView>();
+    for (const reflector of this.#pods) for (const [key, pod] of reflector.store) pods.set(key, pod);
     const slices = this.#slices.flatMap((r) => [...r.store.values()])
       .filter((s) => s.service !== '' && s.addressType !== 'FQDN')
       // IPv4 first: a dual-stack pod listed in both an IPv4 and an IPv6 slice is reached over IPv4.
@@ -285,7 +287,8 @@ export class KubernetesResolver extends TableResolver {
         const identity = e.pod ?? address;
         if (taken.has(identity) || taken.has(address)) continue;
         taken.add(identity).add(address);
-        list.push({ address, labels: e.pod ? podLabels.get(e.pod) ?? {} : {}, weight: 1 });
+        const pod = e.pod ? pods.get(e.pod) : undefined;
+        list.push({ address, labels: pod?.labels ?? {}, weight: 1, ...(pod ? { identities: [pod.identity] } : {}) });
       }
     }
     const changed = this.table.replace(next);
@@ -296,6 +299,17 @@ export class KubernetesResolver extends TableResolver {
       this.#markReady();
     }
   }
+}
+
+/** What endpoints take from their pod: labels (subsets) and the identity it runs as (secure naming). */
+interface PodView {
+  labels: Readonly<Record<string, string>>;
+  /** "serviceAccount.namespace"; a pod without serviceAccountName runs as `default`. */
+  identity: string;
+}
+
+function podView(pod: V1Pod): PodView {
+  return { labels: { ...pod.metadata?.labels }, identity: `${pod.spec?.serviceAccountName || 'default'}.${pod.metadata?.namespace ?? ''}` };
 }
 
 function keyOf(obj: KubernetesObject): string {

@@ -3,6 +3,11 @@ export interface Endpoint {
   address: string;
   labels: Readonly<Record<string, string>>;
   weight: number;
+  /**
+   * Identities ("name.namespace") this endpoint's sidecar may present besides the service's own, as
+   * discovery knows them (Kubernetes: the pod's service account); secure naming allows them.
+   */
+  identities?: readonly string[];
 }
 
 /** Where a service's endpoints come from (static config, DNS, Kubernetes). */

@@ -72,13 +72,16 @@ export class EndpointTable {
 
 function freeze(list: readonly Endpoint[]): readonly Endpoint[] {
   return Object.freeze([...list].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0))
-    .map((e) => Object.freeze({ address: e.address, labels: Object.freeze({ ...e.labels }), weight: e.weight })));
+    .map((e) => Object.freeze({
+      address: e.address, labels: Object.freeze({ ...e.labels }), weight: e.weight,
+      ...(e.identities ? { identities: Object.freeze([...e.identities]) } : {}),
+    })));
 }
 
 function same(a: readonly Endpoint[] | undefined, b: readonly Endpoint[] | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   if (a.length !== b.length) return false;
-  const key = (e: Endpoint) => `${e.address}|${e.weight}|${JSON.stringify(Object.entries(e.labels).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)))}`;
+  const key = (e: Endpoint) => `${e.address}|${e.weight}|${JSON.stringify(Object.entries(e.labels).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)))}|${e.identities?.join(',') ?? ''}`;
   const left = a.map(key).sort();
   const right = b.map(key).sort();
   return left.every((k, i) => k === right[i]);

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { MeshError } from '../errors/mesh-error.ts';
 import type { Envelope } from '../mcp/codec.ts';
-import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
+import type { CallOrigin, InboundHandler, InboundResponse } from '../mcp/server.ts';
 import type { EffectivePolicy } from '../policy/types.ts';
 import { restrictsCallers } from '../policy/resolve.ts';
 import { splitServiceName } from '../discovery/resolver.ts';
@@ -46,9 +46,9 @@ export class AccessCheckingHandler implements InboundHandler {
     this.#target = `${options.service}.${options.namespace}`;
   }
 
-  unary(request: Envelope, signal: AbortSignal): Promise<Envelope> {
+  unary(request: Envelope, signal: AbortSignal, origin?: CallOrigin): Promise<Envelope> {
     const refused = this.#check(request);
-    return refused ? Promise.reject(refused) : this.#next.unary(request, signal);
+    return refused ? Promise.reject(refused) : this.#next.unary(request, signal, origin);
   }
 
   stream(head: Envelope, body: Readable | Buffer | null, signal: AbortSignal): Promise<InboundResponse> {
@@ -56,8 +56,8 @@ export class AccessCheckingHandler implements InboundHandler {
     return refused ? Promise.reject(refused) : this.#next.stream(head, body, signal);
   }
 
-  pull(bodyStreamId: string): AsyncIterable<Uint8Array> | undefined {
-    return this.#next.pull(bodyStreamId); // the answer of a call that was already let in
+  pull(bodyStreamId: string, origin?: CallOrigin): AsyncIterable<Uint8Array> | undefined {
+    return this.#next.pull(bodyStreamId, origin); // the answer of a call that was already let in (to this origin only)
   }
 
   /** The error to answer with, or undefined when the call may go on. */

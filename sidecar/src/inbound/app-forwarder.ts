@@ -6,8 +6,8 @@ import type { Logger } from 'pino';
 import { MeshError } from '../errors/mesh-error.ts';
 import { headerValue, peerHeadersForApp, SOURCE_HEADER } from '../http/headers.ts';
 import { asBuffer, MessageType, type Envelope, type Header } from '../mcp/codec.ts';
-import { newMessageId } from '../mcp/ids.ts';
-import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
+import { newBodyStreamId, newMessageId } from '../mcp/ids.ts';
+import { sameOrigin, type CallOrigin, type InboundHandler, type InboundResponse } from '../mcp/server.ts';
 import type { CallObserver } from '../telemetry/observer.ts';
 import { requestApp, type AppAnswer, type ReadWhole } from './app-request.ts';
 import { splitServiceName } from '../discovery/resolver.ts';
@@ -30,6 +30,8 @@ export interface AppForwarderOptions {
 interface ParkedBody {
   body: Readable;
   timer: NodeJS.Timeout;
+  /** The caller whose call produced it: the only one that may pull it. */
+  owner: CallOrigin | undefined;
 }
 
 /**
@@ -68,7 +70,7 @@ export class AppForwarder implements InboundHandler {
     });
   }
 
-  async unary(request: Envelope, signal: AbortSignal): Promise<Envelope> {
+  async unary(request: Envelope, signal: AbortSignal, origin?: CallOrigin): Promise<Envelope> {
     const payload = request.payload && request.payload.byteLength > 0 ? asBuffer(request.payload) : null;
     const bodiless = request.http?.method === 'HEAD';
     const inlineBodyBytes = this.#options.inlineBodyBytes;
@@ -88,7 +90,7 @@ export class AppForwarder implements InboundHandler {
       const eventStream = (headerValue(headers, 'content-type') ?? '').includes('text/event-stream');
       const taken = length === undefined && !eventStream ? await takeIfComplete(res.body, inlineBodyBytes) : { rest: res.body };
       if ('bytes' in taken) return responseEnvelope(request, res.statusCode, headers, taken.bytes, undefined);
-      return responseEnvelope(request, res.statusCode, headers, undefined, this.#park(taken.rest));
+      return responseEnvelope(request, res.statusCode, headers, undefined, this.#park(taken.rest, origin));
     });
   }
 
@@ -99,9 +101,11 @@ export class AppForwarder implements InboundHandler {
     });
   }
 
-  pull(bodyStreamId: string): AsyncIterable<Uint8Array> | undefined {
+  pull(bodyStreamId: string, origin?: CallOrigin): AsyncIterable<Uint8Array> | undefined {
     const parked = this.#parked.get(bodyStreamId);
     if (!parked) return undefined;
+    // Another caller (identity, or connection) holding the id is refused; the body waits for its owner.
+    if (!sameOrigin(parked.owner, origin)) throw new MeshError('BODY_PULL_DENIED', 'this parked response body belongs to another caller');
     this.#parked.delete(bodyStreamId);
     clearTimeout(parked.timer);
     return parked.body;
@@ -113,16 +117,19 @@ export class AppForwarder implements InboundHandler {
     await this.#pool.destroy();
   }
 
-  /** Keep an app's response body unread (so the app is held back by TCP) until the caller pulls it. */
-  #park(body: Readable): string {
-    const id = newMessageId();
+  /**
+   * Keep an app's response body unread (so the app is held back by TCP) until `owner` pulls it, by
+   * an id nobody can guess (ids.ts newBodyStreamId).
+   */
+  #park(body: Readable, owner: CallOrigin | undefined): string {
+    const id = newBodyStreamId();
     const timer = setTimeout(() => {
       this.#parked.delete(id);
       body.destroy();
       this.#options.logger.warn({ bodyStreamId: id }, 'a parked response body was never pulled; dropped');
     }, this.#options.parkTimeoutMs);
     timer.unref();
-    this.#parked.set(id, { body, timer });
+    this.#parked.set(id, { body, timer, owner });
     return id;
   }
 

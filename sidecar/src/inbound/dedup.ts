@@ -16,7 +16,7 @@ import { MeshError } from '../errors/mesh-error.ts';
 import { headerValue } from '../http/headers.ts';
 import { asBuffer, MessageType, type Envelope } from '../mcp/codec.ts';
 import { newMessageId } from '../mcp/ids.ts';
-import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
+import type { CallOrigin, InboundHandler, InboundResponse } from '../mcp/server.ts';
 import { toStorageProblem, type MessageStore, type SeenRecord, type StoredResponse } from '../async/types.ts';
 import { isFinalAnswer } from '../async/outcome.ts';
 
@@ -39,9 +39,9 @@ export class DedupingHandler implements InboundHandler {
     this.#options = options;
   }
 
-  unary(request: Envelope, signal: AbortSignal): Promise<Envelope> {
-    if (!request.messageId) return this.#app.unary(request, signal);
-    return this.#deliver(request);
+  unary(request: Envelope, signal: AbortSignal, origin?: CallOrigin): Promise<Envelope> {
+    if (!request.messageId) return this.#app.unary(request, signal, origin);
+    return this.#deliver(request, origin);
   }
 
   stream(head: Envelope, body: Readable | Buffer | null, signal: AbortSignal): Promise<InboundResponse> {
@@ -50,11 +50,11 @@ export class DedupingHandler implements InboundHandler {
     return this.#app.stream(head, body, signal);
   }
 
-  pull(bodyStreamId: string): AsyncIterable<Uint8Array> | undefined {
-    return this.#app.pull(bodyStreamId);
+  pull(bodyStreamId: string, origin?: CallOrigin): AsyncIterable<Uint8Array> | undefined {
+    return this.#app.pull(bodyStreamId, origin);
   }
 
-  async #deliver(request: Envelope): Promise<Envelope> {
+  async #deliver(request: Envelope, origin: CallOrigin | undefined): Promise<Envelope> {
     const store = await this.#options.store();
     // Without the record a redelivery could reach the app twice: refuse, and the message waits safely
     // in the sender's outbox until this sidecar can keep its promise again.
@@ -68,7 +68,7 @@ export class DedupingHandler implements InboundHandler {
     // Once handed to the app, a durable message is carried through even if the sender gives up (its
     // attempt timed out, its link broke, it is shutting down): the answer is recorded, and the
     // redelivery that follows is answered from the record instead of running the work twice.
-    const work = this.#firstDelivery(store, key, carriedThrough(request), NEVER);
+    const work = this.#firstDelivery(store, key, carriedThrough(request), NEVER, origin);
     this.#running.set(key, work);
     try {
       return await work;
@@ -77,14 +77,14 @@ export class DedupingHandler implements InboundHandler {
     }
   }
 
-  async #firstDelivery(store: MessageStore, key: string, request: Envelope, signal: AbortSignal): Promise<Envelope> {
+  async #firstDelivery(store: MessageStore, key: string, request: Envelope, signal: AbortSignal, origin: CallOrigin | undefined): Promise<Envelope> {
     const seen = await store.seen(key).catch((err: unknown) => { throw toStorageProblem(err); });
     if (seen) {
       this.#options.onDuplicate(request.source ?? '');
       this.#options.logger.debug({ messageId: request.messageId, attempt: request.attempt }, 'duplicate delivery answered from the record');
       return recordedAnswer(request, seen.response);
     }
-    const response = await this.#app.unary(request, signal);
+    const response = await this.#app.unary(request, signal, origin);
     const status = response.http?.status ?? 0;
     if (isFinalAnswer(status)) {
       const record: SeenRecord = { key, messageId: request.messageId!, at: Date.now(), response: storedAnswer(response) };

@@ -18,7 +18,7 @@ import { MeshError } from '../errors/mesh-error.ts';
 import { headerValue } from '../http/headers.ts';
 import { MessageType, type Envelope } from '../mcp/codec.ts';
 import { newMessageId } from '../mcp/ids.ts';
-import type { InboundHandler, InboundResponse } from '../mcp/server.ts';
+import type { CallOrigin, InboundHandler, InboundResponse } from '../mcp/server.ts';
 
 /** How long the app gets to drop a session the limit refused. */
 const RELEASE_TIMEOUT_MS = 5000;
@@ -142,12 +142,12 @@ export class SessionLimitingHandler implements InboundHandler {
     this.#options = options;
   }
 
-  async unary(request: Envelope, signal: AbortSignal): Promise<Envelope> {
+  async unary(request: Envelope, signal: AbortSignal, origin?: CallOrigin): Promise<Envelope> {
     const named = requestSession(request);
     const known = named !== undefined && this.#options.table.begin(named);
     let response: Envelope;
     try {
-      response = await this.#next.unary(request, signal);
+      response = await this.#next.unary(request, signal, origin);
     } catch (err) {
       if (known) this.#options.table.end(named);
       throw err;
@@ -163,7 +163,7 @@ export class SessionLimitingHandler implements InboundHandler {
     const opened = openedSession(request, response, parked !== undefined);
     if (!opened || this.#options.table.has(opened.id)) return response;
     if (this.#options.table.full()) {
-      if (parked) destroy(this.#next.pull(parked));
+      if (parked) destroy(this.#next.pull(parked, origin));
       throw await this.#refuse(request, opened);
     }
     this.#options.table.open(opened.id, { active: parked !== undefined, streamBound: opened.streamBound });
@@ -196,8 +196,8 @@ export class SessionLimitingHandler implements InboundHandler {
     return { head: response.head, body: this.#endsSession(response.body, opened.id) };
   }
 
-  pull(bodyStreamId: string): AsyncIterable<Uint8Array> | undefined {
-    const body = this.#next.pull(bodyStreamId);
+  pull(bodyStreamId: string, origin?: CallOrigin): AsyncIterable<Uint8Array> | undefined {
+    const body = this.#next.pull(bodyStreamId, origin); // throws for another caller: its session waits on
     const waiting = this.#awaitingPull.get(bodyStreamId);
     if (!waiting) return body;
     this.#awaitingPull.delete(bodyStreamId);

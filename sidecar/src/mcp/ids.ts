@@ -67,3 +67,12 @@ export function newMessageId(): string {
   }
   return head + ALPHABET[digits[RANDOM_CHARS - 1]!]!;
 }
+
+/**
+ * The id of a parked response body: 128 bits from the OS's CSPRNG, base64url (22 characters). Unlike
+ * a ULID it says nothing about when it was made and has no neighbours to guess: it is the handle a
+ * caller pulls the body with (inbound/app-forwarder.ts binds it to that caller as well).
+ */
+export function newBodyStreamId(): string {
+  return randomBytes(16).toString('base64url');
+}

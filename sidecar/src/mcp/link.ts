@@ -7,6 +7,8 @@ import { Batcher } from './batcher.ts';
 import { Compression, decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
 import { compressionCode, compressPayload, decompressPayload, type CompressionSetting } from './compression.ts';
 import { newMessageId } from './ids.ts';
+import { identityOf, meshSource } from '../security/identity.ts';
+import type { SecureNaming } from '../security/secure-naming.ts';
 import { CAPABILITIES, channelOptions, type LinkEndSettings, LINK_METHOD, MAX_MESSAGE_BYTES, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
 
 export interface LinkOptions extends LinkEndSettings {
@@ -18,6 +20,12 @@ export interface LinkOptions extends LinkEndSettings {
    * a new channel (security/tls.ts, docs/security.md).
    */
   credentials?: grpc.ChannelCredentials | (() => grpc.ChannelCredentials);
+  /**
+   * Secure naming (mutual TLS): which identities may serve a service at this link's address. Every
+   * call (and Stream call) for a service the peer's certificate may not serve is refused before it
+   * is sent. Unset (plaintext): no check, there are no identities.
+   */
+  secureNaming?: SecureNaming;
 }
 
 /**
@@ -89,6 +97,8 @@ export class PeerLink extends EventEmitter {
   #peerCapabilities = new Set<string>();
   #batchesSent = 0;
   #envelopesSent = 0;
+  /** The peer's name ("name.namespace") from the certificate of the current connection (mutual TLS). */
+  #peerIdentity: string | undefined;
 
   constructor(address: string, options: LinkOptions) {
     super();
@@ -112,6 +122,11 @@ export class PeerLink extends EventEmitter {
   /** Envelopes waiting in this link's batcher (all lanes) for the link to take them. */
   get queued(): number {
     return this.#batcher?.queued ?? 0;
+  }
+
+  /** The identity the peer's certificate names on the current connection; undefined in plaintext or before HELLO. */
+  get peerIdentity(): string | undefined {
+    return this.#peerIdentity;
   }
 
   get stats(): { batches: number; envelopes: number } {
@@ -158,6 +173,8 @@ export class PeerLink extends EventEmitter {
     }
     const batcher = this.#batcher;
     if (signal?.aborted) return Promise.reject(signal.reason instanceof MeshError ? signal.reason : new MeshError('CLIENT_CLOSED', 'call cancelled'));
+    const misnamed = this.#misnamed(request.destination);
+    if (misnamed) return Promise.reject(misnamed);
     // A message the peer would refuse (gRPC's limit) would break the whole link: refuse this one call instead.
     const tooLarge = oversized(request);
     if (tooLarge !== undefined) {
@@ -183,9 +200,30 @@ export class PeerLink extends EventEmitter {
     });
   }
 
-  /** Open a Stream call to the peer (streamed bodies and body pulls); see stream-client.ts. */
-  openStream(): grpc.ClientDuplexStream<Frame, Frame> {
+  /**
+   * Open a Stream call to the peer (streamed bodies and body pulls) for `service`; see stream-client.ts.
+   * Throws PEER_IDENTITY_MISMATCH, with nothing opened, when the peer may not serve it.
+   */
+  openStream(service?: string): grpc.ClientDuplexStream<Frame, Frame> {
+    const misnamed = this.#misnamed(service);
+    if (misnamed) throw misnamed;
     return this.#client.makeBidiStreamRequest(STREAM_METHOD, encodeFrame, decodeFrame, new grpc.Metadata());
+  }
+
+  /**
+   * Secure naming: the refusal of a call for `service` when the peer's certificate does not name an
+   * identity that may serve it (a reused pod address, a stale endpoint list), else undefined.
+   */
+  #misnamed(service: string | undefined): MeshError | undefined {
+    const naming = this.#options.secureNaming;
+    if (!naming) return undefined;
+    const identity = this.#peerIdentity;
+    if (service && identity !== undefined && naming.mayServe(service, this.address, identity)) return undefined;
+    const allowed = service ? naming.allowed(service, this.address) : [];
+    this.#options.onRefused?.('peer_identity_mismatch');
+    this.#options.logger.warn({ code: 'PEER_IDENTITY_MISMATCH', peer: this.address, identity, service, allowed },
+      'refusing to send a call: the peer may not serve its service');
+    return new MeshError('PEER_IDENTITY_MISMATCH', `the sidecar at ${this.address} is ${identity ?? 'of unknown identity'}, which may not serve ${service ?? 'an unnamed service'} (allowed: ${allowed.join(', ') || 'none'}); the call was not sent`);
   }
 
   /** Whether the peer announced a capability in its HELLO. */
@@ -314,12 +352,25 @@ export class PeerLink extends EventEmitter {
       return;
     }
     this.#peerCapabilities = new Set(hello.capabilities ?? []);
+    this.#peerIdentity = this.#identityOf(stream);
     this.#failures = 0;
     this.#batcher = new Batcher((envelopes) => this.#write(stream, envelopes), {
       maxCount: this.#options.batchMaxCount, maxBytes: this.#options.batchMaxBytes, lingerMs: this.#options.lingerMs,
     });
-    this.#options.logger.info({ peer: this.address, peerNode: hello.node, version: `${hello.major}.${hello.minor}` }, 'link ready');
+    this.#options.logger.info({ peer: this.address, peerNode: hello.node, version: `${hello.major}.${hello.minor}`, identity: this.#peerIdentity }, 'link ready');
     this.#setState('ready');
+  }
+
+  /**
+   * The name in the certificate the peer presented on this stream's connection (the handshake verified
+   * its chain and trust domain: tls.ts channelCredentials); undefined in plaintext.
+   */
+  #identityOf(stream: grpc.ClientDuplexStream<Batch, Batch>): string | undefined {
+    const tls = this.#options.tls;
+    const cert = tls ? stream.getAuthContext()?.sslPeerCertificate : undefined;
+    if (!tls || !cert) return undefined;
+    const id = identityOf(cert.subjectaltname, tls.trustDomain);
+    return typeof id === 'string' ? undefined : meshSource(id);
   }
 
   #write(stream: grpc.ClientDuplexStream<Batch, Batch>, envelopes: Envelope[]): boolean {

@@ -19,13 +19,33 @@ export interface InboundResponse {
   body: AsyncIterable<Uint8Array> | null;
 }
 
+/**
+ * Who made a call, as far as the called end can tell: the verified identity ("name.namespace" from
+ * the peer's certificate; null in plaintext, where there is none) and the connection it came on (the
+ * peer's address and port: a link and the Stream calls of its channel share one HTTP/2 connection).
+ */
+export interface CallOrigin {
+  identity: string | null;
+  connection: string;
+}
+
+export function sameOrigin(a: CallOrigin | undefined, b: CallOrigin | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.identity === b.identity && a.connection === b.connection);
+}
+
 export interface InboundHandler {
-  /** A REQUEST from a link, body inline. The response's body, if not inline, is parked for a pull. */
-  unary(request: Envelope, signal: AbortSignal): Promise<Envelope>;
+  /**
+   * A REQUEST from a link, body inline. The response's body, if not inline, is parked for a pull by
+   * `origin` (the server always gives one; undefined only for calls made inside the sidecar).
+   */
+  unary(request: Envelope, signal: AbortSignal, origin?: CallOrigin): Promise<Envelope>;
   /** A REQUEST on a Stream call: its body streams in, or is inline (Buffer), or absent. */
   stream(head: Envelope, body: Readable | Buffer | null, signal: AbortSignal): Promise<InboundResponse>;
-  /** The body of a response that unary() parked, or undefined if unknown or expired. */
-  pull(bodyStreamId: string): AsyncIterable<Uint8Array> | undefined;
+  /**
+   * The body of a response that unary() parked, or undefined if unknown or expired. Throws
+   * BODY_PULL_DENIED (and keeps the body) when `origin` is not the origin of the call that parked it.
+   */
+  pull(bodyStreamId: string, origin?: CallOrigin): AsyncIterable<Uint8Array> | undefined;
 }
 
 export type MeshServerOptions = LinkEndSettings & {
@@ -92,10 +112,13 @@ export class MeshServer {
   readonly #oldInjectors = new Set<CredentialGeneration>();
   #draining = false;
   #idleWaiters: (() => void)[] = [];
+  /** The destinations this sidecar answers: its own service and its aliases. */
+  readonly #serves: ReadonlySet<string>;
 
   constructor(handler: InboundHandler, options: MeshServerOptions) {
     this.#handler = handler;
     this.#options = options;
+    this.#serves = new Set([options.source, ...(options.aliases ?? [])]);
     this.#connections = new InboundConnections(options.connections, options.logger);
     this.#server = new grpc.Server({
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
@@ -221,9 +244,24 @@ export class MeshServer {
     envelope.source = verified;
   }
 
+  /**
+   * The refusal of a call addressed to a service this sidecar does not serve (a reused pod address,
+   * a stale endpoint list), or undefined. An envelope without a destination is let through: body
+   * pulls carry none, and neither did peers older than this check (docs/protocol.md).
+   */
+  #misdirected(envelope: Envelope, origin: CallOrigin): MeshError | undefined {
+    const destination = envelope.destination;
+    if (!destination || this.#serves.has(destination.toLowerCase())) return undefined;
+    this.#options.onRefused?.('misdirected');
+    this.#options.logger.warn({ code: 'MISDIRECTED', destination, source: envelope.source, peer: origin.connection, request: envelope.id },
+      `refusing a call for ${destination}: this sidecar serves ${[...this.#serves].join(', ')}`);
+    return new MeshError('MISDIRECTED', `${this.#options.source} does not serve ${destination}; the call was not run`);
+  }
+
   #onLink(call: grpc.ServerDuplexStream<Batch, Batch>): void {
     const verified = this.#verifiedSource(call);
     if (verified === undefined) return;
+    const origin: CallOrigin = { identity: verified, connection: call.getPeer() };
     if (verified !== null) {
       // Which certificate the peer presented: what an operator checks after rotating certificates.
       const fingerprint = (call.getAuthContext()?.sslPeerCertificate as { fingerprint256?: string } | undefined)?.fingerprint256;
@@ -232,13 +270,18 @@ export class MeshServer {
     const link = new ServerLink(call, this.#options, {
       onRequest: (request, reply, signal) => {
         this.#useVerifiedSource(request, verified);
+        const misdirected = this.#misdirected(request, origin);
+        if (misdirected) {
+          reply(errorEnvelope(request, misdirected));
+          return;
+        }
         if (this.#draining) {
           reply(errorEnvelope(request, new MeshError('SHUTTING_DOWN', `${this.#options.source} is draining`)));
           return;
         }
         this.#begin();
         // Counted out once its answer is queued (drain waits for that); no .finally(): one promise less per call.
-        this.#handler.unary(request, signal).then((response) => {
+        this.#handler.unary(request, signal, origin).then((response) => {
           try { reply(response); } finally { this.#finish(); }
         }, (err: unknown) => {
           try {
@@ -257,6 +300,7 @@ export class MeshServer {
     if (verified === undefined) return;
     // Each stream holds memory and an app connection: one peer gets at most maxStreamsPerPeer at once.
     const peer = call.getPeer();
+    const origin: CallOrigin = { identity: verified, connection: peer };
     const open = this.#streamsByPeer.get(peer) ?? 0;
     const limit = this.#options.maxStreamsPerPeer ?? Infinity;
     if (open >= limit) {
@@ -303,7 +347,17 @@ export class MeshServer {
         this.#useVerifiedSource(head, verified);
         const pullId = head.http?.bodyStreamId;
         if (pullId) {
-          const parked = this.#handler.pull(pullId);
+          let parked: AsyncIterable<Uint8Array> | undefined;
+          try {
+            parked = this.#handler.pull(pullId, origin);
+          } catch (err) {
+            const refused = toMeshError(err);
+            if (refused.code === 'BODY_PULL_DENIED') {
+              this.#options.onRefused?.('body_pull_denied');
+              this.#options.logger.warn({ code: refused.code, source: verified, peer }, 'refusing a pull of a parked response body made for another caller');
+            }
+            return fail(refused);
+          }
           if (!parked) return fail(new MeshError('PROTOCOL_ERROR', `no parked response body ${pullId} (expired or already taken)`));
           this.#begin();
           // Every Stream response starts with a head frame, a pull's too (status and headers came on the link).
@@ -311,6 +365,8 @@ export class MeshServer {
           pipeBody(call, parked, abort.signal).then(() => { finished = true; }, (err) => fail(toMeshError(err, 'APP_RESET'))).finally(() => this.#finish());
           return;
         }
+        const misdirected = this.#misdirected(head, origin);
+        if (misdirected) return fail(misdirected);
         let appBody: Readable | Buffer | null = null;
         if (head.http?.bodyFollows) {
           appBody = body = new Readable({ read: () => call.resume() });

@@ -36,7 +36,18 @@ export interface LinkEndSettings {
   maxStreamsPerPeer?: number;
   /** A call refused by a limit (metrics): too many streams from one peer (inbound), a message too large to send (link). */
   onLimit?: (limit: 'streams_per_peer' | 'frame_size') => void;
+  /** Inbound: other services ("name.namespace") this sidecar serves besides `source` (config `aliases`). */
+  aliases?: readonly string[];
+  /** A call refused because of who is at the other end (metrics; docs/security.md). */
+  onRefused?: (reason: PeerRefusal) => void;
 }
+
+/**
+ * Why a call was refused for who is at the other end: the peer's certificate may not serve the called
+ * service (link), a call for a service this sidecar does not serve (inbound), a pull of a parked body
+ * by another caller (inbound).
+ */
+export type PeerRefusal = 'peer_identity_mismatch' | 'misdirected' | 'body_pull_denied';
 
 /** gRPC channel options shared by both ends: large enough for a full batch, no hidden retries. */
 export function channelOptions(reconnectBaseMs: number, reconnectMaxMs: number): Record<string, number> {

@@ -36,6 +36,8 @@ export class CircuitOpenError extends MeshError {
 const FAILURE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'PEER_UNAVAILABLE', 'NO_HEALTHY_ENDPOINT', 'LINK_BROKEN', 'APP_UNAVAILABLE', 'APP_RESET',
   'DEADLINE_EXCEEDED', 'PROTOCOL_ERROR',
+  // An endpoint that is not (or no longer) a sidecar of the service: failing for it, as Linkerd treats it.
+  'PEER_IDENTITY_MISMATCH', 'MISDIRECTED',
 ]);
 
 export function isBreakerFailure(err: unknown): boolean {

@@ -28,6 +28,10 @@ export type AttemptOutcome =
 // refused streams, resets), so every entry that is a failure to get an answer lists it too.
 const ERROR_CONDITIONS: Partial<Record<ErrorCode, readonly RetryCondition[]>> = {
   PEER_UNAVAILABLE: ['connect-failure', '5xx'],
+  // Secure naming refused the peer before anything was sent: like a failed connect, another endpoint may serve.
+  PEER_IDENTITY_MISMATCH: ['connect-failure', '5xx'],
+  // The called sidecar does not serve the service and ran nothing (HTTP 421: retry on another connection).
+  MISDIRECTED: ['refused-stream', '5xx'],
   NO_HEALTHY_ENDPOINT: ['connect-failure', '5xx'],
   SHUTTING_DOWN: ['refused-stream', '5xx'],
   OVERLOADED: ['refused-stream', '5xx'],

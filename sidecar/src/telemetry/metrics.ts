@@ -48,6 +48,8 @@ export class MeshMetrics {
   readonly accessDenied: Counter;
   /** Requests refused by a limit before they became calls, by limit. */
   readonly limitRejections: Counter;
+  /** Calls refused for who is at the other end (secure naming, misdirected calls, pulls by another caller), by reason. */
+  readonly peerRefusals: Counter;
   /** Outbox messages by state (queued, delivered, failed, dead); fed by the outbox's last count. */
   readonly outboxMessages: ObservableGauge;
 
@@ -108,6 +110,9 @@ export class MeshMetrics {
     });
     this.limitRejections = meter.createCounter('mcp_limit_rejections', {
       description: 'Requests refused by a limit (head size, head timeout, malformed, body size, frame size, streams per peer, MCP sessions), and inbound connections refused or closed by one (per peer, in all, no call in time).',
+    });
+    this.peerRefusals = meter.createCounter('mcp_peer_refusals', {
+      description: 'Calls refused for who is at the other end: a peer certificate that may not serve the called service, a call for a service this sidecar does not serve, a pull of a parked body by another caller.',
     });
     this.accessDenied = meter.createCounter('mcp_access_denied', {
       description: 'Calls refused by the access rules of this sidecar\'s service (403 ACCESS_DENIED).',

@@ -29,7 +29,7 @@ describe('KubernetesResolver', () => {
     api = await KubeApiDouble.start();
     warnings = [];
     api.apply(pod({ name: 'payments-a', labels: { app: 'payments', version: 'v1' } }));
-    api.apply(pod({ name: 'payments-b', labels: { app: 'payments', version: 'v2' } }));
+    api.apply(pod({ name: 'payments-b', labels: { app: 'payments', version: 'v2' }, serviceAccount: 'payments' }));
     api.apply(endpointSlice({
       name: 'payments-abc', service: 'payments', ports: PORT,
       endpoints: [{ address: '10.0.0.1', ready: true, pod: 'payments-a' }, { address: '10.0.0.2', ready: true, pod: 'payments-b' }],
@@ -49,7 +49,7 @@ describe('KubernetesResolver', () => {
     return resolver;
   }
 
-  test('ready() only after the first list; endpoints use the mcp-inbound port and carry the pod labels', async () => {
+  test('ready() only after the first list; endpoints use the mcp-inbound port and carry the pod labels and service account', async () => {
     const release = api.holdLists();
     const r = start();
     let ready = false;
@@ -61,8 +61,8 @@ describe('KubernetesResolver', () => {
     release();
     await within(r.ready(), 5000, 'ready after the first list');
     assert.deepEqual(r.endpoints('payments', 'default'), [
-      { address: '10.0.0.1:25002', labels: { app: 'payments', version: 'v1' }, weight: 1 },
-      { address: '10.0.0.2:25002', labels: { app: 'payments', version: 'v2' }, weight: 1 },
+      { address: '10.0.0.1:25002', labels: { app: 'payments', version: 'v1' }, weight: 1, identities: ['default.default'] },
+      { address: '10.0.0.2:25002', labels: { app: 'payments', version: 'v2' }, weight: 1, identities: ['payments.default'] },
     ]);
     assert.deepEqual([...r.allAddresses()].sort(), ['10.0.0.1:25002', '10.0.0.2:25002']);
     assert.deepEqual(r.servicesOf('10.0.0.2:25002'), ['payments.default']);
