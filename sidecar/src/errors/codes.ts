@@ -39,7 +39,7 @@ export const ERROR_CODES = {
   DEADLINE_EXCEEDED: { status: 504, summary: 'The call did not complete before its deadline; it was abandoned on both sides.' },
   STREAM_IDLE_TIMEOUT: { status: 504, summary: 'A streamed body sent nothing for longer than timeouts.streamIdle.' },
   CLIENT_CLOSED: { status: 499, summary: 'The calling app went away before the answer came; the call was cancelled.' },
-  EGRESS_NOT_ALLOWED: { status: 403, summary: 'The host is not a mesh service and the sidecar\'s egress.allow does not list it (or it resolves to a loopback, link-local or metadata address, which egress never reaches).' },
+  EGRESS_NOT_ALLOWED: { status: 403, summary: 'The host is not a mesh service and the sidecar\'s egress.allow does not list it; or it is (or resolves to) an address egress never reaches: loopback, unspecified, link-local, multicast, a cloud metadata address or the pod\'s own, or a private range that no exact-name, address or CIDR entry names.' },
   BODY_PULL_DENIED: { status: 403, summary: 'A peer asked for a parked response body that belongs to another caller (another identity or connection); refused, and the body stays for its caller.' },
   ACCESS_DENIED: { status: 403, summary: 'The caller may not use this: an admin route that answers only local callers (and, with access rules, a source the rules do not allow).' },
   STORAGE_FULL: { status: 507, summary: 'The data directory is full (or storage.maxBytes is reached): the async message was not accepted. Synchronous calls still work.' },
