@@ -81,7 +81,7 @@ describe('misdirected calls', () => {
   test('a Stream call for another service is refused before the handler runs', async () => {
     let streamed = 0;
     const handler = new FakeInboundHandler();
-    handler.stream = () => { streamed++; throw new Error('the app must not be called'); };
+    handler.stream = () => { streamed++; return Promise.reject(new Error('the app must not be called')); };
     const refused: PeerRefusal[] = [];
     const { server, address } = await startServer(handler, 0, { onRefused: (reason) => refused.push(reason) });
     const link = openLink(address);
