@@ -14,6 +14,15 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { within } from '../helpers/wait.ts';
 
+/** Nine to the fourth power values from a few lines of anchors and aliases ("billion laughs"). */
+const ALIAS_BOMB = [
+  'x-a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]',
+  'x-b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]',
+  'x-c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]',
+  'x-d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]',
+  'x-e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]',
+].join('\n') + '\n';
+
 describe('bad config files: exit 1 with one message naming the key', { timeout: 120_000 }, () => {
   let dir: string;
   before(() => { dir = mkdtempSync(path.join(tmpdir(), 'mcp-mesh-config-')); });
@@ -32,6 +41,9 @@ describe('bad config files: exit 1 with one message naming the key', { timeout: 
     { name: 'bad static endpoint', yaml: `${valid}discovery: { static: { payments: [not-an-address] } }\n`, expect: [/"discovery\.static\.payments\.0"/] },
     { name: 'invalid YAML', yaml: 'service: orders\napp: { port: 8080\n', expect: [/invalid YAML/, /mesh\.yaml:\d+:\d+/] },
     { name: 'duplicate key', yaml: `${valid}service: again\n`, expect: [/invalid YAML/, /service|unique|duplicate/i] },
+    // Aliases the yaml package refuses without a position (a "billion laughs" file; an alias naming no anchor).
+    { name: 'an alias bomb', yaml: `${valid}${ALIAS_BOMB}`, expect: [/mesh\.yaml:7:10: invalid YAML: aliases expand too far/, /alias bomb/] },
+    { name: 'an alias naming no anchor', yaml: `${valid}timeouts: *defaults\n`, expect: [/mesh\.yaml:4:11: invalid YAML: Unresolved alias/, /defaults/] },
     { name: 'a bad value from the environment', yaml: valid, env: { MESH_APP_PORT: 'abc' }, expect: [/MESH_APP_PORT/, /"app\.port"/] },
   ];
   for (const { name, yaml, env, expect } of cases) {

@@ -36,6 +36,9 @@ describe('mcp-mesh policy validate', { timeout: 60_000 }, () => {
     ['unknown-key-in-spec.yaml', '7:3: spec.retrys: unknown key; did you mean retries?'],
     ['invalid-yaml.yaml', '9:1: invalid YAML: All mapping items must start at the same column'],
     ['header-route-unknown-subset.yaml', '11:15: spec.headerRoutes[0].subset: names subset v2, which is not defined; the subsets are v1'],
+    // The yaml package throws these without a position: still one line naming file:line:col, no stack trace.
+    ['alias-bomb.yaml', '10:12: invalid YAML: aliases expand too far (past the YAML reader\'s limit of 100 alias expansions; a file like this is an "alias bomb")'],
+    ['unresolved-alias.yaml', '7:12: invalid YAML: Unresolved alias (the anchor must be set before the alias): defaults'],
   ];
   for (const [file, line] of broken) {
     test(`${file}: exit 1, ${line}`, async () => {

@@ -8,7 +8,7 @@ import { applyEnvOverrides, ENV_OVERRIDES } from './env.ts';
 import { MeshConfigSchema, type MeshConfigInput } from './schema.ts';
 import { parseHostPort, type HostPort } from './address.ts';
 import { toMs } from './duration.ts';
-import { locateErrors, yamlSyntaxError } from './yaml-errors.ts';
+import { documentData, locateErrors } from './yaml-errors.ts';
 
 export interface StaticEndpointConfig {
   address: string;
@@ -111,11 +111,14 @@ export function parseConfig(text: string, file: string | undefined, env: NodeJS.
   const label = file ?? '<config>';
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  const syntax = yamlSyntaxError(doc, lineCounter);
-  if (syntax) throw new ConfigError(`config error: ${label}:${syntax.at.line}:${syntax.at.col}: invalid YAML: ${syntax.message}`);
-  const raw = doc.toJS() ?? {};
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`config error: ${label}: the top level must be a mapping`);
-  const fromEnv = applyEnvOverrides(raw, env);
+  const parsed = documentData(doc, lineCounter);
+  if ('message' in parsed) throw new ConfigError(`config error: ${label}:${parsed.at.line}:${parsed.at.col}: invalid YAML: ${parsed.message}`);
+  const raw = parsed.data ?? {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    const at = lineCounter.linePos(doc.contents?.range[0] ?? 0);
+    throw new ConfigError(`config error: ${label}:${at.line}:${at.col}: the top level must be a mapping`);
+  }
+  const fromEnv = applyEnvOverrides(raw as Record<string, unknown>, env);
   if (!validate(raw)) {
     const problems = describeErrors(validate.errors ?? [], doc, lineCounter, label, fromEnv);
     throw new ConfigError(`config error: ${problems.join('\n  ')}`);

@@ -2,7 +2,7 @@
 // loader (config/load.ts) and the policy loader (policy/load.ts). Each loader words the problems its
 // own way; what is shared is how an error is tied to a key and to a line and column in the file.
 import type { ErrorObject } from 'ajv';
-import { isMap, isPair, isScalar, isSeq, type Document, type LineCounter } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, visit, type Alias, type Document, type LineCounter } from 'yaml';
 
 export interface Position { line: number; col: number }
 
@@ -15,11 +15,41 @@ export interface LocatedError {
   error: ErrorObject;
 }
 
-/** The first syntax error of a parsed document (the rest usually follow from it), with its position. */
-export function yamlSyntaxError(doc: Document.Parsed, lines: LineCounter): { at: Position; message: string } | undefined {
-  const first = doc.errors[0];
-  if (!first) return undefined;
-  return { at: lines.linePos(first.pos[0]), message: first.message.split('\n')[0]! };
+/** Why a YAML document has no data, in one line, and where. */
+export interface YamlProblem { at: Position; message: string }
+
+/**
+ * A parsed document's data, or why it has none: its first syntax error (the rest usually follow
+ * from it), an alias naming no anchor, or aliases that would expand past the yaml package's limit
+ * (maxAliasCount, 100: its guard against "billion laughs" files). The yaml package throws the last
+ * two without a position, so the alias to blame is found here: the first one that fails on its
+ * own, else (many small expansions adding up) the document's first alias.
+ */
+export function documentData(doc: Document.Parsed, lines: LineCounter): { data: unknown } | YamlProblem {
+  const syntax = doc.errors[0];
+  if (syntax) return { at: lines.linePos(syntax.pos[0]), message: syntax.message.split('\n')[0]! };
+  try {
+    return { data: doc.toJS() };
+  } catch (err) {
+    if (!(err instanceof ReferenceError)) throw err;
+    const aliases: Alias[] = [];
+    visit(doc, { Alias: (_, alias) => { aliases.push(alias); } });
+    const culprit = aliases.find((alias) => failsAlone(alias, doc)) ?? aliases[0];
+    const at = culprit?.range ? lines.linePos(culprit.range[0]) : { line: 1, col: 1 };
+    const message = /excessive alias count/i.test(err.message)
+      ? `aliases expand too far (past the YAML reader's limit of 100 alias expansions; a file like this is an "alias bomb")`
+      : err.message;
+    return { at, message };
+  }
+}
+
+function failsAlone(alias: Alias, doc: Document): boolean {
+  try {
+    alias.toJS(doc);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 /** The keys an Ajv error is about: its instance path, plus the unknown or missing key it names. */

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { toMs } from '../config/duration.ts';
-import { locate, locateErrors, yamlSyntaxError, type Position } from '../config/yaml-errors.ts';
+import { documentData, locate, locateErrors, type Position } from '../config/yaml-errors.ts';
 import { PolicyDocumentSchema, type PolicyDocument, type PolicySpec } from './schema.ts';
 
 export interface PolicyProblem {
@@ -125,12 +125,12 @@ export function parsePolicyText(text: string, file: string): { policies: LoadedP
   const policies: LoadedPolicy[] = [];
   const problems: PolicyProblem[] = [];
   for (const [index, doc] of documents.entries()) {
-    const syntax = yamlSyntaxError(doc, lines);
-    if (syntax) {
-      problems.push({ file, at: syntax.at, path: '', message: `invalid YAML: ${syntax.message}` });
+    const parsed = documentData(doc, lines);
+    if ('message' in parsed) {
+      problems.push({ file, at: parsed.at, path: '', message: `invalid YAML: ${parsed.message}` });
       continue;
     }
-    const data: unknown = doc.toJS();
+    const data = parsed.data;
     if (doc.contents === null || data === null) continue; // an empty document (a trailing ---, only comments)
     const start = lines.linePos(doc.contents.range[0]);
     if (typeof data !== 'object' || data === null || Array.isArray(data)) {

@@ -174,7 +174,7 @@ describe('loadConfigFile: invalid configs name the key (and file:line:col)', () 
   });
 
   it('a top level that is not a mapping', () => {
-    assert.match(configError(() => parseConfig('- a\n- b\n', 'list.yaml')), /list\.yaml: the top level must be a mapping/);
+    assert.match(configError(() => parseConfig('# a list\n- a\n- b\n', 'list.yaml')), /list\.yaml:2:1: the top level must be a mapping/);
   });
 
   it('an empty file names the required keys', () => {

@@ -10,6 +10,7 @@ import { validatePolicies } from '../../../sidecar/src/policy/validate.ts';
 const BROKEN_DIR = path.join(import.meta.dirname, '../../fixtures/policies/broken');
 
 const BROKEN: [name: string, expected: string][] = [
+  ['alias-bomb', '10:12: invalid YAML: aliases expand too far (past the YAML reader\'s limit of 100 alias expansions; a file like this is an "alias bomb")'],
   ['attempts-not-a-number', '8:15: spec.retries.attempts: must be an integer from 1 to 10'],
   ['attempts-too-many', '8:15: spec.retries.attempts: must be an integer from 1 to 10'],
   ['attempts-zero', '8:15: spec.retries.attempts: must be an integer from 1 to 10'],
@@ -65,6 +66,7 @@ const BROKEN: [name: string, expected: string][] = [
   ['unknown-key-in-spec', '7:3: spec.retrys: unknown key; did you mean retries?'],
   ['unknown-key-nested', '8:5: spec.retries.atempts: unknown key; did you mean attempts?'],
   ['unknown-key-top-level', '7:1: status: unknown key; the keys allowed here are apiVersion, kind, metadata, spec'],
+  ['unresolved-alias', '7:12: invalid YAML: Unresolved alias (the anchor must be set before the alias): defaults'],
   ['wrong-api-version', '1:13: apiVersion: must be mcp-mesh.io/v1'],
   ['wrong-kind', '2:7: kind: must be Policy'],
 ];
