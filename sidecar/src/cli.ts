@@ -1,7 +1,7 @@
 // The `mcp-mesh` command: parse arguments, dispatch. Kept thin; the work is in main.ts and friends.
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile, parseConfig } from './config/load.ts';
-import { PolicyError } from './policy/load.ts';
+import { formatProblem, PolicyError } from './policy/load.ts';
 
 const CERTS_USAGE = 'mcp-mesh certs --out DIR --service NAME[.NS] [--service …] [--trust-domain TD] [--days N]';
 
@@ -67,14 +67,19 @@ async function runSidecar(args: string[]): Promise<number> {
   try {
     sidecar = await startSidecar(config);
   } catch (err) {
-    // A broken policy set stops the start with its positioned problems, not a stack trace.
+    // A broken policy set stops the start with its positioned problems, one line each, not a stack trace.
     if (err instanceof PolicyError) {
-      process.stderr.write(`policy error:\n  ${err.message.split('\n').join('\n  ')}\n`);
+      for (const problem of err.problems) process.stderr.write(`policy error: ${formatProblem(problem)}\n`);
       return 1;
     }
     // A config that only start-up can judge (e.g. Kubernetes discovery outside a pod without a kubeconfig).
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+    // A listen address already in use (or not allowed): one line too, naming the address.
+    if ((err as NodeJS.ErrnoException).syscall === 'listen') {
+      process.stderr.write(`config error: ${(err as Error).message}\n`);
       return 1;
     }
     throw err;

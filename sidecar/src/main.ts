@@ -49,6 +49,40 @@ export interface RunningSidecar {
 }
 
 export async function startSidecar(config: MeshConfig, logger = createLogger({ level: config.log.level, service: config.service, instance: config.instance })): Promise<RunningSidecar> {
+  const opened = new OpenedParts();
+  try {
+    return await buildSidecar(config, logger, opened);
+  } catch (err) {
+    // A start that fails part-way (a port in use, an unusable data folder) closes what it had
+    // opened: a link to a reachable peer would otherwise keep the process alive, listeners closed.
+    await opened.closeAll();
+    throw err;
+  }
+}
+
+/**
+ * How to close what start-up has opened so far. A failed start closes it all again, newest first,
+ * so the process exits with its error instead of living on through a timer or a socket.
+ */
+class OpenedParts {
+  readonly #closers: (() => unknown)[] = [];
+
+  add(close: () => unknown): void {
+    this.#closers.push(close);
+  }
+
+  async closeAll(): Promise<void> {
+    for (const close of this.#closers.reverse()) {
+      try {
+        await close();
+      } catch {
+        // Best effort: the start's own error is the one to report.
+      }
+    }
+  }
+}
+
+async function buildSidecar(config: MeshConfig, logger: Logger, opened: OpenedParts): Promise<RunningSidecar> {
   const source = `${config.service}.${config.namespace}`;
 
   // Mutual TLS: certificate files that are set must be usable (ConfigError, exit 1: never a fallback
@@ -67,7 +101,12 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     logger.warn({ code: 'TLS_PLAINTEXT', secureNaming: false }, 'no tls.cert/tls.key/tls.ca: sidecar-to-sidecar traffic is plaintext, callers are not authenticated (mcp-mesh-source is what the peer claims) and peers are not checked against the service called (no secure naming); see docs/security.md');
   }
 
+  // Every file is checked before anything is opened: a broken policy stops the start at once, with
+  // no link dialling a peer meanwhile.
+  const policies = PolicyStore.load(config.policies, { namespace: config.namespace, timeouts: config.timeouts }, logger);
+  opened.add(() => policies.close());
   const resolver = await createResolver(config, logger);
+  opened.add(() => resolver.close());
   // Both ends of every link share one set of settings: who we are, and config `link.*`.
   const linkSettings = {
     source, instance: config.instance, logger, ...config.link, tls: tlsMaterial ? { trustDomain: config.tls.trustDomain } : undefined,
@@ -79,12 +118,12 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   // Secure naming needs identities: only under mutual TLS.
   const secureNaming = tlsMaterial ? new SecureNaming({ resolver, identities: config.tls.identities, namespace: config.namespace }) : undefined;
   const links = new LinkPool({ ...linkSettings, credentials: linkCredentials ? () => linkCredentials! : undefined, secureNaming });
+  opened.add(() => links.close());
   links.sync(resolver.allAddresses());
   resolver.onChange(() => links.sync(resolver.allAddresses()));
 
-  // Policies are checked before anything listens: a sidecar never starts with a broken policy.
-  const policies = PolicyStore.load(config.policies, { namespace: config.namespace, timeouts: config.timeouts }, logger);
   const metrics = new MeshMetrics({ service: config.service, namespace: config.namespace, instance: config.instance });
+  opened.add(() => metrics.shutdown());
   policies.onReloadError(() => metrics.policyReloadFailures.add(1));
   const breakers = new BreakerRegistry({
     onStateChange: (breaker, state) => {
@@ -92,6 +131,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
       metrics.breakerTransitions.add(1, { service: breaker.service, scope: breaker.address === undefined ? 'service' : 'endpoint', state });
     },
   });
+  opened.add(() => breakers.close());
   const services = new ServiceStates();
   resolver.onChange(() => {
     const live = resolver.allAddresses();
@@ -107,6 +147,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
   const sessions = createSessionAffinity(new OwnerTokens(config.mcp.tokenKey ?? ephemeralTokenKey(logger)), metrics);
   // Telemetry of every call, in one place: spans, request metrics, the status page's live numbers, request logs.
   const tracing = await createTracing({ service: config.service, namespace: config.namespace, instance: config.instance, env: process.env, logger });
+  opened.add(() => tracing.shutdown());
   const liveStats = createLiveStats();
   // Inbound calls are labelled with the route this sidecar's own policies give them (route names
   // come from policies, so the label set stays bounded).
@@ -124,6 +165,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
       onSettled: (service, outcome) => metrics.asyncDeliveries.add(1, { service, outcome }),
     },
   });
+  opened.add(() => messaging.close());
   metrics.observeOutbox(() => messaging.counts);
   registerRuntimeMetrics(metrics, { links, services, breakers });
   metrics.observeTlsMode(() => tlsMode);
@@ -137,12 +179,14 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     async: { messaging, maxMessageBytes: config.storage.maxMessageBytes },
     egress: { allow: config.egress.allow, policy: () => policies.defaults, observer },
   });
+  opened.add(() => outbound.app.close());
 
   const forwarder = new AppForwarder({
     host: config.app.host, port: config.app.port, connections: config.app.connections,
     inlineBodyBytes: config.limits.inlineBodyBytes, connectTimeoutMs: config.timeouts.connectMs,
     parkTimeoutMs: Math.max(10_000, config.timeouts.connectMs * 2), logger, service: source, observer,
   });
+  opened.add(() => forwarder.close());
   // MCP sessions the app opens count against limits.maxSessions; next to the app, so answers that
   // the dedup record gives (never the app's own) do not count again.
   const sessionTable = new SessionTable(config.limits.maxSessions, config.limits.sessionIdleTimeoutMs);
@@ -168,6 +212,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     handshakeTimeoutMs: config.limits.inboundHandshakeTimeoutMs, idleTimeoutMs: config.limits.inboundIdleTimeoutMs,
     onLimit: (limit) => metrics.limitRejections.add(1, { limit }),
   } });
+  opened.add(() => inbound.close());
 
   let readiness: Readiness = 'starting';
   const admin = createAdmin({
@@ -184,6 +229,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
       policies: policies.dump(),
     }),
   }, logger);
+  opened.add(() => admin.close());
 
   const inboundPort = await inbound.listen(config.listen.inbound.host, config.listen.inbound.port, tlsMaterial ? serverCredentials(tlsMaterial) : undefined);
   // Rotated certificate files: new connections (accepted, and links that reconnect) use them; open ones go on.
@@ -193,6 +239,7 @@ export async function startSidecar(config: MeshConfig, logger = createLogger({ l
     inbound.setCredentials(serverCredentials(next));
     logger.info({ code: 'TLS_RELOADED', identity: next.identity.uri, notAfter: next.notAfter.toISOString(), fingerprint: next.fingerprint }, 'certificates reloaded: new connections use them');
   }, tlsMaterial) : undefined;
+  opened.add(() => tlsWatcher?.close());
   await outbound.app.listen({ host: config.listen.outbound.host, port: config.listen.outbound.port });
   await admin.listen({ host: config.listen.admin.host, port: config.listen.admin.port });
   const ports = {
