@@ -67,6 +67,12 @@ class PendingCall {
   }
 }
 
+/**
+ * One plaintext credentials object for every link: #open compares credentials by identity to see a
+ * rotation, and a fresh one per reconnect made every plaintext reconnect build a new channel.
+ */
+const PLAINTEXT = grpc.credentials.createInsecure();
+
 /** Most bytes one envelope may take: gRPC's message limit, less room for the batch around it. */
 export const MAX_ENVELOPE_BYTES = MAX_MESSAGE_BYTES - 64 * 1024;
 
@@ -258,7 +264,7 @@ export class PeerLink extends EventEmitter {
 
   #credentials(): grpc.ChannelCredentials {
     const credentials = this.#options.credentials;
-    return typeof credentials === 'function' ? credentials() : credentials ?? grpc.credentials.createInsecure();
+    return typeof credentials === 'function' ? credentials() : credentials ?? PLAINTEXT;
   }
 
   #newClient(): grpc.Client {
@@ -405,7 +411,9 @@ export class PeerLink extends EventEmitter {
   #onStreamEnd(stream: grpc.ClientDuplexStream<Batch, Batch>, err: Error | undefined): void {
     if (stream !== this.#stream || this.#state === 'closed') return;
     const reason = err instanceof MeshError ? err : this.#unavailable(err ? err.message : 'peer ended the link');
-    this.#options.logger.warn({ peer: this.address, code: reason.code }, `link down: ${reason.message}`);
+    // Once per outage at warn; each failed reconnect after it at debug (thousands of unreachable
+    // peers would otherwise fill the log, and its pipe, with the same line).
+    this.#options.logger[this.#failures === 0 ? 'warn' : 'debug']({ peer: this.address, code: reason.code }, `link down: ${reason.message}`);
     this.#teardown(reason);
     this.#setState('broken');
     this.#scheduleReconnect();
