@@ -64,9 +64,17 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
       if (inFlight === 0) for (const wake of idleWaiters.splice(0)) wake();
     });
     proxy(req, res, proxyOptions, targets).catch((err: unknown) => {
-      const meshError = toMeshError(err);
+      // Reading the body failed because the app closed the connection mid-upload: the caller went
+      // away; not a fault of the sidecar.
+      const meshError = !(err instanceof MeshError) && !req.complete && req.errored
+        ? new MeshError('CLIENT_CLOSED', 'the calling app broke off its upload')
+        : toMeshError(err);
       if (meshError.code === 'BODY_TOO_LARGE') options.onLimit?.('body_size');
-      if (!inRequestLog.has(err as object)) logFailure(options.logger, req, res, meshError);
+      // An upload the app broke off gets its own line even when the call's request line has it.
+      if (!inRequestLog.has(err as object) || uploadBrokenOff(req, meshError)) logFailure(options.logger, req, res, meshError);
+      // A body not read to its end (refused by its size, or the call failed first) is not drained
+      // for keep-alive: `Connection: close`, and Node closes the connection once the answer is out.
+      if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
       sendMeshError(res, meshError);
     });
   };
@@ -141,13 +149,21 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
 /**
  * A failed call the request log did not see: it failed before reaching the pipeline (a bad target,
  * a body over the limit, an async call not accepted) or after its answer's head went out (a stream
- * cut midway; the request log has the head's status). The caller going away is not a failure.
+ * cut midway; the request log has the head's status). The caller going away is not a failure, but
+ * an upload it broke off is logged at info: the app sent part of a body and nothing was done with it.
  */
 function logFailure(logger: Logger, req: IncomingMessage, res: ServerResponse, err: MeshError): void {
-  if (err.code === 'CLIENT_CLOSED') return;
-  const level = levelOf(err.code);
+  const brokenOff = uploadBrokenOff(req, err);
+  if (err.code === 'CLIENT_CLOSED' && !brokenOff) return;
+  const level = brokenOff ? 'info' : levelOf(err.code);
   if (!logger.isLevelEnabled(level)) return;
-  logger[level]({ direction: 'outbound', method: req.method, target: err.service, status: err.status, code: err.code, afterHead: res.headersSent || undefined }, err.message);
+  const message = brokenOff ? 'the calling app broke off its upload' : err.message;
+  logger[level]({ direction: 'outbound', method: req.method, target: err.service, status: err.status, code: err.code, afterHead: res.headersSent || undefined }, message);
+}
+
+/** The app closed its connection while still sending the request body. */
+function uploadBrokenOff(req: IncomingMessage, err: MeshError): boolean {
+  return err.code === 'CLIENT_CLOSED' && !req.complete;
 }
 
 /**
@@ -157,13 +173,13 @@ function logFailure(logger: Logger, req: IncomingMessage, res: ServerResponse, e
  */
 function refuseClient(err: NodeJS.ErrnoException, socket: Socket, options: OutboundOptions): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const [meshError, limit] = err.code === 'HPE_HEADER_OVERFLOW'
-    ? [new MeshError('HEADERS_TOO_LARGE', `the request head is larger than ${options.maxHeaderBytes} bytes (limits.maxHeaderBytes)`), 'header_size' as const]
-    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? [new MeshError('REQUEST_TIMEOUT', `no complete request head within ${options.headerTimeoutMs} ms (limits.headerTimeout)`), 'header_timeout' as const]
-      : [new MeshError('BAD_REQUEST', `malformed HTTP request: ${err.code ?? err.message}`), 'malformed' as const];
-  options.onLimit?.(limit);
-  options.logger.debug({ code: meshError.code, reason: err.code }, meshError.message);
+  // The app closed its end in the middle of a request (an upload broken off): not malformed, and
+  // no one to answer; the request's own handler reports it (CLIENT_CLOSED).
+  const refusal = err.code === 'HPE_INVALID_EOF_STATE' ? undefined : refusalOf(err, options);
+  if (refusal) {
+    options.onLimit?.(refusal.limit);
+    options.logger.debug({ code: refusal.error.code, reason: err.code }, refusal.error.message);
+  }
   // A response still being written for a request that arrived whole (the bad bytes came after it, on
   // the same connection) is let finish first; only then is the connection closed. A request whose own
   // body was malformed cannot be answered: its connection closes at once.
@@ -173,8 +189,19 @@ function refuseClient(err: NodeJS.ErrnoException, socket: Socket, options: Outbo
     inProgress.once('close', () => socket.destroy());
     return;
   }
-  endWithMeshError(socket, meshError);
+  if (refusal) endWithMeshError(socket, refusal.error);
   socket.destroy();
+}
+
+/** The coded answer to what Node's parser gave up on, and the limit it counts against. */
+function refusalOf(err: NodeJS.ErrnoException, options: OutboundOptions): { error: MeshError; limit: 'header_size' | 'header_timeout' | 'malformed' } {
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    return { error: new MeshError('HEADERS_TOO_LARGE', `the request head is larger than ${options.maxHeaderBytes} bytes (limits.maxHeaderBytes)`), limit: 'header_size' };
+  }
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return { error: new MeshError('REQUEST_TIMEOUT', `no complete request head within ${options.headerTimeoutMs} ms (limits.headerTimeout)`), limit: 'header_timeout' };
+  }
+  return { error: new MeshError('BAD_REQUEST', `malformed HTTP request: ${err.code ?? err.message}`), limit: 'malformed' };
 }
 
 /** host or [IPv6] (with a zone id, %25 escaped: RFC 6874), then an optional port: what a request may name as its target. */
@@ -249,7 +276,7 @@ async function readBody(req: IncomingMessage, options: OutboundOptions, service:
   if (!chunked && (lengthHeader === undefined || lengthHeader === '0')) return { kind: 'none' };
   const length = lengthHeader === undefined ? undefined : Number(lengthHeader);
   if (options.maxBodyBytes > 0 && length !== undefined && length > options.maxBodyBytes) {
-    req.resume(); // let the client finish sending so it can read the 413
+    // Not read at all: the 413 goes out with `Connection: close` (see handleProxy).
     throw new MeshError('BODY_TOO_LARGE', `request body of ${length} bytes is over the limit of ${options.maxBodyBytes}`, { service });
   }
   if (length !== undefined && length <= options.inlineBodyBytes) return { kind: 'inline', bytes: await readWhole(req) };
