@@ -9,7 +9,7 @@ import { asBuffer, MessageType, type Envelope, type Header } from '../mcp/codec.
 import { newBodyStreamId, newMessageId } from '../mcp/ids.ts';
 import { sameOrigin, type CallOrigin, type InboundHandler, type InboundResponse } from '../mcp/server.ts';
 import type { CallObserver } from '../telemetry/observer.ts';
-import { requestApp, type AppAnswer, type ReadWhole } from './app-request.ts';
+import { MAX_APP_ANSWER_HEAD_BYTES, requestApp, type AppAnswer, type ReadWhole } from './app-request.ts';
 import { splitServiceName } from '../discovery/resolver.ts';
 
 export interface AppForwarderOptions {
@@ -66,6 +66,7 @@ export class AppForwarder implements InboundHandler {
       connectTimeout: options.connectTimeoutMs,
       // The mesh enforces deadlines itself; the pool must not cut long streams.
       headersTimeout: 0,
+      maxHeaderSize: MAX_APP_ANSWER_HEAD_BYTES,
       bodyTimeout: 0,
     });
   }

@@ -5,6 +5,7 @@
 // answer that must stream (large, open-ended, SSE) gets a Readable, with flow control back to the
 // app's socket (undici's pause and resume). The caller's cancel signal and deadline are watched here
 // too, until the answer's head is in (or, read whole, its body): one listener and one timer a call.
+import { validateHeaderName, validateHeaderValue } from 'node:http';
 import { Readable } from 'node:stream';
 import { errors as undiciErrors, type Dispatcher } from 'undici';
 import { MeshError } from '../errors/mesh-error.ts';
@@ -35,7 +36,15 @@ export interface AppAnswer {
 /** Given the answer's head: read the body whole (true), or hand it on as a stream (false). */
 export type ReadWhole = (statusCode: number, headers: readonly Header[]) => boolean;
 
+/**
+ * The largest answer head (status line and headers) taken from the app; the dispatcher is built
+ * with it (app-forwarder.ts). A larger one fails the call with APP_RESET (docs/security.md, Limits).
+ */
+export const MAX_APP_ANSWER_HEAD_BYTES = 64 * 1024;
+
 export function requestApp(dispatcher: Dispatcher, request: AppRequest, readWhole: ReadWhole): Promise<AppAnswer> {
+  const invalid = notValidHttp(request);
+  if (invalid) return Promise.reject(new MeshError('PROTOCOL_ERROR', `the call cannot be sent to the app: ${invalid}`));
   return new Promise((resolve, reject) => {
     const handler = new AnswerHandler(request.signal, request.deadlineMs, readWhole, resolve, reject);
     try {
@@ -44,6 +53,53 @@ export function requestApp(dispatcher: Dispatcher, request: AppRequest, readWhol
       handler.onError(err as Error);
     }
   });
+}
+
+/**
+ * What in the request HTTP/1.1 cannot carry (a CR or LF in a header, a space in the path), checked
+ * with Node's own header rules before undici sees it: the request comes from a peer's envelope and
+ * the app must never get it. Checked here because undici's Pool, handed a request it refuses,
+ * counts that connection as busy for good (undici 7): a few such calls would stall every later call
+ * to the app. Headers undici treats specially are kept to what it accepts: one content-length, digits.
+ */
+function notValidHttp(request: AppRequest): string | undefined {
+  if (!isHttpToken(request.method)) return `the method ${JSON.stringify(request.method)} is not an HTTP token`;
+  if (!VALID_PATH.test(request.path)) return 'the path has characters HTTP does not allow (spaces, control characters)';
+  const { headers } = request;
+  let contentLengths = 0;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    const value = headers[i + 1]!;
+    if (!isHttpToken(name)) return `the header name ${JSON.stringify(name)} is not an HTTP token (a CR, LF, space or other separator in it)`;
+    try {
+      validateHeaderValue(name, value);
+    } catch {
+      return `the value of header ${name} has a character HTTP does not allow (CR, LF or another control character)`;
+    }
+    if (name.toLowerCase() === 'content-length' && (++contentLengths > 1 || !/^[0-9]+$/.test(value))) return 'the content-length header is repeated or not a number';
+  }
+  return undefined;
+}
+
+/** RFC 9110's token (header names, methods), by Node's own check. */
+function isHttpToken(text: string): boolean {
+  try {
+    validateHeaderName(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A path as undici takes it: visible characters only, no space or control character. */
+const VALID_PATH = /^[\u0021-\u00ff]+$/;
+
+/** An error undici reports, in mesh terms when it has one (else as it is, for the caller to classify). */
+function appError(err: Error): Error {
+  if (err instanceof undiciErrors.HeadersOverflowError) {
+    return new MeshError('APP_RESET', `the app's answer head is larger than ${MAX_APP_ANSWER_HEAD_BYTES} bytes, the most the sidecar takes from an app`);
+  }
+  return err;
 }
 
 /** undici's handler for one request (the callbacks its HTTP/1.1 client calls, in this order). */
@@ -140,7 +196,7 @@ class AnswerHandler implements Dispatcher.DispatchHandler {
     this.#done();
     if (this.#resolve) {
       this.#resolve = undefined;
-      this.#reject(this.#reason ?? err);
+      this.#reject(this.#reason ?? appError(err));
     }
     this.#stream?.destroy(err);
   }

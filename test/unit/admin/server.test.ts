@@ -1,19 +1,11 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
-import { pino } from 'pino';
 import type { EndpointsView } from '../../../sidecar/src/admin/endpoints-view.ts';
 import { createLiveStats } from '../../../sidecar/src/admin/live-stats.ts';
 import { setLogLevel } from '../../../sidecar/src/admin/logging.ts';
 import { createAdmin, type AdminState } from '../../../sidecar/src/admin/server.ts';
 import type { Readiness, StatusDocument } from '../../../sidecar/src/admin/status-view.ts';
-
-/** A pino logger writing into an array of parsed lines. */
-function memoryLogger(level = 'info') {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({ write(chunk, _encoding, done) { lines.push(JSON.parse(String(chunk)) as Record<string, unknown>); done(); } });
-  return { logger: pino({ level }, stream), lines };
-}
+import { memoryLogger } from '../../helpers/memory-logger.ts';
 
 const EMPTY: EndpointsView = { links: [], services: {}, breakers: [] };
 
