@@ -233,7 +233,7 @@ export async function untilState(sidecar: SidecarProcess, id: string, states: Me
     await until(async () => {
       last = await messageStatus(sidecar, id);
       return last !== undefined && states.includes(last.state);
-    }, { ms, tries: 1_000_000, message: `message ${id} never reached ${states.join('/')}` });
+    }, { ms, message: `message ${id} never reached ${states.join('/')}` });
   } catch (err) {
     throw new Error(`${(err as Error).message}; last seen: ${JSON.stringify(last)}`);
   }
@@ -289,7 +289,7 @@ export async function untilMetric(sidecar: SidecarProcess, name: string, labels:
     await until(async () => {
       value = await metric(sidecar, name, labels);
       return test(value);
-    }, { ms, tries: 1_000_000, message: `${name}${JSON.stringify(labels)} never satisfied the test` });
+    }, { ms, message: `${name}${JSON.stringify(labels)} never satisfied the test` });
   } catch (err) {
     throw new Error(`${(err as Error).message}; last value ${value}`);
   }

@@ -42,7 +42,7 @@ async function pod(): Promise<void> {
   // `unshare` execs node in the new namespace: the child's pid names it.
   sh(`ip link add veth-pod type veth peer name veth-out netns ${outside.pid} && ip addr add ${OWN}/24 dev veth-pod && ip link set veth-pod up`);
   sh(`nsenter -t ${outside.pid} -n sh -c 'ip link set lo up && ip addr add ${EXTERNAL}/24 dev veth-out && ip link set veth-out up'`);
-  await until(async () => (await request(`http://${EXTERNAL}:${port}/ready`).then((r) => r.body.text().then(() => true), () => false)), { tries: 50, ms: 5_000, message: 'the outside namespace answers' });
+  await until(async () => (await request(`http://${EXTERNAL}:${port}/ready`).then((r) => r.body.text().then(() => true), () => false)), { ms: 5_000, message: 'the outside namespace answers' });
 
   // The trap: every address of the pod (loopback, metadata, its own), both families.
   let trapped = 0;

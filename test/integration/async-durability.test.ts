@@ -97,7 +97,7 @@ async function untilAllDelivered(caller: SidecarProcess, delivered: number, ms: 
   await until(async () => {
     const counts = await outboxCounts(caller);
     return counts.queued === 0 && counts.delivered === delivered;
-  }, { ms, tries: 1_000_000, message: `the outbox never showed ${delivered} delivered and none queued` });
+  }, { ms, message: `the outbox never showed ${delivered} delivered and none queued` });
 }
 
 async function outboxCounts(caller: SidecarProcess): Promise<{ queued: number; delivered: number }> {
@@ -261,7 +261,7 @@ describe('async messages survive a SIGKILL of the sending sidecar', { timeout: 6
     await until(async () => {
       tried = await messageStatus(caller, accepted[0]!.id);
       return tried?.state === 'in-flight' || tried?.lastError !== undefined || (tried?.attempts ?? 0) >= 1;
-    }, { ms: 10_000, tries: 1_000_000, message: 'delivery of the first message was never tried' });
+    }, { ms: 10_000, message: 'delivery of the first message was never tried' });
     assert.notEqual(tried!.state, 'delivered');
 
     caller.child.kill('SIGKILL');
@@ -361,7 +361,7 @@ describe('an unusable data directory', { timeout: 60_000 }, () => {
     await until(async () => {
       accepted = await sendAsync(caller, 'inventory', '/stock/2', { body: '2' });
       return accepted.status === 202;
-    }, { ms: 10_000, tries: 1_000_000, message: 'async requests were still refused once the directory was writable' });
+    }, { ms: 10_000, message: 'async requests were still refused once the directory was writable' });
     await untilState(caller, accepted!.id, ['delivered']);
     assert.equal(app.receipts.filter((r) => r.messageId === accepted!.id).length, 1);
   });
@@ -437,7 +437,7 @@ describe('an unusable data directory', { timeout: 60_000 }, () => {
     await until(async () => {
       view = await messageStatus(caller, message.id);
       return view?.lastError !== undefined;
-    }, { ms: 10_000, tries: 1_000_000, message: 'no delivery attempt was made' });
+    }, { ms: 10_000, message: 'no delivery attempt was made' });
     assert.notEqual(view!.state, 'delivered');
     assert.equal(view!.lastError?.code, 'STORAGE_UNAVAILABLE', `the receiver's refusal is the reason: ${JSON.stringify(view!)}`);
     assert.equal(view!.attempts, 0, 'a refusal never reached the app, so it uses up no attempt');
