@@ -7,6 +7,7 @@
 // it runs what is due and re-arms for the next.
 //
 // Deadlines fire within a millisecond of their time, as Node's own timers do (whole milliseconds).
+// The clock is injectable so tests drive it with node:test's mock timers instead of sleeping.
 
 export interface Deadline {
   /** The call ended first: the deadline will not fire. */
@@ -32,16 +33,26 @@ class Entry implements Deadline {
   }
 }
 
+/** Milliseconds from any fixed start; the timer that wakes the list is the global setTimeout. */
+export interface DeadlineClock {
+  now(): number;
+}
+
 export class DeadlineTimers {
   #head: Entry | undefined;
   #tail: Entry | undefined;
   #timer: NodeJS.Timeout | undefined;
-  /** When the timer is due to fire (performance.now() time); Infinity when none is armed. */
+  /** When the timer is due to fire (clock time); Infinity when none is armed. */
   #armedAt = Infinity;
+  readonly #clock: DeadlineClock;
+
+  constructor(clock: DeadlineClock = performance) {
+    this.#clock = clock;
+  }
 
   /** Call `fire` once `ms` milliseconds have passed, unless cancelled first. */
   start(ms: number, fire: () => void): Deadline {
-    const now = performance.now();
+    const now = this.#clock.now();
     const entry = new Entry(this, now + ms, fire);
     let before = this.#tail;
     while (before !== undefined && before.at > entry.at) before = before.prev;
@@ -73,7 +84,7 @@ export class DeadlineTimers {
   readonly #due = (): void => {
     this.#timer = undefined;
     this.#armedAt = Infinity;
-    const now = performance.now();
+    const now = this.#clock.now();
     // Node's timers count whole milliseconds: what is due within the next one fires now.
     while (this.#head !== undefined && this.#head.at <= now + 1) {
       const entry = this.#head;
