@@ -6,7 +6,7 @@ import { MeshError } from '../../../sidecar/src/errors/mesh-error.ts';
 import { decodeBatch, encodeBatch, MessageType, Priority, type Batch, type Envelope } from '../../../sidecar/src/mcp/codec.ts';
 import { newMessageId } from '../../../sidecar/src/mcp/ids.ts';
 import { PeerLink, type LinkOptions, type LinkState } from '../../../sidecar/src/mcp/link.ts';
-import { MeshServer, type InboundHandler, type MeshServerOptions } from '../../../sidecar/src/mcp/server.ts';
+import { MeshServer, type InboundHandler, type InboundResponse, type MeshServerOptions } from '../../../sidecar/src/mcp/server.ts';
 import { LINK_METHOD } from '../../../sidecar/src/mcp/version.ts';
 
 export const silentLogger = pino({ level: 'silent' });
@@ -57,8 +57,9 @@ export class FakeInboundHandler implements InboundHandler {
     });
   }
 
-  stream(): never {
-    throw new Error('FakeInboundHandler.stream is not used by these tests');
+  /** Refuses: most tests here use the link only; one that streams sets its own. */
+  stream(): Promise<InboundResponse> {
+    return Promise.reject(new Error('FakeInboundHandler.stream is not used by these tests'));
   }
 
   pull(): undefined {
