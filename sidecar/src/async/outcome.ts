@@ -3,6 +3,7 @@
 // (inbound/dedup.ts), which must agree on which answers are final.
 import { MeshError } from '../errors/mesh-error.ts';
 import type { AsyncPolicy } from '../policy/types.ts';
+import { jitteredBackoff } from '../resilience/backoff.ts';
 import type { AttemptError } from './types.ts';
 
 /** Statuses that say "not now" rather than "no": the message is delivered again later. */
@@ -60,8 +61,7 @@ export function outcomeOfError(err: unknown): Outcome {
 export function nextAttempt(policy: AsyncPolicy, message: { attempts: number; failures: number; createdAt: number }, now: number, retryAfterMs = 0, random = Math.random):
   { dead: true; why: string } | { dead: false; at: number } {
   if (message.attempts >= policy.attempts) return { dead: true, why: `no delivery in ${message.attempts} attempts` };
-  const ceiling = Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** Math.min(Math.max(0, message.failures - 1), 52));
-  const wait = Math.max(random() * ceiling, Math.min(retryAfterMs, policy.backoffMaxMs));
+  const wait = jitteredBackoff({ baseMs: policy.backoffBaseMs, maxMs: policy.backoffMaxMs }, message.failures, random, retryAfterMs);
   if (policy.maxAgeMs > 0 && now + wait - message.createdAt >= policy.maxAgeMs) {
     return { dead: true, why: `not delivered within its maximum age of ${policy.maxAgeMs} ms` };
   }

@@ -13,6 +13,7 @@
 import { Resolver as DnsClient } from 'node:dns/promises';
 import { formatHostPort } from '../config/address.ts';
 import type { DnsDiscoveryConfig } from '../config/load.ts';
+import { backoffCeiling } from '../resilience/backoff.ts';
 import { splitServiceName, type Endpoint } from './resolver.ts';
 import { silentLogger, TableResolver, type DiscoveryLogger } from './table.ts';
 
@@ -112,7 +113,7 @@ export class DnsResolver extends TableResolver {
     let nextMs: number;
     if (outcome.kind === 'failed') {
       entry.failures++;
-      nextMs = Math.min(maxIntervalMs, minIntervalMs * 2 ** (entry.failures - 1));
+      nextMs = backoffCeiling({ baseMs: minIntervalMs, maxMs: maxIntervalMs }, entry.failures);
       this.#logger.warn({ code: 'DNS_LOOKUP_FAILED', service: key, name: entry.name, err: outcome.error, retryInMs: nextMs, keeping: this.table.get(key)?.length ?? 0 },
         `DNS lookup of ${entry.name} failed (${outcome.error}); keeping the last known endpoints`);
     } else {

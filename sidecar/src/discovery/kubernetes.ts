@@ -22,6 +22,7 @@ import {
 } from '@kubernetes/client-node';
 import { formatHostPort } from '../config/address.ts';
 import { ConfigError, type KubernetesDiscoveryConfig } from '../config/load.ts';
+import { backoffCeiling } from '../resilience/backoff.ts';
 import type { Endpoint } from './resolver.ts';
 import { silentLogger, TableResolver, type DiscoveryLogger } from './table.ts';
 
@@ -161,7 +162,7 @@ class Reflector<T extends KubernetesObject, V> {
     void current.lw.stop();
     current.watch.stop();
     this.#failures++;
-    const delay = Math.min(this.#o.retryMaxMs, this.#o.retryBaseMs * 2 ** (this.#failures - 1));
+    const delay = backoffCeiling({ baseMs: this.#o.retryBaseMs, maxMs: this.#o.retryMaxMs }, this.#failures);
     this.#o.logger.warn({ code: 'KUBERNETES_WATCH_FAILED', what: this.#o.what, err: describe(err), retryInMs: delay },
       `kubernetes: list/watch of ${this.#o.what} failed; keeping the last known endpoints and relisting in ${delay} ms`);
     this.#timer = setTimeout(() => { this.#timer = undefined; this.start(); }, delay);

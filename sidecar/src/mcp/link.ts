@@ -8,6 +8,7 @@ import { Compression, decodeBatch, decodeFrame, encodeBatch, encodeFrame, Messag
 import { compressionCode, compressPayload, decompressPayload, type CompressionSetting } from './compression.ts';
 import { newMessageId } from './ids.ts';
 import { identityOf, meshSource } from '../security/identity.ts';
+import { jitteredBackoff } from '../resilience/backoff.ts';
 import type { SecureNaming } from '../security/secure-naming.ts';
 import { CAPABILITIES, channelOptions, type LinkEndSettings, LINK_METHOD, MAX_MESSAGE_BYTES, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
 
@@ -442,9 +443,7 @@ export class PeerLink extends EventEmitter {
 
   #scheduleReconnect(): void {
     // Full-jitter exponential back-off, so many sidecars do not reconnect in step.
-    const ceiling = Math.min(this.#options.reconnectMaxMs, this.#options.reconnectBaseMs * 2 ** this.#failures);
-    this.#failures++;
-    const delay = Math.random() * ceiling;
+    const delay = jitteredBackoff({ baseMs: this.#options.reconnectBaseMs, maxMs: this.#options.reconnectMaxMs }, ++this.#failures);
     this.#reconnectTimer = setTimeout(() => { if (this.#state !== 'closed') this.#open(); }, delay);
     this.#reconnectTimer.unref();
   }

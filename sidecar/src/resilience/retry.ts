@@ -6,6 +6,7 @@ import type { ErrorCode } from '../errors/codes.ts';
 import { MeshError } from '../errors/mesh-error.ts';
 import type { Header } from '../mcp/codec.ts';
 import type { RetryBudgetPolicy, RetryCondition, RetryPolicy } from '../policy/types.ts';
+import { jitteredBackoff } from './backoff.ts';
 import { CircuitOpenError } from './breaker.ts';
 
 /** RFC 9110 §9.2.2: repeating these has the same effect as sending them once. */
@@ -109,14 +110,11 @@ export function shouldRetry(policy: RetryPolicy, context: RetryContext): RetryDe
 }
 
 /**
- * Back-off before retry number `retryNumber` (1 for the first retry): exponential with full jitter,
- * uniform in [0, min(cap, base·2^(retryNumber−1))]. Full jitter spreads a burst of failed callers
- * evenly instead of having them retry in lockstep.
+ * Back-off before retry number `retryNumber` (1 for the first retry): the policy's full-jitter
+ * exponential back-off (see backoff.ts).
  */
 export function backoffDelay(policy: Pick<RetryPolicy, 'backoffBaseMs' | 'backoffMaxMs'>, retryNumber: number, random: () => number = Math.random): number {
-  const exponent = Math.min(Math.max(retryNumber - 1, 0), 30); // 2^30·base is past any sane cap
-  const ceiling = Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** exponent);
-  return random() * ceiling;
+  return jitteredBackoff({ baseMs: policy.backoffBaseMs, maxMs: policy.backoffMaxMs }, retryNumber, random);
 }
 
 const ASCTIME = /^[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
