@@ -1,6 +1,7 @@
 // AsyncMessaging over the real SQLite store, with a stand-in pipeline (no sidecars): the store's
 // worker dying is survived by reopening it, and a publish to broadcast-only subscribers with no
 // replica known is refused rather than accepted for nobody.
+import diagnostics from 'node:diagnostics_channel';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -89,8 +90,17 @@ describe('AsyncMessaging: the store opens on first use', () => {
   it('the periodic upkeep does not open a store that was never used', async (t) => {
     t.mock.timers.enable({ apis: ['setInterval'] });
     const { messaging } = await start(t);
+    // An open starts the store's worker thread at once, within the upkeep's tick: Node announces each
+    // new worker on this channel, so "no open" is seen when it would happen, without waiting.
+    let workers = 0;
+    const counted = () => { workers++; };
+    diagnostics.subscribe('worker_threads', counted);
+    t.after(() => diagnostics.unsubscribe('worker_threads', counted));
     t.mock.timers.tick(3 * 60_000);
-    await new Promise((resolve) => setTimeout(resolve, 1000)); // what an open would take, with room to spare
+    assert.equal(workers, 0, 'the upkeep started no store worker');
     assert.equal((messaging.storeOrProblem() as MeshError).code, 'STORAGE_UNAVAILABLE', 'still nothing opened');
+    const id = await messaging.accept({ service: 'payments', namespace: 'default', priority: undefined, orderingKey: undefined, request });
+    assert.equal(workers, 1, 'the first use does start one (the channel sees opens)');
+    await untilDelivered(messaging, id);
   });
 });

@@ -542,7 +542,8 @@ describe('openMessageStore', () => {
     await store.accept([message('m')]);
     await store.close();
     store.onFailure((err) => failures.push(err));
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // close() has seen the worker exit; a listener added after a failure is called from a microtask.
+    await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(failures, []);
     await rejectsWith(store.counts(), 'STORAGE_UNAVAILABLE', /closed/);
   });
