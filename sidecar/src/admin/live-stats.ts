@@ -6,15 +6,16 @@
 //   inbound:  per calling service (the envelope's `source`).
 //
 // Each slot holds counts (calls, errors, retries, status classes) and a log-scale latency histogram
-// (bins 10 % wide, so a percentile is within ±5 %). A snapshot sums the slots of the last 10 s: the
-// rates are sliding (the oldest slot counts for the share of it still inside the window), the
-// percentiles come from the summed histogram. Memory is fixed per series (about 8 KB) and the number
+// (bins 10 % wide, so a percentile is within ±5 %), in rolling counters (`resilience/window.ts`).
+// A snapshot sums the slots of the last 10 s: the rates are sliding (the oldest slot counts for the share of it still inside the window), the
+// percentiles come from the summed histogram. Memory is fixed per series (about 13 KB) and the number
 // of series is capped (MAX_SERIES; keys past it share one "(other)" series; idle series are dropped),
 // so names a client makes up cannot grow it. The hot path is a clock read, a map lookup and a few
 // typed-array increments per call and per try: no allocation beyond the observation objects.
 import type {
   AppCallObservation, AttemptObservation, CallObserver, InboundObservation, InboundStart, OutboundObservation, OutboundStart, Outcome,
 } from '../telemetry/observer.ts';
+import { RollingCounters } from '../resilience/window.ts';
 
 /** Seconds the rates and percentiles cover. */
 export const WINDOW_SECONDS = 10;
@@ -28,7 +29,7 @@ const LN_R = Math.log(R);
 const BINS = 2 + Math.ceil(Math.log(600_000 / MIN_MS) / LN_R); // up to 10 minutes, then one open bin
 const CLASSES = 5; // 1xx … 5xx
 
-/** Most series kept at once (all kinds together): about 8 KB each. */
+/** Most series kept at once (all kinds together): about 13 KB each. */
 export const MAX_SERIES = 512;
 /** A series with no call for this long is dropped at the next snapshot. */
 export const IDLE_MS = 5 * 60_000;
@@ -118,17 +119,20 @@ function valueOf(bin: number): number {
   return bin === 0 ? MIN_MS / 2 : MIN_MS * R ** (bin - 0.5);
 }
 
-/** Counts of one series, in one-second slots. */
+// Lanes of a slot's counts: calls, errors, retries, one per status class, then the latency histogram.
+const CALLS = 0;
+const ERRORS = 1;
+const RETRIES = 2;
+const CLASS_0 = 3;
+const BIN_0 = CLASS_0 + CLASSES;
+// Lanes of a slot's latency extremes.
+const MAX = 0;
+const MIN = 1;
+
+/** Counts of one series, in one-second slots (counted from time 0, so every series shares them). */
 class Series {
-  /** The second (Math.floor(now / SLOT_MS)) each slot holds; -1 for none. */
-  readonly #second = new Float64Array(SLOTS).fill(-1);
-  readonly #calls = new Uint32Array(SLOTS);
-  readonly #errors = new Uint32Array(SLOTS);
-  readonly #retries = new Uint32Array(SLOTS);
-  readonly #classes = new Uint32Array(SLOTS * CLASSES);
-  readonly #histogram = new Uint32Array(SLOTS * BINS);
-  readonly #max = new Float64Array(SLOTS);
-  readonly #min = new Float64Array(SLOTS);
+  readonly #counts = new RollingCounters({ buckets: SLOTS, bucketMs: SLOT_MS, origin: 0, lanes: BIN_0 + BINS, counts: Uint32Array });
+  readonly #extremes = new RollingCounters({ buckets: SLOTS, bucketMs: SLOT_MS, origin: 0, lanes: 2, fresh: [0, Infinity] });
   readonly createdAt: number;
   lastAt: number;
   inFlight = 0;
@@ -151,33 +155,20 @@ class Series {
   end(now: number, latencyMs: number, outcome: Outcome, retries: number): void {
     this.inFlight--;
     this.lastAt = now;
-    const second = Math.floor(now / SLOT_MS);
-    const slot = second % SLOTS;
-    if (this.#second[slot] !== second) this.#clear(slot, second);
-    const error = isError(outcome);
-    this.#calls[slot]!++;
+    const counts = this.#counts.current(now);
+    counts[CALLS]!++;
     this.requests++;
-    if (error) {
-      this.#errors[slot]!++;
+    if (isError(outcome)) {
+      counts[ERRORS]!++;
       this.errors++;
     }
-    if (retries > 0) this.#retries[slot]! += retries;
+    if (retries > 0) counts[RETRIES]! += retries;
     const statusClass = Math.floor(outcome.status / 100);
-    this.#classes[slot * CLASSES + (statusClass >= 1 && statusClass <= 5 ? statusClass - 1 : 4)]!++;
-    this.#histogram[slot * BINS + binOf(latencyMs)]!++;
-    if (latencyMs > this.#max[slot]!) this.#max[slot] = latencyMs;
-    if (latencyMs < this.#min[slot]!) this.#min[slot] = latencyMs;
-  }
-
-  #clear(slot: number, second: number): void {
-    this.#second[slot] = second;
-    this.#calls[slot] = 0;
-    this.#errors[slot] = 0;
-    this.#retries[slot] = 0;
-    this.#classes.fill(0, slot * CLASSES, (slot + 1) * CLASSES);
-    this.#histogram.fill(0, slot * BINS, (slot + 1) * BINS);
-    this.#max[slot] = 0;
-    this.#min[slot] = Infinity;
+    counts[CLASS_0 + (statusClass >= 1 && statusClass <= 5 ? statusClass - 1 : 4)]!++;
+    counts[BIN_0 + binOf(latencyMs)]!++;
+    const extremes = this.#extremes.current(now);
+    if (latencyMs > extremes[MAX]!) extremes[MAX] = latencyMs;
+    if (latencyMs < extremes[MIN]!) extremes[MIN] = latencyMs;
   }
 
   stats(now: number): WindowStats & { retriesPerSecond: number } {
@@ -194,21 +185,21 @@ class Series {
     const perSecond: number[] = new Array(WINDOW_SECONDS).fill(0);
     const histogram = new Uint32Array(BINS);
     for (let back = 0; back < SLOTS; back++) {
-      const s = second - back;
-      if (s < 0) break;
-      const slot = s % SLOTS;
-      if (this.#second[slot] !== s) continue;
-      if (back > 0) perSecond[WINDOW_SECONDS - back] = this.#calls[slot]!;
+      const counts = this.#counts.bucket(back, now);
+      if (!counts) continue;
+      const slotCalls = counts[CALLS]!;
+      if (back > 0) perSecond[WINDOW_SECONDS - back] = slotCalls;
       const share = back === SLOTS - 1 ? oldestShare : 1;
-      calls += this.#calls[slot]! * share;
-      errors += this.#errors[slot]! * share;
-      retries += this.#retries[slot]! * share;
-      for (let c = 0; c < CLASSES; c++) classes[c]! += this.#classes[slot * CLASSES + c]! * share;
-      if (this.#calls[slot]! > 0) {
-        inWindow += this.#calls[slot]!;
-        for (let b = 0; b < BINS; b++) histogram[b]! += this.#histogram[slot * BINS + b]!;
-        if (this.#max[slot]! > max) max = this.#max[slot]!;
-        if (this.#min[slot]! < min) min = this.#min[slot]!;
+      calls += slotCalls * share;
+      errors += counts[ERRORS]! * share;
+      retries += counts[RETRIES]! * share;
+      for (let c = 0; c < CLASSES; c++) classes[c]! += counts[CLASS_0 + c]! * share;
+      if (slotCalls > 0) {
+        inWindow += slotCalls;
+        for (let b = 0; b < BINS; b++) histogram[b]! += counts[BIN_0 + b]!;
+        const extremes = this.#extremes.bucket(back, now)!;
+        if (extremes[MAX]! > max) max = extremes[MAX]!;
+        if (extremes[MIN]! < min) min = extremes[MIN]!;
       }
     }
     // A series younger than the window is rated over its own age (at least a second).

@@ -13,6 +13,7 @@ import type { ErrorCode } from '../errors/codes.ts';
 import { MeshError } from '../errors/mesh-error.ts';
 import { settingsKey } from '../policy/settings-key.ts';
 import type { CircuitBreakerPolicy } from '../policy/types.ts';
+import { BucketClock } from './window.ts';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 export type BreakerScope = 'service' | 'endpoint';
@@ -91,16 +92,14 @@ export class Breaker {
   readonly #circuit: CircuitBreaker<[Attempt], unknown> | undefined;
   readonly #rotator = new EventEmitter();
   readonly #now: () => number;
-  readonly #bucketMs: number;
-  #rotatedAt: number;
+  readonly #buckets: BucketClock;
 
   constructor(service: string, address: string | undefined, policy: CircuitBreakerPolicy, options: BreakerOptions = {}) {
     this.service = service;
     this.address = address;
     this.policy = policy;
     this.#now = options.now ?? Date.now;
-    this.#bucketMs = Math.max(1, policy.rollingWindowMs / BUCKETS);
-    this.#rotatedAt = this.#now();
+    this.#buckets = new BucketClock(policy.rollingWindowMs / BUCKETS, this.#now());
     if (!policy.enabled) return;
 
     const circuit: CircuitBreaker<[Attempt], unknown> = new CircuitBreaker((attempt: Attempt) => attempt(), {
@@ -183,10 +182,7 @@ export class Breaker {
 
   /** Rotate the rolling window by however many buckets the clock has moved past. */
   #slide(): void {
-    const steps = Math.floor((this.#now() - this.#rotatedAt) / this.#bucketMs);
-    if (steps <= 0) return;
-    this.#rotatedAt += steps * this.#bucketMs;
-    this.#rotate(Math.min(steps, BUCKETS));
+    this.#rotate(Math.min(this.#buckets.advance(this.#now()), BUCKETS));
   }
 
   #rotate(buckets: number): void {

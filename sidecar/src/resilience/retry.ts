@@ -7,6 +7,7 @@ import { MeshError } from '../errors/mesh-error.ts';
 import type { Header } from '../mcp/codec.ts';
 import type { RetryBudgetPolicy, RetryCondition, RetryPolicy } from '../policy/types.ts';
 import { jitteredBackoff } from './backoff.ts';
+import { RollingCounters } from './window.ts';
 import { CircuitOpenError } from './breaker.ts';
 
 /** RFC 9110 §9.2.2: repeating these has the same effect as sending them once. */
@@ -148,6 +149,8 @@ export function retryDelay(policy: RetryPolicy, retryNumber: number, outcome: At
 }
 
 const BUDGET_BUCKETS = 10;
+const CALLS = 0;
+const RETRIES = 1;
 
 /**
  * Linkerd-style retry budget for one service: over a sliding window, retries may be at most
@@ -156,57 +159,29 @@ const BUDGET_BUCKETS = 10;
  */
 export class RetryBudget {
   readonly #policy: RetryBudgetPolicy;
-  readonly #now: () => number;
-  readonly #bucketMs: number;
-  // Ring of buckets; #start is the time the newest bucket (index #head) began.
-  readonly #calls = new Array<number>(BUDGET_BUCKETS).fill(0);
-  readonly #retries = new Array<number>(BUDGET_BUCKETS).fill(0);
-  #head = 0;
-  #start: number;
+  readonly #window: RollingCounters;
 
   constructor(policy: RetryBudgetPolicy, options: { now?: () => number } = {}) {
     this.#policy = policy;
-    this.#now = options.now ?? Date.now;
-    this.#bucketMs = Math.max(1, policy.windowMs / BUDGET_BUCKETS);
-    this.#start = this.#now();
+    this.#window = new RollingCounters({ buckets: BUDGET_BUCKETS, bucketMs: policy.windowMs / BUDGET_BUCKETS, lanes: 2, ...options });
   }
 
   /** Count one original call (not a retry) towards the allowance. */
   recordCall(): void {
-    this.#advance();
-    this.#calls[this.#head]!++;
+    this.#window.add(CALLS);
   }
 
   /** True, and the retry is counted, when the budget still allows one; false means do not retry. */
   tryAcquire(): boolean {
-    this.#advance();
-    const allowed = this.#policy.ratio * sum(this.#calls) + this.#policy.minPerSecond * (this.#policy.windowMs / 1000);
-    if (sum(this.#retries) + 1 > allowed) return false;
-    this.#retries[this.#head]!++;
+    const counts = this.#window.current();
+    const allowed = this.#policy.ratio * this.#window.sum(CALLS) + this.#policy.minPerSecond * (this.#policy.windowMs / 1000);
+    if (this.#window.sum(RETRIES) + 1 > allowed) return false;
+    counts[RETRIES]!++;
     return true;
   }
 
   /** Calls and retries in the current window (for /endpoints and metrics). */
   snapshot(): { calls: number; retries: number } {
-    this.#advance();
-    return { calls: sum(this.#calls), retries: sum(this.#retries) };
+    return { calls: this.#window.sum(CALLS), retries: this.#window.sum(RETRIES) };
   }
-
-  /** Move the ring forward to now, zeroing the buckets that fell out of the window. */
-  #advance(): void {
-    const steps = Math.floor((this.#now() - this.#start) / this.#bucketMs);
-    if (steps <= 0) return;
-    for (let i = 0; i < Math.min(steps, BUDGET_BUCKETS); i++) {
-      this.#head = (this.#head + 1) % BUDGET_BUCKETS;
-      this.#calls[this.#head] = 0;
-      this.#retries[this.#head] = 0;
-    }
-    this.#start += steps * this.#bucketMs;
-  }
-}
-
-function sum(values: readonly number[]): number {
-  let total = 0;
-  for (const v of values) total += v;
-  return total;
 }
