@@ -1,10 +1,17 @@
 // The container image without a Docker engine: read the Dockerfile, put exactly the files it copies into
-// a temp folder, install production dependencies with the command its build stage runs, and run its
-// ENTRYPOINT + CMD there (`node bin/mcp-mesh.js sidecar --config …`): it must start (the "listening" log
-// line with its ports) and exit 0 on SIGTERM. What is not tested here: the base image, tini, the user.
+// a temp folder, and run its ENTRYPOINT + CMD there (`node bin/mcp-mesh.js sidecar --config …`): it must
+// start (the "listening" log line with its ports) and exit 0 on SIGTERM. What is not tested here: the
+// base image, tini, the user.
+//
+// The deps stage runs `npm ci --omit=dev --ignore-scripts`; a test installs nothing, so its result is
+// assembled from what the README's setup (`npm ci`) already installed: every package package-lock.json
+// does not mark `dev` (exactly what `npm ci --omit=dev` installs from it), copied from the repo's
+// node_modules, each at the version the lock names; optional packages of other platforms are absent
+// there as they would be in the image. A repo whose node_modules does not match its lock skips these
+// tests, saying so (run `npm ci`).
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -42,16 +49,30 @@ const final = stages.at(-1)!;
 const deps = stages.find((s) => s.name === 'deps')!;
 const execForm = (op: string) => JSON.parse(final.instructions.findLast((i) => i.op === op)!.args) as string[];
 
-/** npm's CLI script, run with the test's own Node 24. */
-function findNpmCli(): string | undefined {
-  const candidates = [path.join(path.dirname(process.execPath), '../lib/node_modules/npm/bin/npm-cli.js')];
-  const which = spawnSync('sh', ['-c', 'command -v npm'], { encoding: 'utf8' });
-  if (which.status === 0 && which.stdout.trim()) {
-    const bin = realpathSync(which.stdout.trim());
-    candidates.push(bin.endsWith('.js') ? bin : path.join(path.dirname(bin), '../lib/node_modules/npm/bin/npm-cli.js'));
+interface LockEntry { version?: string; dev?: boolean; optional?: boolean; link?: boolean }
+
+/**
+ * Copy into `dir` the packages `npm ci --omit=dev` would install from the repo's package-lock.json,
+ * taken from the repo's node_modules. Returns why it cannot, when a package is missing or at another
+ * version than the lock's (node_modules not installed from this lock).
+ */
+function copyProductionInstall(dir: string): string | undefined {
+  const lock = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockEntry> };
+  for (const [key, entry] of Object.entries(lock.packages)) {
+    if (!key.startsWith('node_modules/') || entry.dev) continue;
+    const from = path.join(REPO_ROOT, key);
+    const manifest = path.join(from, 'package.json');
+    if (!existsSync(manifest)) {
+      if (entry.optional) continue; // another platform's prebuilt binary
+      return `${key} is not installed (run npm ci)`;
+    }
+    const installed = (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version;
+    if (entry.version !== undefined && installed !== entry.version) return `${key} is ${installed}, package-lock.json says ${entry.version} (run npm ci)`;
+    mkdirSync(path.dirname(path.join(dir, key)), { recursive: true });
+    // A package's own node_modules holds nested packages: each is a lock entry of its own.
+    cpSync(from, path.join(dir, key), { recursive: true, filter: (source) => source === from || path.basename(source) !== 'node_modules' });
   }
-  candidates.push('/usr/lib/node_modules/npm/bin/npm-cli.js', '/usr/local/lib/node_modules/npm/bin/npm-cli.js');
-  return candidates.find((c) => existsSync(c));
+  return undefined;
 }
 
 describe('Dockerfile', () => {
@@ -84,14 +105,9 @@ describe('the image, assembled from the Dockerfile without Docker', { timeout: 3
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   before(() => {
-    // The deps stage: its COPY sources, then its npm command, run by this Node.
+    // The deps stage: its COPY sources, then the production install its npm command makes.
     for (const c of copies(deps)) for (const s of c.sources) cpSync(path.join(REPO_ROOT, s), path.join(dir, path.basename(s)));
-    const npmCli = findNpmCli();
-    if (!npmCli) { installError = 'npm not found'; return; }
-    const npm = spawnSync(process.execPath, [npmCli, 'ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund'], {
-      cwd: dir, encoding: 'utf8', timeout: 240_000, env: cleanEnv({ NODE_ENV: 'production' }),
-    });
-    if (npm.status !== 0) installError = `npm ci failed (${npm.status ?? npm.signal}): ${npm.stderr.slice(-1500)}`;
+    installError = copyProductionInstall(dir);
     // The final stage: every COPY that is not from the deps stage (node_modules is already in place).
     for (const c of copies(final).filter((x) => !x.from)) {
       for (const s of c.sources) {
@@ -109,9 +125,8 @@ describe('the image, assembled from the Dockerfile without Docker', { timeout: 3
 
   function unavailable(t: { skip(msg: string): void }): boolean {
     if (!installError) return false;
-    // No registry here is an environment problem, not a defect of the image; anything else fails.
-    if (/ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNREFUSED|ECONNRESET|npm not found/.test(installError)) { t.skip(installError.slice(0, 300)); return true; }
-    assert.fail(installError);
+    t.skip(`the repo's node_modules cannot stand in for the image's production install: ${installError}`);
+    return true;
   }
 
   test('only production dependencies are installed; dev dependencies are absent', (t) => {
