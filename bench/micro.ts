@@ -7,6 +7,9 @@
 //   policy        the effective policy of a request (policy/resolve.ts) with 1 and 50 routes, and the
 //                 per-service state lookup that follows it (call/service-state.ts)
 //   affinity      owner-token wrap/unwrap (affinity/token.ts), and routeSession on a tokened request
+//   observer      what reporting one call costs (telemetry/observer.ts): no observer, the status page's
+//                 live stats (admin/live-stats.ts), tracing not sampling and sampling (spans exported
+//                 over OTLP/HTTP to a sink on loopback, trace-sink.ts); calling and called side
 //
 // Inputs are built as the sidecar builds them: policies compiled from YAML text with compilePolicies
 // (what PolicyStore does), balancer settings from the compiled defaults, envelopes shaped like
@@ -25,6 +28,7 @@ import { routeSession } from '../sidecar/src/affinity/mcp-session.ts';
 import { OwnerTokens } from '../sidecar/src/affinity/token.ts';
 import type { Balancer } from '../sidecar/src/balancer/balancer.ts';
 import { createBalancer } from '../sidecar/src/balancer/create.ts';
+import { createLiveStats } from '../sidecar/src/admin/live-stats.ts';
 import { ServiceStates } from '../sidecar/src/call/service-state.ts';
 import type { Endpoint } from '../sidecar/src/discovery/resolver.ts';
 import { endToEndRequestHeaders } from '../sidecar/src/http/headers.ts';
@@ -33,8 +37,12 @@ import { newMessageId } from '../sidecar/src/mcp/ids.ts';
 import { parsePolicyText } from '../sidecar/src/policy/load.ts';
 import { compilePolicies, type PolicyDefaults } from '../sidecar/src/policy/resolve.ts';
 import type { LoadBalancerPolicy, LoadBalancerSettings } from '../sidecar/src/policy/types.ts';
+import { NO_OBSERVER, type CallObserver, type InboundStart, type OutboundStart } from '../sidecar/src/telemetry/observer.ts';
+import { createTracing } from '../sidecar/src/telemetry/tracing.ts';
+import pino from 'pino';
 import { markers, writeSection } from './report-sections.ts';
 import { machine } from './proc.ts';
+import { TraceSink } from './trace-sink.ts';
 
 const { begin: MICRO_BEGIN, end: MICRO_END } = markers('micro');
 
@@ -123,7 +131,7 @@ function compiled(routes: number) {
 // ---------------------------------------------------------------------------------------------------
 // Cases
 
-function cases(): Case[] {
+async function cases(): Promise<{ list: Case[]; close: () => Promise<void> }> {
   const list: Case[] = [];
   const add = (group: string, name: string, batch: number, op: () => unknown) => list.push({ group, name, batch, op });
   // No policy file: the compiled defaults (the balancer settings below start from them).
@@ -192,7 +200,57 @@ function cases(): Case[] {
   add('affinity', 'owner token wrap (HMAC-SHA256)', 20, () => tokens.wrap(owner));
   add('affinity', 'owner token unwrap + verify', 20, () => tokens.unwrap(token));
   add('affinity', 'routeSession: a request with a token header', 20, () => routeSession(tokens, tokened));
-  return list;
+  const close = await observerCases(add);
+  return { list, close };
+}
+
+const TRACEPARENT = (flags: string) => ({ name: 'traceparent', value: `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-${flags}` });
+
+/**
+ * One call as the pipeline reports it (calling side: outbound, route, one attempt, ends) and as the
+ * app forwarder does (called side: inbound, app call, ends), under each observer. Returns what stops
+ * the tracing SDKs and the sink.
+ */
+async function observerCases(add: (group: string, name: string, batch: number, op: () => unknown) => void): Promise<() => Promise<void>> {
+  const sink = await TraceSink.start();
+  const identity = { service: 'client', namespace: 'default', instance: 'micro', logger: pino({ level: 'silent' }) };
+  // Sampled spans leave in batches of up to 512 every 200 ms, as a busy sidecar exports them.
+  const env = (sampling: Record<string, string>) => ({ OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_BSP_SCHEDULE_DELAY: '200', ...sampling });
+  const unsampled = await createTracing({ ...identity, env: env({ OTEL_TRACES_SAMPLER_ARG: '0' }) });
+  const sampled = await createTracing({ ...identity, env: env({ OTEL_TRACES_SAMPLER: 'always_on' }) });
+  const liveStats = createLiveStats().observer;
+  const outbound = (headers: OutboundStart['headers']): OutboundStart => ({ service: 'target.default', method: 'POST', path: '/bench', headers, kind: 'call' });
+  const callingSide = (observer: CallObserver, start: OutboundStart) => {
+    const observed = observer.outbound(start);
+    observed.route('default');
+    const attempt = observed.attempt(1, '127.0.0.1:15002', 'closed');
+    attempt.end({ status: 200 });
+    observed.end({ status: 200 }, 1);
+    return attempt.trace;
+  };
+  const calledSide = (observer: CallObserver, start: InboundStart) => {
+    const observed = observer.inbound(start);
+    const app = observed.appCall();
+    app.end({ status: 200 });
+    observed.end({ status: 200 });
+    return app.headers;
+  };
+  const rows: [string, CallObserver, OutboundStart][] = [
+    ['none (NO_OBSERVER)', NO_OBSERVER, outbound([])],
+    ['live stats (status page)', liveStats, outbound([])],
+    ['tracing on, not sampled (ratio 0, no parent)', unsampled.observer, outbound([])],
+    ['tracing on, not sampled (parent flags 00)', unsampled.observer, outbound([TRACEPARENT('00')])],
+    ['tracing on, sampled (always_on)', sampled.observer, outbound([TRACEPARENT('01')])],
+  ];
+  for (const [name, observer, start] of rows) {
+    const inbound: InboundStart = { service: 'target.default', source: 'client.default', method: 'POST', path: '/bench', headers: [], trace: callingSide(observer, start), messageId: undefined };
+    add('observer', `${name}: calling side`, 50, () => callingSide(observer, start));
+    add('observer', `  ${name}: called side`, 50, () => calledSide(observer, inbound));
+  }
+  return async () => {
+    await Promise.all([unsampled.shutdown(), sampled.shutdown()]);
+    await sink.stop();
+  };
 }
 
 /** Each endpoint answered once (p2c-ewma then has estimates, not only defaults), nothing in flight. */
@@ -208,7 +266,8 @@ function prime(balancer: Balancer, list: readonly Endpoint[]): void {
 
 export async function runMicroBench(options: MicroOptions, log: (line: string) => void): Promise<MicroOutcome> {
   const filter = options.filter?.toLowerCase();
-  const selected = cases().filter((c) => !filter || `${c.group} ${c.name}`.toLowerCase().includes(filter));
+  const { list, close } = await cases();
+  const selected = list.filter((c) => !filter || `${c.group} ${c.name}`.toLowerCase().includes(filter));
   const bench = new Bench({ time: options.timeMs, warmupTime: Math.max(10, options.timeMs / 4), iterations: 16, throws: false });
   let sink: unknown;
   for (const c of selected) {
@@ -221,7 +280,11 @@ export async function runMicroBench(options: MicroOptions, log: (line: string) =
   }
   log(`micro: ${selected.length} cases, ${options.timeMs} ms each`);
   const started = performance.now();
-  await bench.run();
+  try {
+    await bench.run();
+  } finally {
+    await close();
+  }
   void sink;
   const rows: Row[] = bench.tasks.map((task, i) => {
     const c = selected[i]!;

@@ -14,8 +14,6 @@
 // Then the report's other sections (SECTIONS below: the durable async scenario of async.ts, …), each
 // with its own part of the --out file, kept from the previous file when it did not run this time.
 import { execFileSync } from 'node:child_process';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,6 +31,7 @@ import { startListeningChild, type ListeningChild } from './children.ts';
 import { ForkedChild } from './child-ipc.ts';
 import { findHaproxy, startHaproxyChain, type HaproxyBinary, type HaproxyChain } from './haproxy.ts';
 import { startNodePair, type NodePair } from './node-pair.ts';
+import { TraceSink } from './trace-sink.ts';
 import { latencyPng, percentilePoints, type Panel } from './plot.ts';
 import { mark, ms, plus, times } from './format.ts';
 import { cpuSeconds, machine, machineBusySeconds, memoryMiB } from './proc.ts';
@@ -592,38 +591,6 @@ spec:
   loadBalancer: { policy: p2c-ewma }
   access: { allow: [client] }
 `;
-
-/** An OTLP/HTTP endpoint that accepts every export and counts requests and bytes. */
-class TraceSink {
-  exports = 0;
-  bytes = 0;
-  readonly #server: Server;
-  readonly url: string;
-
-  private constructor(server: Server) {
-    this.#server = server;
-    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  }
-
-  static async start(): Promise<TraceSink> {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const sink = new TraceSink(server);
-    server.on('request', (req, res) => {
-      req.on('data', (chunk: Buffer) => { sink.bytes += chunk.length; });
-      req.on('end', () => {
-        sink.exports++;
-        res.writeHead(200, { 'content-type': req.headers['content-type'] ?? 'application/x-protobuf' }).end();
-      });
-    });
-    return sink;
-  }
-
-  stop(): Promise<unknown> {
-    this.#server.closeAllConnections();
-    return new Promise((resolve) => this.#server.close(resolve));
-  }
-}
 
 function newScenario(title: string, mode: 'open' | 'closed', rate: number, connections: number, perTargetS: number): Scenario {
   const histogram = () => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
