@@ -325,8 +325,8 @@ describe('ordering keys under injected failures', { timeout: 60_000 }, () => {
 // holding the app 20 ms: at most 200 a second, so 2,000 take ≥ 10 s), and the high message is sent only
 // once the whole flood is accepted and flowing. With working lanes it leaves at once on a high slot
 // (milliseconds); with broken lanes it would queue behind the ~1,900 undelivered low ones (seconds).
-// The bound is the idle median + 200 ms, and the test also checks the flood was far from drained when
-// the high message arrived, so "fast" cannot come from an already empty queue.
+// What is asserted is the order, not a time: when the high message reaches the app, at least a quarter
+// of the flood, all accepted before it, is still undelivered. Its latency is printed, not asserted.
 describe('priority lanes: a high-priority message under a low-priority flood', { timeout: 90_000 }, () => {
   const FLOOD = 2000;
   /** Deliveries per lane at once, and how long the app takes over each flood message. */
@@ -354,7 +354,7 @@ describe('priority lanes: a high-priority message under a low-priority flood', {
     return { ms: receipt.at - started, floodAtArrival: app.receipts.filter((r) => r.url.startsWith('/flood') && r.index < receipt.index).length, accepted };
   }
 
-  test('its latency stays near the idle latency, far below the time the flood takes to drain', async (t) => {
+  test('it overtakes the flood queued before it (latency printed, next to the idle latency)', async (t) => {
     const { app, caller, agent } = setup;
     const idle: number[] = [];
     for (let i = 0; i < 5; i++) idle.push((await urgent(`idle-${i}`)).ms);
@@ -371,9 +371,7 @@ describe('priority lanes: a high-priority message under a low-priority flood', {
       const queuedBehind = FLOOD - sample.floodAtArrival;
       const drainMs = (queuedBehind * FLOOD_WORK_MS) / SLOTS;
       t.diagnostic(`high #${i} under the flood: ${sample.ms.toFixed(1)} ms (idle ${idleMs.toFixed(1)} ms); ${queuedBehind} low messages still undelivered, ≥ ${Math.round(drainMs)} ms of work`);
-      assert.ok(queuedBehind >= FLOOD / 4, `the flood was far from drained when the high message arrived (${queuedBehind} left)`);
-      assert.ok(sample.ms < idleMs + 200, `high-priority latency under the flood ${sample.ms.toFixed(1)} ms, idle ${idleMs.toFixed(1)} ms`);
-      assert.ok(sample.ms * 10 < drainMs, `far below the flood's drain time (${Math.round(drainMs)} ms)`);
+      assert.ok(queuedBehind >= FLOOD / 4, `the high message overtook the flood accepted before it (${queuedBehind} low messages still undelivered)`);
     }
     const view = await messageStatus(caller, (await urgent('check')).accepted.id);
     assert.equal(view?.priority, 'high');
