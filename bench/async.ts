@@ -26,6 +26,7 @@ import { cpuSeconds, machine, machineBusySeconds, memoryMiB, threadCpu } from '.
 import { ForkedChild, PoolCache, serveSpecs } from './child-ipc.ts';
 import { markers } from './report-sections.ts';
 import { msOrS } from './format.ts';
+import { metricSum, parseSamples } from '../test/helpers/prometheus.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const { begin: SECTION_BEGIN, end: SECTION_END } = markers('async');
@@ -553,24 +554,17 @@ function fsyncProbe(dir: string, count = 100): { p50: number; p99: number; count
 async function asyncMetrics(a: SidecarProcess, b: SidecarProcess): Promise<{ deliveries: Record<string, number>; duplicatesDropped: number; queued: number }> {
   const [textA, textB] = await Promise.all([metricsText(a), metricsText(b)]);
   const deliveries: Record<string, number> = {};
-  for (const line of textA.split('\n')) {
-    const d = /^mcp_async_deliveries(?:_total)?\{([^}]*)\}\s+(\S+)/.exec(line);
-    if (d) {
-      const outcome = /outcome="([^"]*)"/.exec(d[1]!)?.[1] ?? '?';
-      deliveries[outcome] = (deliveries[outcome] ?? 0) + Number(d[2]);
-    }
+  for (const { labels, value } of parseSamples(textA, 'mcp_async_deliveries_total')) {
+    const outcome = labels.outcome ?? '?';
+    deliveries[outcome] = (deliveries[outcome] ?? 0) + value;
   }
-  let duplicatesDropped = 0;
-  for (const line of textB.split('\n')) {
-    const d = /^mcp_async_duplicates_dropped(?:_total)?(?:\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (d) duplicatesDropped += Number(d[1]);
-  }
+  const duplicatesDropped = metricSum(textB, 'mcp_async_duplicates_dropped_total');
   return { deliveries, duplicatesDropped, queued: outboxQueued(textA) };
 }
 
 /** Messages a sidecar's outbox still holds queued, from its /metrics text. */
 export function outboxQueued(metrics: string): number {
-  return [...metrics.matchAll(/^mcp_outbox_messages\{[^}]*state="queued"[^}]*\}\s+(\S+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  return metricSum(metrics, 'mcp_outbox_messages', { state: 'queued' });
 }
 
 /** A sidecar's Prometheus exposition (admin /metrics). */

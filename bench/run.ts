@@ -35,6 +35,7 @@ import { TraceSink } from './trace-sink.ts';
 import { latencyPng, percentilePoints, type Panel } from './plot.ts';
 import { mark, ms, plus, times } from './format.ts';
 import { cpuSeconds, machine, machineBusySeconds, memoryMiB } from './proc.ts';
+import { parseSamples } from '../test/helpers/prometheus.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 type Log = (line: string) => void;
@@ -206,19 +207,14 @@ export function parseHistogram(text: string, name: string): Buckets {
   const byLe = new Map<number, number>();
   let sum = 0;
   let count = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name) || line.startsWith('#')) continue;
-    const m = /^(\w+?)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m) continue;
-    const value = Number(m[3]);
-    if (m[1] === `${name}_bucket`) {
-      const le = /(?:^|,)le="([^"]+)"/.exec(m[2] ?? '')?.[1];
-      if (le === undefined) continue;
-      const bound = le === '+Inf' ? Infinity : Number(le);
+  for (const { name: series, labels, value } of parseSamples(text)) {
+    if (series === `${name}_bucket`) {
+      if (labels.le === undefined) continue;
+      const bound = labels.le === '+Inf' ? Infinity : Number(labels.le);
       byLe.set(bound, (byLe.get(bound) ?? 0) + value);
-    } else if (m[1] === `${name}_sum`) {
+    } else if (series === `${name}_sum`) {
       sum += value;
-    } else if (m[1] === `${name}_count`) {
+    } else if (series === `${name}_count`) {
       count += value;
     }
   }

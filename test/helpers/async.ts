@@ -12,6 +12,7 @@ import path from 'node:path';
 import { request, type Dispatcher } from 'undici';
 import { listen, type RunningServer } from './apps.ts';
 import { policy } from './policies.ts';
+import { metricSum } from './prometheus.ts';
 import type { SidecarProcess } from './sidecar-process.ts';
 import { until, within } from './wait.ts';
 
@@ -262,20 +263,6 @@ export async function metricsText(sidecar: SidecarProcess): Promise<string> {
   const text = await response.body.text();
   if (response.statusCode !== 200) throw new Error(`admin /metrics: ${response.statusCode} ${text}`);
   return text;
-}
-
-/** Sum of the samples of `name` whose labels include all of `labels` (0 if there is none). */
-export function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? (\S+)/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const found: Record<string, string> = {};
-    for (const pair of (match[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) found[pair[1]!] = pair[2]!;
-    if (Object.entries(labels).every(([k, v]) => found[k] === v)) sum += Number(match[4]);
-  }
-  return sum;
 }
 
 export async function metric(sidecar: SidecarProcess, name: string, labels: Record<string, string> = {}): Promise<number> {

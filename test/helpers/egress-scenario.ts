@@ -10,6 +10,7 @@ import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { parseSamples } from './prometheus.ts';
 import { header, rawHttp } from './raw-http.ts';
 import { NODE, SidecarProcess, sidecarConfig } from './sidecar-process.ts';
 import { until } from './wait.ts';
@@ -103,7 +104,7 @@ async function pod(): Promise<void> {
   trap.close();
   outside.stdin!.end();
   const { seen } = JSON.parse((await lines.next()).value as string) as { seen: string[] };
-  process.stdout.write(`${JSON.stringify({ ...results, seen: seen.filter((s) => !s.startsWith('GET /ready')), metricsLine: metrics.split('\n').find((l) => l.startsWith('mcp_requests_total') && l.includes('egress:')) ?? null })}\n`);
+  process.stdout.write(`${JSON.stringify({ ...results, seen: seen.filter((s) => !s.startsWith('GET /ready')), metricsLine: parseSamples(metrics, 'mcp_requests_total').find((m) => m.labels.service?.startsWith('egress:'))?.text ?? null })}\n`);
 }
 
 function sh(command: string): void {

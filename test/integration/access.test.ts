@@ -6,7 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import type { TestApp } from '../helpers/apps.ts';
 import { makeCertDir, type CertDir } from '../helpers/certs.ts';
-import { metricSum, metricsText, policyFolder, removeDir } from '../helpers/async.ts';
+import { metricsText, policyFolder, removeDir } from '../helpers/async.ts';
+import { metricSum } from '../helpers/prometheus.ts';
 import { startMesh, type Mesh } from '../helpers/mesh.ts';
 import type { SidecarProcess } from '../helpers/sidecar-process.ts';
 

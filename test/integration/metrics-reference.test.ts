@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { closedPort, startTestApp, type TestApp } from '../helpers/apps.ts';
-import { meshApi, metricsText, metricSum, policyFolder, removeDir } from '../helpers/async.ts';
+import { meshApi, metricsText, policyFolder, removeDir } from '../helpers/async.ts';
+import { metricSum, sampleLines } from '../helpers/prometheus.ts';
 import { callService } from '../helpers/fleet.ts';
 import { documents, policy } from '../helpers/policies.ts';
 import { SidecarProcess, sidecarConfig } from '../helpers/sidecar-process.ts';
@@ -27,11 +28,6 @@ const POLICIES = {
   // Each try waits at most 100 ms for a link that never comes; three tries in all.
   'ghost.yaml': policy('ghost', 'ghost', '  timeouts: { connect: 100ms }\n  retries: { attempts: 3, backoff: { base: 1ms, max: 2ms } }\n'),
 };
-
-/** Sample lines of `name` (without the name), sorted, for exact comparisons. */
-function samples(text: string, name: string): string[] {
-  return text.split('\n').filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `)).map((line) => line.slice(name.length)).sort();
-}
 
 describe('call metrics on /metrics (docs/metrics.md)', { timeout: 60_000 }, () => {
   let app: TestApp;
@@ -87,7 +83,7 @@ describe('call metrics on /metrics (docs/metrics.md)', { timeout: 60_000 }, () =
   });
 
   test('the caller counts outbound calls by service, policy route, status and mesh error', () => {
-    assert.deepEqual(samples(callerText, 'mcp_requests_total'), [
+    assert.deepEqual(sampleLines(callerText, 'mcp_requests_total'), [
       '{service="down.default",route="default",direction="outbound",code="502",error="APP_UNAVAILABLE"} 2',
       '{service="ghost.default",route="default",direction="outbound",code="503",error="NO_HEALTHY_ENDPOINT"} 4',
       '{service="orders.default",route="default",direction="outbound",code="200",error=""} 2',
@@ -99,11 +95,11 @@ describe('call metrics on /metrics (docs/metrics.md)', { timeout: 60_000 }, () =
   });
 
   test('the called sidecars count the same calls as inbound, each try once', () => {
-    assert.deepEqual(samples(ordersText, 'mcp_requests_total'), [
+    assert.deepEqual(sampleLines(ordersText, 'mcp_requests_total'), [
       '{service="orders.default",route="default",direction="inbound",code="200",error=""} 7',
       '{service="orders.default",route="default",direction="inbound",code="503",error=""} 6',
     ]);
-    assert.deepEqual(samples(downText, 'mcp_requests_total'), [
+    assert.deepEqual(sampleLines(downText, 'mcp_requests_total'), [
       '{service="down.default",route="default",direction="inbound",code="502",error="APP_UNAVAILABLE"} 2',
     ]);
   });
@@ -124,7 +120,7 @@ describe('call metrics on /metrics (docs/metrics.md)', { timeout: 60_000 }, () =
   });
 
   test('retries and tries are counted at the caller', () => {
-    assert.deepEqual(samples(callerText, 'mcp_retries_total'), [
+    assert.deepEqual(sampleLines(callerText, 'mcp_retries_total'), [
       '{service="down.default",route="default"} 0',
       '{service="ghost.default",route="default"} 8',
       '{service="orders.default",route="default"} 0',
@@ -132,7 +128,7 @@ describe('call metrics on /metrics (docs/metrics.md)', { timeout: 60_000 }, () =
       '{service="unknown",route=""} 0',
     ]);
     // Ghost tries never reached an endpoint (no link): retries, but no attempts.
-    assert.deepEqual(samples(callerText, 'mcp_attempts_total'), [
+    assert.deepEqual(sampleLines(callerText, 'mcp_attempts_total'), [
       '{service="down.default",route="default",code="502",error="APP_UNAVAILABLE"} 2',
       '{service="orders.default",route="default",code="200",error=""} 2',
       '{service="orders.default",route="status",code="200",error=""} 5',
@@ -147,11 +143,11 @@ describe('call metrics on /metrics (docs/metrics.md)', { timeout: 60_000 }, () =
     assert.equal(metricSum(callerText, 'mcp_link_batch_size_bucket', { le: '+Inf' }), metricSum(callerText, 'mcp_link_batch_size_count'));
     assert.equal(metricSum(callerText, 'mcp_links', { state: 'ready' }), 2);
     assert.equal(metricSum(callerText, 'mcp_links', { state: 'connecting' }) + metricSum(callerText, 'mcp_links', { state: 'broken' }), 1, 'the link to the ghost');
-    assert.deepEqual(samples(callerText, 'mcp_link_in_flight'), [`{peer="${down.inboundAddress}"} 0`, `{peer="${ghost}"} 0`, `{peer="${orders.inboundAddress}"} 0`].sort());
+    assert.deepEqual(sampleLines(callerText, 'mcp_link_in_flight'), [`{peer="${down.inboundAddress}"} 0`, `{peer="${ghost}"} 0`, `{peer="${orders.inboundAddress}"} 0`].sort());
   });
 
   test('breaker states, ejections and limiter queues of the called services', () => {
-    assert.deepEqual(samples(callerText, 'mcp_circuit_breaker_state'), [
+    assert.deepEqual(sampleLines(callerText, 'mcp_circuit_breaker_state'), [
       `{service="down.default",scope="endpoint",endpoint="${down.inboundAddress}"} 0`,
       '{service="down.default",scope="service",endpoint=""} 0',
       '{service="ghost.default",scope="service",endpoint=""} 0',
@@ -160,8 +156,8 @@ describe('call metrics on /metrics (docs/metrics.md)', { timeout: 60_000 }, () =
     ]);
     assert.equal(metricSum(callerText, 'mcp_outlier_ejected_endpoints', { service: 'orders.default' }), 0);
     assert.match(callerText, /^mcp_outlier_ejected_endpoints\{service="ghost\.default"\} 0$/m);
-    assert.equal(samples(callerText, 'mcp_queue_depth').filter((l) => l.includes('queue="limiter"')).length, 3, 'one limiter queue per called service');
-    assert.equal(samples(callerText, 'mcp_queue_depth').filter((l) => l.includes('queue="link"')).length, 3, 'one batcher queue per peer link');
+    assert.equal(sampleLines(callerText, 'mcp_queue_depth').filter((l) => l.includes('queue="limiter"')).length, 3, 'one limiter queue per called service');
+    assert.equal(sampleLines(callerText, 'mcp_queue_depth').filter((l) => l.includes('queue="link"')).length, 3, 'one batcher queue per peer link');
     assert.equal(metricSum(callerText, 'mcp_queue_depth'), 0);
   });
 });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { startTestApp, type TestApp } from '../helpers/apps.ts';
-import { metricSum } from '../helpers/async.ts';
+import { metricSum } from '../helpers/prometheus.ts';
 import { makeCertDir, type CertDir } from '../helpers/certs.ts';
 import { assertMeshError, startMesh, type Mesh } from '../helpers/mesh.ts';
 import { SidecarProcess, sidecarConfig } from '../helpers/sidecar-process.ts';

@@ -12,7 +12,7 @@ import { createCallMetrics, NO_ROUTE, UNKNOWN_SERVICE, type CallMetricsOptions }
 import { DIRECT_SERIES_LIMIT, LATENCY_BUCKETS_SECONDS, MeshMetrics } from '../../../sidecar/src/telemetry/metrics.ts';
 import type { CallObserver, InboundStart, Outcome, OutboundStart } from '../../../sidecar/src/telemetry/observer.ts';
 import { registerRuntimeMetrics } from '../../../sidecar/src/telemetry/runtime-metrics.ts';
-import { metricSum } from '../../helpers/async.ts';
+import { metricSum, sampleLines } from '../../helpers/prometheus.ts';
 import { linkOptions } from '../mcp/fixtures.ts';
 import { compileValid, policy } from '../../helpers/policies.ts';
 
@@ -37,11 +37,6 @@ class Scraped {
     await new Promise((resolve) => this.#server?.close(resolve));
     await this.metrics.shutdown();
   }
-}
-
-/** Samples of `name` as `{labels} value` lines, for exact comparisons of label sets. */
-function samples(text: string, name: string): string[] {
-  return text.split('\n').filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `)).map((line) => line.slice(name.length)).sort();
 }
 
 const OUT: OutboundStart = { service: 'payments.default', method: 'GET', path: '/charges/42?x=1', headers: [], kind: 'call' };
@@ -82,7 +77,7 @@ describe('call metrics', () => {
     const meshError = new MeshError('NO_HEALTHY_ENDPOINT', 'none');
     outbound(observer, 'charges', [], { status: meshError.status, code: meshError.code });
     const text = await scraped.text();
-    assert.deepEqual(samples(text, 'mcp_requests_total'), [
+    assert.deepEqual(sampleLines(text, 'mcp_requests_total'), [
       '{service="payments.default",route="charges",direction="outbound",code="200",error=""} 3',
       '{service="payments.default",route="charges",direction="outbound",code="503",error=""} 1',
       '{service="payments.default",route="charges",direction="outbound",code="503",error="NO_HEALTHY_ENDPOINT"} 1',
@@ -98,11 +93,11 @@ describe('call metrics', () => {
     outbound(observer, 'charges', [{ status: 200 }], { status: 200 });
     outbound(observer, 'search', [{ status: 200 }], { status: 200 });
     const text = await scraped.text();
-    assert.deepEqual(samples(text, 'mcp_retries_total'), [
+    assert.deepEqual(sampleLines(text, 'mcp_retries_total'), [
       '{service="payments.default",route="charges"} 3',
       '{service="payments.default",route="search"} 0',
     ], 'a route shows 0 retries from its first call, so rate() has a series');
-    assert.deepEqual(samples(text, 'mcp_attempts_total'), [
+    assert.deepEqual(sampleLines(text, 'mcp_attempts_total'), [
       '{service="payments.default",route="charges",code="200",error=""} 3',
       '{service="payments.default",route="charges",code="502",error="LINK_BROKEN"} 1',
       '{service="payments.default",route="charges",code="503",error=""} 2',
@@ -116,7 +111,7 @@ describe('call metrics', () => {
       outbound(observer, undefined, [], { status: 404, code: 'UNKNOWN_SERVICE' }, { ...OUT, service: name });
     }
     const text = await scraped.text();
-    assert.deepEqual(samples(text, 'mcp_requests_total'), [
+    assert.deepEqual(sampleLines(text, 'mcp_requests_total'), [
       `{service="${UNKNOWN_SERVICE}",route="${NO_ROUTE}",direction="outbound",code="404",error="UNKNOWN_SERVICE"} 3`,
     ]);
     assert.doesNotMatch(text, /typo|random-/);
@@ -126,17 +121,17 @@ describe('call metrics', () => {
     inbound(observer, { status: 200 });
     inbound(observer, { status: 502, code: 'APP_UNAVAILABLE' });
     let text = await scraped.text();
-    assert.deepEqual(samples(text, 'mcp_requests_total'), [
+    assert.deepEqual(sampleLines(text, 'mcp_requests_total'), [
       '{service="orders.default",route="",direction="inbound",code="200",error=""} 1',
       '{service="orders.default",route="",direction="inbound",code="502",error="APP_UNAVAILABLE"} 1',
     ]);
-    assert.equal(samples(text, 'mcp_retries_total').length, 0, 'retries are an outbound matter');
+    assert.equal(sampleLines(text, 'mcp_retries_total').length, 0, 'retries are an outbound matter');
 
     await fresh({ inboundRoute: (start) => (start.path.startsWith('/orders') ? 'orders-write' : 'default') });
     inbound(observer, { status: 201 });
     inbound(observer, { status: 200 }, { ...IN, path: '/health' });
     text = await scraped.text();
-    assert.deepEqual(samples(text, 'mcp_requests_total'), [
+    assert.deepEqual(sampleLines(text, 'mcp_requests_total'), [
       '{service="orders.default",route="default",direction="inbound",code="200",error=""} 1',
       '{service="orders.default",route="orders-write",direction="inbound",code="201",error=""} 1',
     ]);
@@ -174,7 +169,7 @@ describe('call metrics', () => {
     assert.equal(bucket('+Inf'), 5);
     assert.equal(metricSum(text, 'mcp_latency_seconds_count', out), 5);
     assert.ok(Math.abs(metricSum(text, 'mcp_latency_seconds_sum', out) - 45.2083) < 1e-9);
-    const les = samples(text, 'mcp_latency_seconds_bucket').filter((s) => s.includes('direction="outbound"')).map((s) => /le="([^"]+)"/.exec(s)![1]);
+    const les = sampleLines(text, 'mcp_latency_seconds_bucket').filter((s) => s.includes('direction="outbound"')).map((s) => /le="([^"]+)"/.exec(s)![1]);
     assert.deepEqual(les.sort(), [...LATENCY_BUCKETS_SECONDS.map(String), '+Inf'].sort(), 'the documented buckets');
     const inb = { service: 'orders.default', route: '', direction: 'inbound' };
     assert.equal(metricSum(text, 'mcp_latency_seconds_bucket', { ...inb, le: '0.0005' }), 0);
@@ -186,7 +181,7 @@ describe('call metrics', () => {
   it('keeps at most DIRECT_SERIES_LIMIT series per metric, the rest in one overflow series', async () => {
     for (let i = 0; i < DIRECT_SERIES_LIMIT + 5; i++) scraped.metrics.retries.add(1, { service: `s${i}.default`, route: 'default' });
     const text = await scraped.text();
-    assert.equal(samples(text, 'mcp_retries_total').length, DIRECT_SERIES_LIMIT + 1);
+    assert.equal(sampleLines(text, 'mcp_retries_total').length, DIRECT_SERIES_LIMIT + 1);
     assert.equal(metricSum(text, 'mcp_retries_total', { otel_metric_overflow: 'true' }), 5);
   });
 });
@@ -238,16 +233,16 @@ describe('runtime metrics', () => {
     links.onBatch!('127.0.0.1:1', 200);
 
     const text = await scraped.text();
-    assert.deepEqual(samples(text, 'mcp_circuit_breaker_state'), [
+    assert.deepEqual(sampleLines(text, 'mcp_circuit_breaker_state'), [
       '{service="payments.default",scope="endpoint",endpoint="10.0.0.1:15001"} 2',
       '{service="payments.default",scope="endpoint",endpoint="10.0.0.2:15001"} 0',
       '{service="payments.default",scope="service",endpoint=""} 2',
     ]);
-    assert.deepEqual(samples(text, 'mcp_outlier_ejected_endpoints'), ['{service="payments.default"} 1']);
-    assert.deepEqual(samples(text, 'mcp_queue_depth'), ['{queue="limiter",service="payments.default"} 2', '{queue="link",peer="127.0.0.1:1"} 0']);
+    assert.deepEqual(sampleLines(text, 'mcp_outlier_ejected_endpoints'), ['{service="payments.default"} 1']);
+    assert.deepEqual(sampleLines(text, 'mcp_queue_depth'), ['{queue="limiter",service="payments.default"} 2', '{queue="link",peer="127.0.0.1:1"} 0']);
     assert.equal(metricSum(text, 'mcp_links'), 1);
-    assert.equal(samples(text, 'mcp_links').length, 5, 'every state is shown, 0 or not');
-    assert.deepEqual(samples(text, 'mcp_link_in_flight'), ['{peer="127.0.0.1:1"} 0']);
+    assert.equal(sampleLines(text, 'mcp_links').length, 5, 'every state is shown, 0 or not');
+    assert.deepEqual(sampleLines(text, 'mcp_link_in_flight'), ['{peer="127.0.0.1:1"} 0']);
     assert.deepEqual(earlier, [3, 200], 'a hook set before keeps being called');
     assert.equal(metricSum(text, 'mcp_link_batch_size_count'), 2);
     assert.equal(metricSum(text, 'mcp_link_batch_size_sum'), 203);
@@ -257,6 +252,6 @@ describe('runtime metrics', () => {
 
     release();
     for (const next of waiting) (await next)(); // each waiter gets the slot as the one before lets it go
-    assert.deepEqual(samples(await scraped.text(), 'mcp_queue_depth').filter((l) => l.includes('limiter')), ['{queue="limiter",service="payments.default"} 0']);
+    assert.deepEqual(sampleLines(await scraped.text(), 'mcp_queue_depth').filter((l) => l.includes('limiter')), ['{queue="limiter",service="payments.default"} 0']);
   });
 });
