@@ -3,13 +3,12 @@
 //
 //   queued message ──► its lane (high, medium, low) when due, and first of its ordering key
 //                 ──► a delivery slot of that lane (storage.deliveryConcurrency each)
-//                 ──► pipeline (one try) ──► delivered / failed / again later / dead, written to disk
+//                 ──► the call stack (one try) ──► delivered / failed / again later / dead, written to disk
 //
 // Lanes have slots of their own, so a flood of low-priority messages never holds a high one back.
 // Messages sharing an ordering key go one at a time in acceptance order: the next leaves only when
 // the one before is delivered, failed or dead, so order holds through retries.
 // The in-memory index holds summaries only; a message's body is read from the store when it leaves.
-import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import type { CallPipeline, CallResult } from '../call/pipeline.ts';
 import { MeshError } from '../errors/mesh-error.ts';
@@ -72,11 +71,11 @@ export class Dispatcher {
   #draining = false;
   readonly #stopping = new AbortController();
   readonly #running = new Set<Promise<void>>();
+  /** The AbortController of each delivery under way (made here, at its edge): stop() aborts them. */
+  readonly #calls = new Set<AbortController>();
 
   constructor(deps: DispatcherDeps) {
     this.#deps = deps;
-    // Every running delivery listens on this one signal: that many listeners is by design, not a leak.
-    setMaxListeners(0, this.#stopping.signal);
   }
 
   /** Load what the outbox still holds (after a restart: everything not finished) and start. */
@@ -119,7 +118,9 @@ export class Dispatcher {
       await Promise.race([Promise.allSettled([...this.#running]), new Promise((resolve) => { timer = setTimeout(resolve, graceMs); })]);
       clearTimeout(timer);
     }
-    this.#stopping.abort(new MeshError('SHUTTING_DOWN', 'this sidecar is shutting down'));
+    const reason = new MeshError('SHUTTING_DOWN', 'this sidecar is shutting down');
+    this.#stopping.abort(reason);
+    for (const cancel of this.#calls) cancel.abort(reason);
     await Promise.allSettled([...this.#running]);
   }
 
@@ -197,6 +198,9 @@ export class Dispatcher {
       // A broadcast to a replica that has left: nobody is left to receive this copy.
       outcome = { kind: 'failed', error: { code: 'NO_HEALTHY_ENDPOINT', message: `replica ${broadcastTo} left ${summary.service} before the event reached it` } };
     } else {
+      // The delivery's one AbortController: its attempt timeout (the deadline layer) or shutdown aborts it.
+      const cancel = new AbortController();
+      this.#calls.add(cancel);
       try {
         const result = await this.#deps.pipeline({
           target: { service: message.service, namespace: message.namespace },
@@ -207,7 +211,7 @@ export class Dispatcher {
           body: message.request.body.byteLength > 0 ? { kind: 'inline', bytes: message.request.body } : { kind: 'none' },
           expectStream: false,
           deadlineMs: policy.attemptTimeoutMs,
-          signal: this.#stopping.signal,
+          cancel,
           priority: summary.priority,
           delivery: {
             messageId: summary.id, attempt: summary.attempts + 1, ...(summary.topic ? { topic: summary.topic } : {}),
@@ -221,6 +225,8 @@ export class Dispatcher {
       } catch (err) {
         if (this.#stopping.signal.aborted) return; // shutting down: it stays queued on disk
         outcome = outcomeOfError(err);
+      } finally {
+        this.#calls.delete(cancel);
       }
     }
     await this.#settle(entry, message, outcome, answer, policy);

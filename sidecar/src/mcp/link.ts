@@ -2,11 +2,12 @@
 // REQUEST envelopes out and RESPONSE/ERROR envelopes back. See README.md in this folder for the flow.
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { MeshError, toMeshError } from '../errors/mesh-error.ts';
+import { MeshError } from '../errors/mesh-error.ts';
 import { Batcher } from './batcher.ts';
 import { Compression, decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
 import { compressionCode, compressPayload, decompressPayload, type CompressionSetting } from './compression.ts';
 import { newMessageId } from './ids.ts';
+import { abortReason, sendCall, type LinkAnswer, type LinkCall } from './transport.ts';
 import { identityOf, meshSource } from '../security/identity.ts';
 import { jitteredBackoff } from '../resilience/backoff.ts';
 import type { SecureNaming } from '../security/secure-naming.ts';
@@ -44,13 +45,16 @@ export interface BatchObserver {
 class PendingCall {
   sent = false;
   readonly observer: BatchObserver | undefined;
+  /** The called service ("name.namespace", the request's destination): the errors of this call name it. */
+  readonly service: string | undefined;
   /** Set when the caller passed a signal. */
   onAbort: (() => void) | undefined;
   readonly #resolve: (response: Envelope) => void;
   readonly #reject: (err: MeshError) => void;
   readonly #signal: AbortSignal | undefined;
 
-  constructor(resolve: (response: Envelope) => void, reject: (err: MeshError) => void, signal: AbortSignal | undefined, observer: BatchObserver | undefined) {
+  constructor(resolve: (response: Envelope) => void, reject: (err: MeshError) => void, signal: AbortSignal | undefined, observer: BatchObserver | undefined, service: string | undefined) {
+    this.service = service;
     this.#resolve = resolve;
     this.#reject = reject;
     this.#signal = signal;
@@ -140,10 +144,10 @@ export class PeerLink extends EventEmitter {
     return { batches: this.#batchesSent, envelopes: this.#envelopesSent };
   }
 
-  /** Resolves once the link is ready; rejects with PEER_UNAVAILABLE after `timeoutMs`. */
-  whenReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  /** Resolves once the link is ready; rejects with PEER_UNAVAILABLE (naming `service`, if given) after `timeoutMs`. */
+  whenReady(timeoutMs: number, signal?: AbortSignal, service?: string): Promise<void> {
     if (this.#state === 'ready') return Promise.resolve();
-    if (this.#state === 'closed') return Promise.reject(this.#unavailable('link is closed'));
+    if (this.#state === 'closed') return Promise.reject(this.#unavailable('link is closed', service));
     return new Promise((resolve, reject) => {
       const done = (err?: MeshError) => {
         clearTimeout(timer);
@@ -153,10 +157,10 @@ export class PeerLink extends EventEmitter {
       };
       const onState = (state: LinkState) => {
         if (state === 'ready') done();
-        else if (state === 'closed') done(this.#unavailable('link is closed'));
+        else if (state === 'closed') done(this.#unavailable('link is closed', service));
       };
-      const onAbort = () => done(this.#unavailable('gave up waiting for the link'));
-      const timer = setTimeout(() => done(this.#unavailable(`no link to peer within ${timeoutMs} ms`)), timeoutMs);
+      const onAbort = () => done(this.#unavailable('gave up waiting for the link', service));
+      const timer = setTimeout(() => done(this.#unavailable(`no link to peer within ${timeoutMs} ms`, service)), timeoutMs);
       this.on('state', onState);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
@@ -173,25 +177,26 @@ export class PeerLink extends EventEmitter {
    * `observer` is told the size of the batch the request left in.
    */
   call(request: Envelope, signal?: AbortSignal, compression?: CompressionSetting, observer?: BatchObserver): Promise<Envelope> {
+    const service = request.destination;
     if (this.#state !== 'ready' || !this.#batcher) {
       return Promise.reject(this.#state === 'draining'
-        ? new MeshError('SHUTTING_DOWN', `peer ${this.address} is draining`)
-        : this.#unavailable(`link is ${this.#state}`));
+        ? new MeshError('SHUTTING_DOWN', `peer ${this.address} is draining`, { service })
+        : this.#unavailable(`link is ${this.#state}`, service));
     }
     const batcher = this.#batcher;
-    if (signal?.aborted) return Promise.reject(signal.reason instanceof MeshError ? signal.reason : new MeshError('CLIENT_CLOSED', 'call cancelled'));
-    const misnamed = this.#misnamed(request.destination);
+    if (signal?.aborted) return Promise.reject(abortReason(signal, service));
+    const misnamed = this.#misnamed(service);
     if (misnamed) return Promise.reject(misnamed);
     // A message the peer would refuse (gRPC's limit) would break the whole link: refuse this one call instead.
     const tooLarge = oversized(request);
     if (tooLarge !== undefined) {
       this.#options.onLimit?.('frame_size');
-      return Promise.reject(new MeshError('BODY_TOO_LARGE', `the call needs an MCP message of about ${tooLarge} bytes; at most ${MAX_ENVELOPE_BYTES} go between sidecars`));
+      return Promise.reject(new MeshError('BODY_TOO_LARGE', `the call needs an MCP message of about ${tooLarge} bytes; at most ${MAX_ENVELOPE_BYTES} go between sidecars`, { service }));
     }
     // Only a call that asks for compression pays for it (the default path allocates nothing more).
     if (compression !== undefined && compression.algorithm !== 'none') request = this.#withCompression(request, compression);
     return new Promise<Envelope>((resolve, reject) => {
-      const pending = new PendingCall(resolve, reject, signal, observer);
+      const pending = new PendingCall(resolve, reject, signal, observer, service);
       this.#pending.set(request.id, pending);
       if (signal) {
         pending.onAbort = () => {
@@ -199,12 +204,21 @@ export class PeerLink extends EventEmitter {
           this.#pending.delete(request.id);
           // Not sent yet: take it back, so the peer never runs it. Sent: tell the peer to stop.
           if (pending.sent || !batcher.remove(request)) this.#sendControl(MessageType.CANCEL, request.id);
-          reject(signal.reason instanceof MeshError ? signal.reason : new MeshError('CLIENT_CLOSED', 'call cancelled'));
+          reject(abortReason(signal, service));
         };
         signal.addEventListener('abort', pending.onAbort, { once: true });
       }
       batcher.enqueue(request);
     });
+  }
+
+  /**
+   * Send one try of a call: inline on this link (batched), as a Stream call (streamed body, expected
+   * stream), or inline with its large answer's body pulled after (transport.ts). The caller builds no
+   * envelope. Rejects with a MeshError naming `call.service`, or with `call.trySignal`'s reason.
+   */
+  send(call: LinkCall): Promise<LinkAnswer> {
+    return sendCall(this, this.#options.source, call);
   }
 
   /**
@@ -230,7 +244,7 @@ export class PeerLink extends EventEmitter {
     this.#options.onRefused?.('peer_identity_mismatch');
     this.#options.logger.warn({ code: 'PEER_IDENTITY_MISMATCH', peer: this.address, identity, service, allowed },
       'refusing to send a call: the peer may not serve its service');
-    return new MeshError('PEER_IDENTITY_MISMATCH', `the sidecar at ${this.address} is ${identity ?? 'of unknown identity'}, which may not serve ${service ?? 'an unnamed service'} (allowed: ${allowed.join(', ') || 'none'}); the call was not sent`);
+    return new MeshError('PEER_IDENTITY_MISMATCH', `the sidecar at ${this.address} is ${identity ?? 'of unknown identity'}, which may not serve ${service ?? 'an unnamed service'} (allowed: ${allowed.join(', ') || 'none'}); the call was not sent`, { service });
   }
 
   /** Whether the peer announced a capability in its HELLO. */
@@ -320,7 +334,7 @@ export class PeerLink extends EventEmitter {
           const pending = this.#pending.get(envelope.correlationId ?? '');
           if (!pending) break; // cancelled or timed out here already
           this.#pending.delete(envelope.correlationId!);
-          if (envelope.type === MessageType.ERROR) pending.reject(MeshError.fromWire(envelope.error ?? {}, envelope.source));
+          if (envelope.type === MessageType.ERROR) pending.reject(MeshError.fromWire(envelope.error ?? {}, pending.service));
           else if (envelope.compression) this.#resolveCompressed(pending, envelope);
           else pending.resolve(envelope);
           break;
@@ -344,7 +358,8 @@ export class PeerLink extends EventEmitter {
       response.payload = decompressPayload(response.payload ?? new Uint8Array(), response.compression);
       response.compression = Compression.IDENTITY;
     } catch (err) {
-      const error = toMeshError(err, 'PROTOCOL_ERROR');
+      // Made here, where the call's service is known: the error names it.
+      const error = new MeshError(err instanceof MeshError ? err.code : 'PROTOCOL_ERROR', (err as Error).message, { service: pending.service, cause: err });
       this.#options.logger.warn({ peer: this.address, code: error.code }, error.message);
       pending.reject(error);
       return;
@@ -435,9 +450,10 @@ export class PeerLink extends EventEmitter {
     const calls = [...this.#pending.values()];
     this.#pending.clear();
     for (const call of calls) {
-      if (reason.code === 'VERSION_UNSUPPORTED' || reason.code === 'SHUTTING_DOWN') call.reject(reason);
-      else if (call.sent) call.reject(new MeshError('LINK_BROKEN', `link to ${this.address} broke with the call in flight: ${reason.message}`));
-      else call.reject(new MeshError('PEER_UNAVAILABLE', `peer ${this.address} unreachable: ${reason.message}`));
+      const service = call.service;
+      if (reason.code === 'VERSION_UNSUPPORTED' || reason.code === 'SHUTTING_DOWN') call.reject(new MeshError(reason.code, reason.message, { service }));
+      else if (call.sent) call.reject(new MeshError('LINK_BROKEN', `link to ${this.address} broke with the call in flight: ${reason.message}`, { service }));
+      else call.reject(new MeshError('PEER_UNAVAILABLE', `peer ${this.address} unreachable: ${reason.message}`, { service }));
     }
   }
 
@@ -471,7 +487,7 @@ export class PeerLink extends EventEmitter {
     this.emit('state', state);
   }
 
-  #unavailable(message: string): MeshError {
-    return new MeshError('PEER_UNAVAILABLE', `peer ${this.address}: ${message}`);
+  #unavailable(message: string, service?: string): MeshError {
+    return new MeshError('PEER_UNAVAILABLE', `peer ${this.address}: ${message}`, service === undefined ? undefined : { service });
   }
 }

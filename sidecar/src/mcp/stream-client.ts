@@ -12,6 +12,8 @@ export interface StreamCallOptions {
   signal: AbortSignal;
   /** Cut the exchange when no frame arrives for this long once the body streams. */
   idleTimeoutMs: number;
+  /** The called service, named by the errors the call fails with. */
+  service?: string;
 }
 
 export interface StreamedResponse {
@@ -24,6 +26,7 @@ export interface StreamedResponse {
  * The body errors with a MeshError if the peer fails midway or goes idle too long.
  */
 export function streamCall(call: grpc.ClientDuplexStream<Frame, Frame>, head: Envelope, requestBody: Readable | null, options: StreamCallOptions): Promise<StreamedResponse> {
+  const named = options.service === undefined ? undefined : { service: options.service };
   return new Promise((resolve, reject) => {
     let responseHead: Envelope | undefined;
     let idleTimer: NodeJS.Timeout | undefined;
@@ -48,10 +51,10 @@ export function streamCall(call: grpc.ClientDuplexStream<Frame, Frame>, head: En
     };
     const touch = () => {
       clearTimeout(idleTimer);
-      idleTimer = setTimeout(() => fail(new MeshError('STREAM_IDLE_TIMEOUT', `no data for ${options.idleTimeoutMs} ms`)), options.idleTimeoutMs);
+      idleTimer = setTimeout(() => fail(new MeshError('STREAM_IDLE_TIMEOUT', `no data for ${options.idleTimeoutMs} ms`, named)), options.idleTimeoutMs);
       idleTimer.unref();
     };
-    const onAbort = () => fail(options.signal.reason instanceof MeshError ? options.signal.reason : new MeshError('CLIENT_CLOSED', 'call cancelled'));
+    const onAbort = () => fail(options.signal.reason instanceof MeshError ? options.signal.reason : new MeshError('CLIENT_CLOSED', 'call cancelled', named));
     // The consumer stopped reading (the calling app is slow or gone): stop the stream, not just pause.
     body.on('close', () => { if (!ended) { clearTimeout(idleTimer); call.cancel(); } });
 
@@ -64,9 +67,9 @@ export function streamCall(call: grpc.ClientDuplexStream<Frame, Frame>, head: En
           options.signal.removeEventListener('abort', onAbort);
           resolve({ head: responseHead, body });
         } else if (frame.error) {
-          fail(MeshError.fromWire(frame.error));
+          fail(MeshError.fromWire(frame.error, options.service));
         } else {
-          fail(new MeshError('PROTOCOL_ERROR', 'a Stream response must start with a head frame'));
+          fail(new MeshError('PROTOCOL_ERROR', 'a Stream response must start with a head frame', named));
         }
         return;
       }
@@ -77,25 +80,25 @@ export function streamCall(call: grpc.ClientDuplexStream<Frame, Frame>, head: En
         clearTimeout(idleTimer);
         body.push(null);
       } else if (frame.error) {
-        fail(MeshError.fromWire(frame.error));
+        fail(MeshError.fromWire(frame.error, options.service));
       } else {
-        fail(new MeshError('PROTOCOL_ERROR', 'a frame with no content'));
+        fail(new MeshError('PROTOCOL_ERROR', 'a frame with no content', named));
       }
     });
     call.on('error', (err: grpc.ServiceError) => {
       if (ended) return;
-      fail(new MeshError(responseHead ? 'LINK_BROKEN' : 'PEER_UNAVAILABLE', `stream to peer failed: ${err.details || err.message}`));
+      fail(new MeshError(responseHead ? 'LINK_BROKEN' : 'PEER_UNAVAILABLE', `stream to peer failed: ${err.details || err.message}`, named));
     });
     call.on('end', () => {
-      if (!responseHead) fail(new MeshError('PROTOCOL_ERROR', 'peer ended the stream without a response'));
-      else if (!ended) fail(new MeshError('LINK_BROKEN', 'peer ended the stream before the body was complete'));
+      if (!responseHead) fail(new MeshError('PROTOCOL_ERROR', 'peer ended the stream without a response', named));
+      else if (!ended) fail(new MeshError('LINK_BROKEN', 'peer ended the stream before the body was complete', named));
     });
     // Listeners first, then the abort check: an already-aborted signal must fail the call cleanly.
     if (options.signal.aborted) return onAbort();
     options.signal.addEventListener('abort', onAbort, { once: true });
 
     call.write({ head });
-    if (requestBody) void sendBody(call, requestBody).catch((err: unknown) => fail(err instanceof MeshError ? err : new MeshError('CLIENT_CLOSED', `request body failed: ${(err as Error).message}`)));
+    if (requestBody) void sendBody(call, requestBody).catch((err: unknown) => fail(err instanceof MeshError ? err : new MeshError('CLIENT_CLOSED', `request body failed: ${(err as Error).message}`, named)));
     else if (!head.http?.bodyStreamId) { call.write({ end: {} }); call.end(); }
     else call.end();
   });

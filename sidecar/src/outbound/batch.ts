@@ -40,16 +40,22 @@ export type BatchResult =
 export function registerBatchRoute(app: FastifyInstance, namespace: string, pipeline: CallPipeline): void {
   app.post('/mesh/v1/batch', { schema: { body: BatchRequest }, bodyLimit: 64 * 1024 * 1024 }, async (request, reply) => {
     const batch = request.body as Static<typeof BatchRequest>;
-    // The app hanging up cancels the calls still running.
-    const gone = new AbortController();
-    reply.raw.once('close', () => { if (!reply.raw.writableFinished) gone.abort(); });
+    // Each entry is a call with its own AbortController (its deadline aborts it); the app hanging up
+    // aborts those still running.
+    const running = new Set<AbortController>();
+    reply.raw.once('close', () => {
+      if (reply.raw.writableFinished) return;
+      for (const cancel of running) cancel.abort(new MeshError('CLIENT_CLOSED', 'the calling app went away'));
+    });
     const room = { bytes: MAX_BATCH_RESULT_BYTES };
-    const results = await runLimited(batch.calls, batch.concurrency, (call) => runOne(call, namespace, pipeline, gone.signal, room));
+    const results = await runLimited(batch.calls, batch.concurrency, (call) => runOne(call, namespace, pipeline, running, room));
     return { results };
   });
 }
 
-async function runOne(entry: BatchCall, namespace: string, pipeline: CallPipeline, signal: AbortSignal, room: { bytes: number }): Promise<BatchResult> {
+async function runOne(entry: BatchCall, namespace: string, pipeline: CallPipeline, running: Set<AbortController>, room: { bytes: number }): Promise<BatchResult> {
+  const cancel = new AbortController();
+  running.add(cancel);
   try {
     const target = serviceTarget(entry.service, namespace);
     if (!target) throw new MeshError('UNKNOWN_SERVICE', `"${entry.service}" is not a mesh service name`, { service: entry.service });
@@ -64,13 +70,15 @@ async function runOne(entry: BatchCall, namespace: string, pipeline: CallPipelin
       body: body && body.byteLength > 0 ? { kind: 'inline', bytes: body } : { kind: 'none' },
       expectStream: false,
       deadlineMs: entry.timeoutMs,
-      signal,
+      cancel,
       batched: true,
     };
     return await toResult(await pipeline(call), entry.service, room);
   } catch (err) {
     const meshError = toMeshError(err);
     return { error: { code: meshError.code, message: meshError.message, ...(meshError.service ? { service: meshError.service } : {}) } };
+  } finally {
+    running.delete(cancel);
   }
 }
 

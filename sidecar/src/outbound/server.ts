@@ -232,8 +232,9 @@ async function proxy(req: IncomingMessage, res: ServerResponse, options: Outboun
     return acceptAsync(req, res, target, { path, authority }, { messaging, maxMessageBytes, headers: requestHeaders(req, authority) });
   }
 
+  // The call's one AbortController (its signal and deadline are the call's, from here on).
   const clientGone = new AbortController();
-  res.on('close', () => { if (!res.writableFinished) clientGone.abort(new MeshError('CLIENT_CLOSED', 'the calling app went away', { service: target.service })); });
+  res.on('close', () => { if (!res.writableFinished) clientGone.abort(new MeshError('CLIENT_CLOSED', 'the calling app went away', { service: `${target.service}.${target.namespace}` })); });
 
   const call: OutboundCall = {
     target,
@@ -244,7 +245,7 @@ async function proxy(req: IncomingMessage, res: ServerResponse, options: Outboun
     body: await readBody(req, options, target.service),
     expectStream: (req.headers.accept ?? '').includes('text/event-stream'),
     deadlineMs: deadlineOf(req),
-    signal: clientGone.signal,
+    cancel: clientGone,
     priority: callPriority(req),
   };
   const result = await options.pipeline(call);

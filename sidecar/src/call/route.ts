@@ -1,0 +1,35 @@
+// Route: the service a call is for and its endpoints from discovery (UNKNOWN_SERVICE if none), and
+// the call's telemetry from its start to its answer or error.
+import type { Resolver } from '../discovery/resolver.ts';
+import { MeshError } from '../errors/mesh-error.ts';
+import type { CallObserver, Outcome } from '../telemetry/observer.ts';
+import type { Layer } from './call.ts';
+
+export function routeLayer(options: { resolver: Resolver; observer: CallObserver }): Layer {
+  const { resolver, observer } = options;
+  return (next) => async (call) => {
+    const { request } = call;
+    const { target } = request;
+    const service = call.service = `${target.service}.${target.namespace}`;
+    const observed = call.observed = observer.outbound({
+      service, method: request.method, path: request.path, headers: request.headers,
+      kind: request.delivery ? 'delivery' : request.batched ? 'batch' : 'call', messageId: request.delivery?.messageId,
+    });
+    try {
+      const endpoints = resolver.endpoints(target.service, target.namespace);
+      if (!endpoints) throw new MeshError('UNKNOWN_SERVICE', `no service "${target.service}" in namespace "${target.namespace}" is known to discovery`, { service });
+      call.endpoints = endpoints;
+      const result = await next(call);
+      observed.end({ status: result.status }, call.attempt);
+      return result;
+    } catch (err) {
+      observed.end(outcomeOf(err), call.attempt);
+      throw err;
+    }
+  };
+}
+
+/** What telemetry records of a failed call or try. */
+export function outcomeOf(err: unknown): Outcome {
+  return err instanceof MeshError ? { status: err.status, code: err.code, message: err.message } : { status: 500, code: 'INTERNAL', message: String(err) };
+}
