@@ -1,64 +1,63 @@
-// Wire types of MCP (see mcp.proto) and their binary codec. The .proto file is the source of truth;
-// protobufjs builds the codec from it at start-up, so no generated code is checked in. The TypeScript
-// interfaces below mirror the .proto by hand; test/unit/mcp/codec.test.ts round-trips every field.
+// Wire types of MCP (see mcp.proto) and their binary codec. The .proto file is the source of truth:
+// protobufjs builds the codec from it at start-up, and the TypeScript types are generated from it
+// into generated/ (checked in; test/unit/mcp/proto-types.test.ts fails when they are out of date).
+// test/unit/mcp/codec.test.ts round-trips every field.
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
+import type { Batch__Output } from './generated/mcpmesh/v1/Batch.ts';
+import { Compression as GeneratedCompression, type Compression__Output } from './generated/mcpmesh/v1/Compression.ts';
+import type { End__Output } from './generated/mcpmesh/v1/End.ts';
+import type { Envelope__Output } from './generated/mcpmesh/v1/Envelope.ts';
+import type { Frame__Output } from './generated/mcpmesh/v1/Frame.ts';
+import type { Header__Output } from './generated/mcpmesh/v1/Header.ts';
+import type { Hello__Output } from './generated/mcpmesh/v1/Hello.ts';
+import type { HttpHead__Output } from './generated/mcpmesh/v1/HttpHead.ts';
+import type { MeshError__Output } from './generated/mcpmesh/v1/MeshError.ts';
+import { MessageType as GeneratedMessageType, type MessageType__Output } from './generated/mcpmesh/v1/MessageType.ts';
+import { Priority as GeneratedPriority, type Priority__Output } from './generated/mcpmesh/v1/Priority.ts';
+import type { TraceContext__Output } from './generated/mcpmesh/v1/TraceContext.ts';
 
 export const PROTO_PATH = fileURLToPath(new URL('./mcp.proto', import.meta.url));
 
-export const MessageType = {
-  TYPE_UNSPECIFIED: 0, HELLO: 1, REQUEST: 2, RESPONSE: 3, ERROR: 4, CANCEL: 5, HEARTBEAT: 6, DRAIN: 7, ACK: 8, EVENT: 9,
-} as const;
-export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+// The message types come from generated/ (npm run proto:types): the generator's "output" shapes,
+// i.e. what protobufjs decodes, with enums as numbers. The few fields below are stated more exactly
+// than the generated types can: fields every envelope has (id, type, a header's name and value),
+// unset sub-messages that may be null, bytes as any Uint8Array. `Override` checks the names exist.
+export const MessageType = GeneratedMessageType;
+export type MessageType = MessageType__Output;
+export const Priority = GeneratedPriority;
+export type Priority = Priority__Output;
+export const Compression = GeneratedCompression;
+export type Compression = Compression__Output;
 
-export const Priority = { MEDIUM: 0, HIGH: 1, LOW: 2 } as const;
-export type Priority = (typeof Priority)[keyof typeof Priority];
+type Override<T, K extends keyof T, U extends { [P in K]?: unknown }> = Omit<T, K> & U;
 
-export const Compression = { IDENTITY: 0, GZIP: 1, LZ4: 2 } as const;
-export type Compression = (typeof Compression)[keyof typeof Compression];
+export type Header = Required<Header__Output>;
+export type TraceContext = TraceContext__Output;
+export type HttpHead = HttpHead__Output;
+export type Hello = Override<Hello__Output, 'major' | 'minor', { major: number; minor: number }>;
+export type WireError = Required<MeshError__Output>;
 
-export interface Header { name: string; value: string }
-export interface TraceContext { traceparent?: string; tracestate?: string }
-export interface HttpHead { method?: string; path?: string; authority?: string; status?: number; bodyStreamId?: string; bodyFollows?: boolean }
-export interface Hello { major: number; minor: number; capabilities?: string[]; node?: string }
-export interface WireError { code: string; message: string }
-
-export interface Envelope {
+export type Envelope = Override<Envelope__Output, 'id' | 'type' | 'trace' | 'headers' | 'payload' | 'http' | 'hello' | 'error', {
   id: string;
   type: MessageType;
-  timestampMs?: number;
-  source?: string;
-  destination?: string;
-  priority?: Priority;
-  compression?: Compression;
-  correlationId?: string;
-  deadlineMs?: number;
   trace?: TraceContext | null;
   headers?: Header[];
   payload?: Uint8Array;
   http?: HttpHead | null;
   hello?: Hello | null;
   error?: WireError | null;
-  /** A durable message's id (async call or event): the receiver's key for dropping duplicates. */
-  messageId?: string;
-  /** Delivery attempt of `messageId`, from 1. */
-  attempt?: number;
-  /** The topic of a published event. */
-  topic?: string;
-  /** The answer's payload may be compressed so when at least `compressMinBytes` long. */
-  acceptCompression?: Compression;
-  compressMinBytes?: number;
-}
+}>;
 
-export interface Batch { envelopes: Envelope[] }
+export type Batch = Override<Batch__Output, 'envelopes', { envelopes: Envelope[] }>;
 
 /** One message of a Stream call: exactly one of the fields is set. */
-export interface Frame {
+export type Frame = Override<Frame__Output, 'head' | 'data' | 'end' | 'error', {
   head?: Envelope | null;
   data?: Uint8Array | null;
-  end?: { trailers?: Header[] } | null;
+  end?: Override<End__Output, 'trailers', { trailers?: Header[] }> | null;
   error?: WireError | null;
-}
+}>;
 
 const root = protobuf.loadSync(PROTO_PATH);
 const BatchType = root.lookupType('mcpmesh.v1.Batch');
