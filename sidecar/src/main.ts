@@ -177,7 +177,7 @@ async function buildSidecar(config: MeshConfig, logger: Logger, opened: OpenedPa
     onLimit: (limit) => metrics.limitRejections.add(1, { limit }),
     logger, pipeline, isKnownService: (service, namespace) => resolver.endpoints(service, namespace) !== undefined,
     async: { messaging, maxMessageBytes: config.storage.maxMessageBytes },
-    egress: { allow: config.egress.allow, policy: () => policies.defaults, observer },
+    egress: { allow: config.egress.allow, policy: () => policies.defaults, observer, logger },
   });
   opened.add(() => outbound.app.close());
 

@@ -63,6 +63,10 @@ export class Call implements LinkCall {
   /** One draw per call for weighted subsets: every try lands in the same subset. */
   readonly splitDraw = Math.random();
 
+  // ---- egress route (outbound/egress.ts) ----
+  /** The checked address and port an egress call connects to. */
+  dialled: string | undefined;
+
   // ---- balance (balance.ts) ----
   /** The link the current try goes on. */
   link: PeerLink | undefined;

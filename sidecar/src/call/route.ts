@@ -3,7 +3,8 @@
 import type { Resolver } from '../discovery/resolver.ts';
 import { MeshError } from '../errors/mesh-error.ts';
 import type { CallObserver, Outcome } from '../telemetry/observer.ts';
-import type { Layer } from './call.ts';
+import type { Call, Handler, Layer } from './call.ts';
+import type { CallResult } from './pipeline.ts';
 
 export function routeLayer(options: { resolver: Resolver; observer: CallObserver }): Layer {
   const { resolver, observer } = options;
@@ -15,18 +16,28 @@ export function routeLayer(options: { resolver: Resolver; observer: CallObserver
       service, method: request.method, path: request.path, headers: request.headers,
       kind: request.delivery ? 'delivery' : request.batched ? 'batch' : 'call', messageId: request.delivery?.messageId,
     });
-    try {
-      const endpoints = resolver.endpoints(target.service, target.namespace);
-      if (!endpoints) throw new MeshError('UNKNOWN_SERVICE', `no service "${target.service}" in namespace "${target.namespace}" is known to discovery`, { service });
-      call.endpoints = endpoints;
-      const result = await next(call);
-      observed.end({ status: result.status }, call.attempt);
-      return result;
-    } catch (err) {
-      observed.end(outcomeOf(err), call.attempt);
-      throw err;
+    const endpoints = resolver.endpoints(target.service, target.namespace);
+    if (!endpoints) {
+      const unknown = new MeshError('UNKNOWN_SERVICE', `no service "${target.service}" in namespace "${target.namespace}" is known to discovery`, { service });
+      observed.end(outcomeOf(unknown), 0);
+      throw unknown;
     }
+    call.endpoints = endpoints;
+    return observeToEnd(call, next);
   };
+}
+
+/** Run the rest of the call, then tell its telemetry how it ended and after how many tries. */
+export async function observeToEnd(call: Call, next: Handler): Promise<CallResult> {
+  const observed = call.observed;
+  try {
+    const result = await next(call);
+    observed.end({ status: result.status }, call.attempt);
+    return result;
+  } catch (err) {
+    observed.end(outcomeOf(err), call.attempt);
+    throw err;
+  }
 }
 
 /** What telemetry records of a failed call or try. */

@@ -1,8 +1,8 @@
 // Egress: calls from the app to hosts outside the mesh. With HTTP_PROXY set (as the injector does),
 // they reach the sidecar like mesh calls. Refused unless the sidecar config allows the host
 // (`egress.allow`: names, `*.domain` wildcards, `*` for any, or addresses and CIDR ranges); allowed
-// ones are forwarded directly, under the default policy's deadline and connect-failure retries,
-// observed like any call (metrics, traces, logs).
+// ones are forwarded directly, through the egress stack (call/stack.ts): the default policy's deadline
+// and connect-failure retries, observed like any call (metrics, traces, logs).
 //
 // The decision is made on the address dialled, not on the text the app sent: a literal is parsed
 // whatever its spelling, a name is resolved once, every address it resolves to is classed
@@ -15,14 +15,20 @@ import { lookup } from 'node:dns/promises';
 import { isIPv6, connect, type Socket } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { request } from 'undici';
+import type { Readable } from 'node:stream';
+import { pino, type Logger } from 'pino';
+import { request as undiciRequest } from 'undici';
 import { MeshError } from '../errors/mesh-error.ts';
 import { endToEndResponseHeaders, toFlat } from '../http/headers.ts';
 import type { Header } from '../mcp/codec.ts';
 import type { EffectivePolicy } from '../policy/types.ts';
-import { backoffDelay, isIdempotent } from '../resilience/retry.ts';
+import { isIdempotent } from '../resilience/retry.ts';
 import type { CallObserver, EgressTarget, OutboundObservation } from '../telemetry/observer.ts';
+import type { Handler, Layer } from '../call/call.ts';
+import type { CallPipeline } from '../call/pipeline.ts';
+import type { RetryRule } from '../call/retry.ts';
+import { observeToEnd } from '../call/route.ts';
+import { egressStack } from '../call/stack.ts';
 import {
   CLASS_REASONS, classifyAddress, inRange, isForbidden, literalAddress, ownAddresses, parseRange, type AddressClass, type AddressRange,
 } from './egress-address.ts';
@@ -41,6 +47,8 @@ export interface EgressOptions {
   resolve?: EgressResolver;
   /** This pod's own addresses (default: read from the network interfaces at each call). */
   ownAddresses?: () => ReadonlySet<string>;
+  /** Where the retry layer writes its debug lines (none if unset). */
+  logger?: Logger;
 }
 
 const systemResolver: EgressResolver = async (name) => (await lookup(name, { all: true, verbatim: true })).map((a) => a.address);
@@ -150,50 +158,98 @@ export function notAllowed(host: string): MeshError {
     `"${host}" is not a mesh service, and calls to hosts outside the mesh are refused; to allow it, add it to egress.allow in the sidecar config (MESH_EGRESS_ALLOW), or "*" for any host`, { service: host });
 }
 
-/** Forward one HTTP request from the app to an allowed external host. */
+/**
+ * Forward one HTTP request from the app to an allowed external host, through the egress stack
+ * (call/stack.ts egressStack): the address guard and telemetry here (egressRoute), the mesh's deadline
+ * and retry layers, and an HTTP transport to the checked address (egressTransport). Egress reuses the
+ * mesh's layers rather than a loop of its own; it has no breakers, balancer or limiter to go through
+ * (one external host, one checked address), and retries connect failures only.
+ */
 export async function forwardEgress(req: IncomingMessage, res: ServerResponse, call: { authority: string; path: string; entry: string; headers: Header[] }, options: EgressOptions): Promise<void> {
   const host = hostOf(call.authority);
-  const port = portPart(call.authority) ?? 80;
-  const policy = options.policy();
-  const deadline = policy.timeouts.overallMs > 0 ? AbortSignal.timeout(policy.timeouts.overallMs) : undefined;
-  const { address, observed } = await dialFor(host, { entry: call.entry, method: req.method!, path: call.path }, options);
-  const gone = new AbortController();
-  res.once('close', () => { if (!res.writableFinished) gone.abort(); });
-  const signal = deadline ? AbortSignal.any([deadline, gone.signal]) : gone.signal;
-  // The Host header keeps the name the app used; the connection goes to the checked address.
-  const headers = toFlat(call.headers, [{ name: 'host', value: call.authority }]);
-  // A body streams once: only bodiless, idempotent requests may be tried again after a connect failure.
+  // The call's one AbortController, made here where the app's request arrives.
+  const cancel = new AbortController();
+  res.once('close', () => { if (!res.writableFinished) cancel.abort(new MeshError('CLIENT_CLOSED', 'the calling app went away', { service: host })); });
   const hasBody = req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0' || req.headers['transfer-encoding'] !== undefined;
-  const attempts = isIdempotent(req.method!) && !hasBody ? policy.retries.attempts : 1;
-  const target = isIPv6(address) ? `[${address}]` : address;
-  let tries = 0;
+  const result = await stackOf(options)({
+    target: { service: host, namespace: '' }, method: req.method!, path: call.path, authority: call.authority, headers: call.headers,
+    body: hasBody ? { kind: 'stream', stream: req } : { kind: 'none' }, expectStream: false, deadlineMs: undefined, cancel,
+  });
+  res.writeHead(result.status, toFlat(result.headers));
+  await pipeline(result.body as Readable, res).catch((err: unknown) => {
+    // Headers are out: the answer is cut (the caller going away, or the host breaking off).
+    throw cancel.signal.aborted ? cancel.signal.reason : unreachable(err, host);
+  });
+}
+
+/** The egress stack of each options object (the config is frozen: built once). */
+const stacks = new WeakMap<EgressOptions, CallPipeline>();
+function stackOf(options: EgressOptions): CallPipeline {
+  let stack = stacks.get(options);
+  if (!stack) {
+    stack = egressStack({ route: egressRoute(options), transport: egressTransport, rule: connectFailuresOnly, logger: options.logger ?? SILENT });
+    stacks.set(options, stack);
+  }
+  return stack;
+}
+
+const SILENT = pino({ level: 'silent' });
+
+/**
+ * Egress route: the checked address for the host (refused ones are observed, then thrown), the call's
+ * telemetry from then on, and its settings — the default policy, with more than one try only for
+ * bodiless idempotent requests (a body streams once).
+ */
+function egressRoute(options: EgressOptions): Layer {
+  return (next) => async (call) => {
+    const { request } = call;
+    const host = call.service = hostOf(request.authority);
+    const entry = allowedBy(host, options.allow);
+    if (entry === undefined) throw notAllowed(host);
+    const { address, observed } = await dialFor(host, { entry, method: request.method, path: request.path }, options);
+    call.observed = observed;
+    call.dialled = `${isIPv6(address) ? `[${address}]` : address}:${portPart(request.authority) ?? 80}`;
+    call.policy = egressSettings(options.policy(), isIdempotent(request.method) && request.body.kind === 'none');
+    return observeToEnd(call, next);
+  };
+}
+
+const singleTry = new WeakMap<EffectivePolicy, EffectivePolicy>();
+function egressSettings(policy: EffectivePolicy, replayable: boolean): EffectivePolicy {
+  if (replayable) return policy;
+  let settings = singleTry.get(policy);
+  if (!settings) singleTry.set(policy, settings = { ...policy, retries: { ...policy.retries, attempts: 1 } });
+  return settings;
+}
+
+/** A try that could not connect: nothing reached the host, so another try is safe. */
+class ConnectFailure extends MeshError {}
+const CONNECT_FAILURES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** Egress retries connect failures only, up to the policy's tries (an external host's 5xx is its answer). */
+const connectFailuresOnly: RetryRule = (call, outcome, attempt) => attempt < call.policy.retries.attempts && 'error' in outcome && outcome.error instanceof ConnectFailure
+  ? { retry: true, conditions: ['connect-failure'] }
+  : { retry: false, reason: 'egress retries connect failures only' };
+
+/** Egress transport: one try, HTTP to the checked address; the Host header keeps the name the app used. */
+const egressTransport: Handler = async (call) => {
+  const target = call.dialled!;
+  const observed = call.observed.attempt(call.attempt, target, 'closed');
+  const { request } = call;
   try {
-    for (;;) {
-      tries++;
-      const attempt = observed.attempt(tries, `${target}:${port}`, 'closed');
-      try {
-        const response = await request(`http://${target}:${port}${call.path}`, {
-          method: req.method as 'GET', headers, body: hasBody ? req : null, signal, headersTimeout: 0, bodyTimeout: 0,
-        });
-        attempt.end({ status: response.statusCode });
-        observed.end({ status: response.statusCode }, tries);
-        res.writeHead(response.statusCode, toFlat(endToEndResponseHeaders(response.headers)));
-        await pipeline(response.body, res);
-        return;
-      } catch (err) {
-        const failure = egressFailure(err, host, signal, deadline);
-        attempt.end({ status: failure.status, code: failure.code });
-        const connectFailure = ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'].includes((err as { code?: string }).code ?? '');
-        if (!connectFailure || tries >= attempts || res.headersSent) throw failure;
-        await sleep(backoffDelay(policy.retries, tries), undefined, { signal });
-      }
-    }
+    const response = await undiciRequest(`http://${target}${request.path}`, {
+      method: request.method as 'GET', headers: toFlat(request.headers, [{ name: 'host', value: request.authority }]),
+      body: request.body.kind === 'stream' ? request.body.stream : null, signal: call.signal, headersTimeout: 0, bodyTimeout: 0,
+    });
+    observed.end({ status: response.statusCode });
+    return { status: response.statusCode, headers: endToEndResponseHeaders(response.headers), body: response.body, endpoint: target };
   } catch (err) {
-    const failure = err instanceof MeshError ? err : egressFailure(err, host, signal, deadline);
-    observed.end({ status: failure.status, code: failure.code, message: failure.message }, tries);
+    const failure = call.signal.aborted ? call.signal.reason as MeshError
+      : unreachable(err, call.service, CONNECT_FAILURES.has((err as { code?: string }).code ?? '') ? ConnectFailure : MeshError);
+    observed.end({ status: failure.status, code: failure.code });
     throw failure;
   }
-}
+};
 
 /**
  * The checked address to dial for `host`, and the call's observation, started once the address is
@@ -213,15 +269,8 @@ async function dialFor(host: string, call: { entry: string; method: string; path
   return { address: dial!, observed };
 }
 
-function egressFailure(err: unknown, host: string, signal: AbortSignal, deadline: AbortSignal | undefined): MeshError {
-  if (err instanceof MeshError) return err;
-  if (deadline?.aborted) return new MeshError('DEADLINE_EXCEEDED', `no answer from external host ${host} within the deadline`, { service: host });
-  if (signal.aborted) return new MeshError('CLIENT_CLOSED', 'the calling app went away', { service: host });
-  return unreachable(err, host);
-}
-
-function unreachable(err: unknown, host: string): MeshError {
-  return new MeshError('APP_UNAVAILABLE', `external host ${host}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { service: host });
+function unreachable(err: unknown, host: string, kind: typeof MeshError = MeshError): MeshError {
+  return new kind('APP_UNAVAILABLE', `external host ${host}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { service: host });
 }
 
 /** CONNECT to an allowed external host: a TCP tunnel to the checked address (the bytes inside are the app's, e.g. TLS). */
