@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { ENV_OVERRIDES } from '../../sidecar/src/config/env.ts';
-import { ERROR_CODES } from '../../sidecar/src/errors/codes.ts';
+import { ERROR_CODES, LOG_CODES } from '../../sidecar/src/errors/codes.ts';
 
 const docs = (name: string) => readFileSync(path.join(import.meta.dirname, '../../docs', name), 'utf8');
 
@@ -22,6 +22,18 @@ test('docs/errors.md lists every error code with its status', () => {
   for (const [code, info] of Object.entries(ERROR_CODES)) {
     assert.ok(page.includes(`| \`${code}\` | ${info.status} |`), `errors.md lacks ${code} → ${info.status}`);
   }
+});
+
+test('docs/logging.md lists every log code in its table, and errors.md points there', () => {
+  const page = docs('logging.md');
+  const section = page.slice(page.indexOf('## Log codes'), page.indexOf('\n## ', page.indexOf('## Log codes') + 1));
+  assert.ok(section.length > 0, 'logging.md has a "Log codes" section');
+  for (const [code, info] of Object.entries(LOG_CODES)) {
+    assert.ok(section.includes(`| \`${code}\` | ${info.summary} |`), `logging.md's log codes lack ${code} (or its summary differs from codes.ts)`);
+  }
+  const rows = [...section.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
+  assert.deepEqual(rows.filter((code) => !(code! in LOG_CODES)), [], 'logging.md lists no code that is not in LOG_CODES');
+  assert.match(docs('errors.md'), /logging\.md#log-codes/);
 });
 
 test('docs/metrics.md lists every metric the sidecar creates', () => {

@@ -72,3 +72,11 @@ export async function assertMeshError(response: Dispatcher.ResponseData<unknown>
   assert.ok(parsed.error.message.length > 0, 'the error has a message');
   return parsed.error;
 }
+
+/** Headers of the HTTP connection, whoever answers: not part of an answer's own headers. */
+const TRANSPORT_HEADERS = new Set(['date', 'connection', 'keep-alive', 'transfer-encoding']);
+
+/** An answer's own headers (the connection's left out), each as one string: to compare answers. */
+export function answerHeaders(headers: Dispatcher.ResponseData['headers']): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !TRANSPORT_HEADERS.has(name)).map(([name, value]) => [name, String(value)]));
+}

@@ -110,7 +110,7 @@ describe('admin API', { timeout: 60_000 }, () => {
 
     const bad = await admin(caller, '/logging?level=loud', { method: 'PUT' });
     assert.equal(bad.status, 400);
-    assert.deepEqual(bad.json(), { error: { message: 'invalid log level "loud": use one of trace, debug, info, warn, error, fatal, silent' } });
+    assert.deepEqual(bad.json(), { error: { code: 'BAD_REQUEST', message: 'invalid log level "loud": use one of trace, debug, info, warn, error, fatal, silent' } });
     const missing = await admin(caller, '/logging', { method: 'PUT' });
     assert.equal(missing.status, 400);
     assert.match(missing.text, /name the level/);

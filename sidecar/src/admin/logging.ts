@@ -2,8 +2,9 @@
 // `POST /logging?level=debug`. The level is the pino logger's (`logger.level = …`): every line the
 // sidecar writes goes through that one root logger (request logs read its level per call), so a
 // change applies to the next line. It lasts until the process ends; the config file is not touched.
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { MeshError } from '../errors/mesh-error.ts';
 
 /** pino's levels, most verbose first; `silent` turns logging off. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -42,13 +43,13 @@ export function setLogLevel(logger: Logger, level: LogLevel, by: string): { leve
 
 export function registerLogging(app: FastifyInstance, logger: Logger): void {
   app.get('/logging', async () => ({ level: logger.level, levels: LOG_LEVELS }));
-  const change = async (request: FastifyRequest, reply: FastifyReply) => {
+  const change = async (request: FastifyRequest) => {
     const level = requestedLevel(request);
     if (level === undefined) {
-      return reply.code(400).send({ error: { message: `name the level: ${request.method} /logging?level=LEVEL, one of ${LOG_LEVELS.join(', ')}` } });
+      throw new MeshError('BAD_REQUEST', `name the level: ${request.method} /logging?level=LEVEL, one of ${LOG_LEVELS.join(', ')}`);
     }
     if (!isLogLevel(level)) {
-      return reply.code(400).send({ error: { message: `invalid log level ${JSON.stringify(level)}: use one of ${LOG_LEVELS.join(', ')}` } });
+      throw new MeshError('BAD_REQUEST', `invalid log level ${JSON.stringify(level)}: use one of ${LOG_LEVELS.join(', ')}`);
     }
     return setLogLevel(logger, level, `${request.method} /logging`);
   };

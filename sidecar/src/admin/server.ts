@@ -14,6 +14,8 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { answerWithMeshErrors } from '../errors/fastify.ts';
+import { MeshError } from '../errors/mesh-error.ts';
 import { fastifyLogging } from '../telemetry/logger.ts';
 import type { EndpointsView } from './endpoints-view.ts';
 import type { LiveSnapshot } from './live-stats.ts';
@@ -78,11 +80,13 @@ export function createAdmin(state: AdminState, logger: Logger): FastifyInstance 
   // In a pod the admin port must take the kubelet's probes and Prometheus' scrapes, so it may listen
   // beyond loopback (the injector binds it to 0.0.0.0); everything else it offers (config dump,
   // run-time log level, status page) answers only callers on this host (kubectl port-forward counts).
-  app.addHook('onRequest', async (request, reply) => {
-    if (OPEN_TO_THE_NETWORK.has(request.url.split('?')[0]!) || isLoopback(request.socket.remoteAddress)) return;
-    await reply.code(403).header('content-type', 'application/json')
-      .send({ error: { code: 'ACCESS_DENIED', message: `admin ${request.url.split('?')[0]} answers only local callers; from elsewhere only ${[...OPEN_TO_THE_NETWORK].join(', ')}` } });
+  app.addHook('onRequest', async (request) => {
+    const path = request.url.split('?')[0]!;
+    if (OPEN_TO_THE_NETWORK.has(path) || isLoopback(request.socket.remoteAddress)) return;
+    throw new MeshError('ACCESS_DENIED', `admin ${path} answers only local callers; from elsewhere only ${[...OPEN_TO_THE_NETWORK].join(', ')}`);
   });
+  // Refusals, bad input, unknown routes and faults: mesh errors, written as the outbound listener writes them.
+  answerWithMeshErrors(app, (request) => `no admin route ${request.method} ${request.url.split('?')[0]} (see docs/admin.md)`);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

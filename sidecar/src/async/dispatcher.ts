@@ -178,7 +178,7 @@ export class Dispatcher {
   /** The store failed a read or write for this message: keep it (in memory) and try again shortly. */
   #storageTrouble(entry: Entry, err: unknown): void {
     if (this.#stopping.signal.aborted) return;
-    this.#deps.logger.error({ messageId: entry.summary.id, code: (err as { code?: string }).code, err: String(err) }, 'async storage failed during a delivery; the message stays queued and is tried again');
+    this.#deps.logger.error({ messageId: entry.summary.id, code: (err as { code?: 'STORAGE_FULL' | 'STORAGE_UNAVAILABLE' }).code, err: String(err) }, 'async storage failed during a delivery; the message stays queued and is tried again');
     entry.summary = { ...entry.summary, nextAttemptAt: Date.now() + STORAGE_RETRY_MS };
     this.#schedule(entry);
   }

@@ -1,6 +1,7 @@
 // The durable messages of async calls and pub/sub, as the outbox stores them and the mesh API shows
 // them. Plain data: the store (store.ts) persists it, the dispatcher (dispatcher.ts) moves it along.
 import { MeshError } from '../errors/mesh-error.ts';
+import type { ErrorCode } from '../errors/codes.ts';
 import type { Header } from '../mcp/codec.ts';
 
 /**
@@ -34,7 +35,7 @@ export interface StoredResponse {
 
 /** Why the last attempt did not deliver: a mesh error code, or the app's status. */
 export interface AttemptError {
-  code: string;
+  code: ErrorCode | 'APP_STATUS';
   message: string;
   status?: number;
 }

@@ -1,6 +1,9 @@
-// The one table of mesh error codes. Every error the mesh makes (as opposed to one the app makes)
-// carries one of these codes: in the `mcp-mesh-error` response header, in the JSON body, and in MCP
-// ERROR envelopes between sidecars. docs/errors.md is written from this table (a test checks it).
+// The one table of the mesh's codes. Every error the mesh makes (as opposed to one the app makes)
+// carries one of ERROR_CODES: in the `mcp-mesh-error` response header, in the JSON body, in MCP
+// ERROR envelopes between sidecars and in the `code` of its log line. LOG_CODES are the codes of log
+// lines that answer no request (a certificate reload failing, an inbound connection refused…).
+// A log line's `code` can only be one of the two (telemetry/logger.ts types pino's fields so).
+// docs/errors.md and docs/logging.md list them (a test checks both).
 
 export interface ErrorCodeInfo {
   /** HTTP status the calling app receives. */
@@ -16,11 +19,11 @@ export interface ErrorCodeInfo {
 
 export const ERROR_CODES = {
   UNKNOWN_SERVICE: { status: 404, summary: 'No service of that name is known to discovery.' },
-  UNKNOWN_ROUTE: { status: 404, summary: 'The request was addressed to the sidecar itself, but no mesh API route has that path.' },
+  UNKNOWN_ROUTE: { status: 404, summary: 'The request was addressed to the sidecar itself (or to its admin listener), but no mesh API (or admin) route has that path and method.' },
   SESSION_OWNER_GONE: { status: 404, jsonRpc: true, summary: 'The MCP session belongs to a replica that is gone; start a new session (never moved to another replica mid-session).' },
   SESSION_TOKEN_INVALID: { status: 404, jsonRpc: true, summary: 'The MCP session id carries an owner token that does not verify (forged or damaged); start a new session.' },
   SESSION_LIMIT: { status: 503, summary: 'The replica already holds limits.maxSessions MCP sessions: the session its app had just opened was closed again. Another replica may take it (the caller\'s sidecar retries there when its retry policy allows), or try later.' },
-  BAD_REQUEST: { status: 400, summary: 'The request cannot be routed: missing or malformed Host or target.' },
+  BAD_REQUEST: { status: 400, summary: 'The request is malformed: it cannot be routed (missing or malformed Host or target, a bad mcp-mesh-priority), or a mesh API or admin request whose body, query or parameters do not validate (such as an unknown log level).' },
   BODY_TOO_LARGE: { status: 413, summary: 'The request body is larger than limits.maxBodyBytes; the connection is closed after the answer, the rest of the body unread.' },
   HEADERS_TOO_LARGE: { status: 431, summary: 'The request line and headers are larger than limits.maxHeaderBytes.' },
   REQUEST_TIMEOUT: { status: 408, summary: 'The app did not send a whole request head within limits.headerTimeout (a slow or stalled client).' },
@@ -50,6 +53,33 @@ export const ERROR_CODES = {
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/**
+ * Codes of log lines that answer no request: what went wrong (or changed) in the sidecar's own
+ * life, for alerts and searches. Never sent to an app or a peer.
+ */
+export const LOG_CODES = {
+  CONFIG_INVALID: { summary: 'The config file changed on disk but does not validate; the running config (its static endpoints) stays.' },
+  CONFIG_WATCH_FAILED: { summary: 'Watching the config file failed; changes are not picked up until a restart.' },
+  POLICY_INVALID: { summary: 'A policy change on disk was rejected (its problems are listed with file, line and column); the running policies stay.' },
+  TLS_PLAINTEXT: { summary: 'No tls.cert/tls.key/tls.ca: sidecar-to-sidecar traffic is plaintext and peers are not checked against the called service.' },
+  TLS_IDENTITY_MISMATCH: { summary: "This sidecar's certificate names another service than its config: peers see the certificate's name." },
+  TLS_RELOADED: { summary: 'New certificate files were loaded (with their identity, expiry and fingerprint); new connections use them.' },
+  TLS_RELOAD_FAILED: { summary: 'The certificate files changed but cannot be used; the previous ones stay.' },
+  TLS_WATCH_FAILED: { summary: 'Watching the certificate files failed; new certificates are not picked up until a restart.' },
+  TLS_PEER_REFUSED: { summary: "A peer's call was refused (UNAUTHENTICATED): its certificate carries no usable identity of the trust domain." },
+  MCP_TOKEN_KEY_EPHEMERAL: { summary: 'mcp.tokenKey is not set: MCP session tokens are signed with a key of this sidecar only.' },
+  INBOUND_CONNECTION_REFUSED: { summary: 'Inbound connections were refused over limits.maxConnectionsPerPeer or limits.maxInboundConnections (at most one line per 10 s, with how many).' },
+  INBOUND_HANDSHAKE_TIMEOUT: { summary: 'Inbound connections were closed for starting no call within limits.inboundHandshakeTimeout (at most one line per 10 s, with how many).' },
+  DNS_LOOKUP_FAILED: { summary: "A DNS lookup of a service's name failed; the last known endpoints are kept and the lookup is tried again after a back-off." },
+  KUBERNETES_WATCH_FAILED: { summary: 'Listing or watching EndpointSlices failed; a new list and watch start after a back-off.' },
+  APP_STATUS: { summary: "A durable message's delivery was answered by the app with a failing status (the message's lastError has the status); tried again or dead-lettered as the delivery policy says." },
+} as const satisfies Record<string, { summary: string }>;
+
+export type LogCode = keyof typeof LOG_CODES;
+
+/** What a log line's `code` may be: a mesh error code, or a log-only code. */
+export type MeshCode = ErrorCode | LogCode;
 
 export function isErrorCode(value: string): value is ErrorCode {
   return Object.hasOwn(ERROR_CODES, value);

@@ -1,17 +1,36 @@
 import { ERROR_CODES, isErrorCode, type ErrorCode } from './codes.ts';
 
-/** An error made by the mesh. `code` decides the HTTP status (see codes.ts). */
+export interface MeshErrorOptions {
+  /** The called service, `name.namespace` (or the host as sent, when it is not a mesh name). */
+  service?: string;
+  cause?: unknown;
+  /** How many tries the calling sidecar made; `mcp-mesh-attempts` on the answer. */
+  attempts?: number;
+  /** When the caller may try again (OVERLOADED): `Retry-After` on the answer. */
+  retryAfterSeconds?: number;
+}
+
+/**
+ * An error made by the mesh. `code` decides the HTTP status (see codes.ts); everything its answer
+ * carries (errors/respond.ts) is on it from the start: service, attempts, Retry-After.
+ */
 export class MeshError extends Error {
   readonly code: ErrorCode;
   readonly service: string | undefined;
-  /** How many tries the calling sidecar made before giving up (set by the retry layer). */
+  /**
+   * How many tries the calling sidecar made before giving up: given when the error is made, or set
+   * once by the retry layer for an error a try ended with (it knows the count only then).
+   */
   attempts: number | undefined;
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { service?: string; cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: MeshErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'MeshError';
     this.code = code;
     this.service = options?.service;
+    this.attempts = options?.attempts;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 
   get status(): number {

@@ -1,9 +1,20 @@
+// The one place a mesh error becomes an answer, whoever answers: the outbound listener's proxied
+// calls (sendMeshError), a bare socket (endWithMeshError), a fastify route of the mesh API or the
+// admin listener (replyWithMeshError), a batch entry (errorAnswer). Each writes the same headers
+// (errorHeaders) and the same body (errorBody).
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { FastifyReply } from 'fastify';
 import { ERROR_CODES, type ErrorCodeInfo } from './codes.ts';
-import { MeshError } from './mesh-error.ts';
+import type { MeshError } from './mesh-error.ts';
 
 export const MESH_ERROR_HEADER = 'mcp-mesh-error';
+export const ATTEMPTS_HEADER = 'mcp-mesh-attempts';
+
+/** The `error` object of a mesh error's JSON body: `{ code, message, service? }`. */
+export function errorFields(err: MeshError): { code: string; message: string; service?: string } {
+  return { code: err.code, message: err.message, ...(err.service ? { service: err.service } : {}) };
+}
 
 /** The JSON body of every mesh-made error response (JSON-RPC for MCP session errors). */
 export function errorBody(err: MeshError): string {
@@ -14,14 +25,28 @@ export function errorBody(err: MeshError): string {
       id: null,
     });
   }
-  return JSON.stringify({
-    error: { code: err.code, message: err.message, ...(err.service ? { service: err.service } : {}) },
-  });
+  return JSON.stringify({ error: errorFields(err) });
 }
 
 /**
- * The one place where a mesh error becomes an HTTP response to the app. If the response has
- * already started (a stream broke midway), the only honest signal left is to cut the connection.
+ * The headers of a mesh error's answer, wherever it is written: the code, the tries made when the
+ * calling sidecar knows them, and when to come back for errors that know it (OVERLOADED).
+ * Without a body, no content-type or content-length (a batch entry shows these headers only).
+ */
+export function errorHeaders(err: MeshError, body?: string): Record<string, string> {
+  const headers: Record<string, string> = body === undefined ? {} : {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+  };
+  headers[MESH_ERROR_HEADER] = err.code;
+  if (err.attempts !== undefined) headers[ATTEMPTS_HEADER] = String(err.attempts);
+  if (err.retryAfterSeconds !== undefined) headers['retry-after'] = String(err.retryAfterSeconds);
+  return headers;
+}
+
+/**
+ * A mesh error as an HTTP response to the app. If the response has already started (a stream
+ * broke midway), the only honest signal left is to cut the connection.
  */
 export function sendMeshError(res: ServerResponse, err: MeshError): void {
   if (res.headersSent) {
@@ -31,6 +56,16 @@ export function sendMeshError(res: ServerResponse, err: MeshError): void {
   const body = errorBody(err);
   res.writeHead(err.status, errorHeaders(err, body));
   res.end(body);
+}
+
+/** The same answer from a fastify route, hook or error handler (mesh API, admin listener). */
+export function replyWithMeshError(reply: FastifyReply, err: MeshError): FastifyReply {
+  if (reply.raw.headersSent) {
+    reply.raw.destroy(err);
+    return reply;
+  }
+  const body = errorBody(err);
+  return reply.code(err.status).headers(errorHeaders(err, body)).send(body);
 }
 
 /**
@@ -46,21 +81,10 @@ export function endWithMeshError(socket: Socket, err: MeshError): void {
   socket.end();
 }
 
-/** The headers of a mesh error's answer, wherever it is written. */
-function errorHeaders(err: MeshError, body: string): Record<string, string> {
-  const headers: Record<string, string> = {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': String(Buffer.byteLength(body)),
-    [MESH_ERROR_HEADER]: err.code,
-  };
-  if (err.attempts !== undefined) headers['mcp-mesh-attempts'] = String(err.attempts);
-  // Errors that know when to come back (OVERLOADED) say so.
-  const retryAfter = retryAfterOf(err);
-  if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
-  return headers;
-}
-
-function retryAfterOf(err: MeshError): number | undefined {
-  const seconds = (err as { retryAfterSeconds?: unknown }).retryAfterSeconds;
-  return typeof seconds === 'number' ? seconds : undefined;
+/**
+ * The answer a batch entry shows instead of an app's (`{ status, headers, body }`): the status and
+ * headers the call would have been answered with alone, and the body's `error` object.
+ */
+export function errorAnswer(err: MeshError): { status: number; headers: Record<string, string>; error: ReturnType<typeof errorFields> } {
+  return { status: err.status, headers: errorHeaders(err), error: errorFields(err) };
 }

@@ -1,11 +1,13 @@
 // POST /mesh/v1/batch on the outbound listener: many calls in one request. Each call goes through
 // the same pipeline (policies, retries, breakers, affinity) as a call made by Host; they run
-// concurrently under a limit, and the results come back in input order, each with its own status or
-// coded error, so one failure never fails the batch.
+// concurrently under a limit, and the results come back in input order, each with its own answer or
+// coded error (the status, headers and `error` the call alone would have got), so one failure never
+// fails the batch.
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { CallPipeline, CallResult, OutboundCall } from '../call/pipeline.ts';
 import { MeshError, toMeshError } from '../errors/mesh-error.ts';
+import { errorAnswer } from '../errors/respond.ts';
 import { endToEndRequestHeaders } from '../http/headers.ts';
 import { jsonAnswer, type JsonAnswer } from '../http/json-answer.ts';
 import { serviceTarget } from './target.ts';
@@ -33,9 +35,8 @@ const BatchRequest = Type.Object({
 
 type BatchCall = Static<typeof BatchCall>;
 
-export type BatchResult =
-  | JsonAnswer
-  | { error: { code: string; message: string; service?: string } };
+/** An answer, or the mesh error the call alone would have been answered with (errors/respond.ts). */
+export type BatchResult = JsonAnswer | ReturnType<typeof errorAnswer>;
 
 export function registerBatchRoute(app: FastifyInstance, namespace: string, pipeline: CallPipeline): void {
   app.post('/mesh/v1/batch', { schema: { body: BatchRequest }, bodyLimit: 64 * 1024 * 1024 }, async (request, reply) => {
@@ -75,8 +76,7 @@ async function runOne(entry: BatchCall, namespace: string, pipeline: CallPipelin
     };
     return await toResult(await pipeline(call), entry.service, room);
   } catch (err) {
-    const meshError = toMeshError(err);
-    return { error: { code: meshError.code, message: meshError.message, ...(meshError.service ? { service: meshError.service } : {}) } };
+    return errorAnswer(toMeshError(err));
   } finally {
     running.delete(cancel);
   }

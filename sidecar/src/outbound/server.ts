@@ -10,10 +10,11 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { fastifyLogging } from '../telemetry/logger.ts';
 import { levelOf } from '../telemetry/request-log.ts';
-import type { CallPipeline, OutboundCall, RequestBody } from '../call/pipeline.ts';
+import type { CallPipeline, CallResult, OutboundCall, RequestBody } from '../call/pipeline.ts';
 import { toMs } from '../config/duration.ts';
 import { MeshError, toMeshError } from '../errors/mesh-error.ts';
-import { endWithMeshError, errorBody, MESH_ERROR_HEADER, sendMeshError } from '../errors/respond.ts';
+import { answerWithMeshErrors } from '../errors/fastify.ts';
+import { endWithMeshError, sendMeshError } from '../errors/respond.ts';
 import { endToEndRequestHeaders, toFlat } from '../http/headers.ts';
 import type { Header } from '../mcp/codec.ts';
 import type { AsyncMessaging } from '../async/messaging.ts';
@@ -63,29 +64,8 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
       inFlight--;
       if (inFlight === 0) for (const wake of idleWaiters.splice(0)) wake();
     });
-    proxy(req, res, proxyOptions, targets).catch((err: unknown) => {
-      // Reading the body failed because the app closed the connection mid-upload: the caller went
-      // away; not a fault of the sidecar.
-      const meshError = !(err instanceof MeshError) && !req.complete && req.errored
-        ? new MeshError('CLIENT_CLOSED', 'the calling app broke off its upload')
-        : toMeshError(err);
-      if (meshError.code === 'BODY_TOO_LARGE') options.onLimit?.('body_size');
-      // An upload the app broke off gets its own line even when the call's request line has it.
-      if (!inRequestLog.has(err as object) || uploadBrokenOff(req, meshError)) logFailure(options.logger, req, res, meshError);
-      // A body not read to its end (refused by its size, or the call failed first) is not drained
-      // for keep-alive: `Connection: close`, and Node closes the connection once the answer is out.
-      if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
-      sendMeshError(res, meshError);
-    });
+    proxy(req, res, options, targets).catch((err: unknown) => answerFailure(req, res, err, options, false));
   };
-  // A call that fails in the pipeline has its line in the request log (telemetry/request-log.ts),
-  // at warn with its code; the failures it never sees are logged by logFailure.
-  const inRequestLog = new WeakSet<object>();
-  const inRequestLogToo = (err: unknown): never => {
-    if (typeof err === 'object' && err !== null) inRequestLog.add(err);
-    throw err;
-  };
-  const proxyOptions: OutboundOptions = { ...options, pipeline: (call) => options.pipeline(call).catch(inRequestLogToo) };
   const targets = new TargetCache(options.namespace);
 
   const app = Fastify({
@@ -125,17 +105,8 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
   // Requests addressed to the sidecar itself are for the mesh API (/mesh/v1/…); anything else there is unknown.
   registerBatchRoute(app, options.namespace, options.pipeline);
   registerAsyncRoutes(app, options.async.messaging, options.async.maxMessageBytes);
-  // Mesh API errors are mesh errors too: coded, in the same JSON shape.
-  app.setErrorHandler(async (error: Error & { validation?: unknown; statusCode?: number; code?: string }, _request, reply) => {
-    const meshError = error.validation !== undefined || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.statusCode === 400 || error.statusCode === 415
-      ? new MeshError('BAD_REQUEST', error.message)
-      : error.statusCode === 413 ? new MeshError('BODY_TOO_LARGE', error.message) : toMeshError(error);
-    return reply.code(meshError.status).header(MESH_ERROR_HEADER, meshError.code).type('application/json').send(errorBody(meshError));
-  });
-  app.setNotFoundHandler(async (request, reply) => {
-    const err = new MeshError('UNKNOWN_ROUTE', `no mesh API route ${request.method} ${request.url} (a call to a service needs its name in Host)`);
-    return reply.code(err.status).header(MESH_ERROR_HEADER, err.code).type('application/json').send(errorBody(err));
-  });
+  // Mesh API errors are mesh errors too: coded, answered by the same writer as a call's.
+  answerWithMeshErrors(app, (request) => `no mesh API route ${request.method} ${request.url} (a call to a service needs its name in Host)`);
   const drain = async (graceMs: number): Promise<void> => {
     if (inFlight === 0) return;
     await new Promise<void>((resolve) => {
@@ -144,6 +115,26 @@ export function createOutbound(options: OutboundOptions): OutboundListener {
     });
   };
   return { app, stopAccepting: () => { accepting = false; }, drain, inFlight: () => inFlight };
+}
+
+/**
+ * A proxied call failed: answer it with its mesh error. A call that failed in the pipeline has its
+ * line in the request log already (telemetry/request-log.ts), at warn with its code; the failures
+ * it never sees are logged by logFailure.
+ */
+function answerFailure(req: IncomingMessage, res: ServerResponse, err: unknown, options: OutboundOptions, inRequestLog: boolean): void {
+  // Reading the body failed because the app closed the connection mid-upload: the caller went
+  // away; not a fault of the sidecar.
+  const meshError = !(err instanceof MeshError) && !req.complete && req.errored
+    ? new MeshError('CLIENT_CLOSED', 'the calling app broke off its upload')
+    : toMeshError(err);
+  if (meshError.code === 'BODY_TOO_LARGE') options.onLimit?.('body_size');
+  // An upload the app broke off gets its own line even when the call's request line has it.
+  if (!inRequestLog || uploadBrokenOff(req, meshError)) logFailure(options.logger, req, res, meshError);
+  // A body not read to its end (refused by its size, or the call failed first) is not drained
+  // for keep-alive: `Connection: close`, and Node closes the connection once the answer is out.
+  if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
+  sendMeshError(res, meshError);
 }
 
 /**
@@ -248,7 +239,12 @@ async function proxy(req: IncomingMessage, res: ServerResponse, options: Outboun
     cancel: clientGone,
     priority: callPriority(req),
   };
-  const result = await options.pipeline(call);
+  let result: CallResult;
+  try {
+    result = await options.pipeline(call);
+  } catch (err) {
+    return answerFailure(req, res, err, options, true);
+  }
   try {
     res.writeHead(result.status, toFlat(result.headers));
   } catch (err) {

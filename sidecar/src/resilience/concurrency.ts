@@ -8,11 +8,8 @@ import type { ConcurrencyPolicy, PriorityName } from '../policy/types.ts';
 
 /** 503 OVERLOADED with the Retry-After (seconds) the answer should carry. */
 export class OverloadedError extends MeshError {
-  readonly retryAfterSeconds: number;
-
   constructor(service: string | undefined, message: string, retryAfterSeconds: number) {
-    super('OVERLOADED', message, service === undefined ? undefined : { service });
-    this.retryAfterSeconds = retryAfterSeconds;
+    super('OVERLOADED', message, { service, retryAfterSeconds });
   }
 }
 

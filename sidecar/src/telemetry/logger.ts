@@ -1,5 +1,14 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { LogController, type FastifyBaseLogger } from 'fastify';
+import type { MeshCode } from '../errors/codes.ts';
+
+// A log line's `code` is one of the table's (errors/codes.ts: error codes and log-only codes), so
+// alerts and searches can rely on it and docs/logging.md lists them all: pino's fields are typed so.
+declare module 'pino' {
+  interface LogFnFields {
+    code?: MeshCode;
+  }
+}
 
 /** Headers whose values are credentials: redacted wherever the log carries headers (REDACT_PATHS). */
 export const SECRET_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie'] as const;

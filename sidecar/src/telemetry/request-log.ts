@@ -12,7 +12,7 @@
 // No headers are ever printed (they carry Authorization and cookies), and the path is printed
 // without its query string (query strings carry tokens and API keys too).
 import type { Logger } from 'pino';
-import { ERROR_CODES, isErrorCode } from '../errors/codes.ts';
+import { ERROR_CODES, isErrorCode, type ErrorCode } from '../errors/codes.ts';
 import type {
   AppCallObservation, AttemptObservation, CallObserver, InboundObservation, InboundStart, OutboundObservation, OutboundStart, Outcome,
 } from './observer.ts';
@@ -28,6 +28,11 @@ export type RequestLogLevel = 'debug' | 'warn' | 'error';
 export function levelOf(code: string | undefined): RequestLogLevel {
   if (code === undefined || code === 'CLIENT_CLOSED') return 'debug';
   return code === 'INTERNAL' ? 'error' : 'warn';
+}
+
+/** The outcome's code: a mesh error code, as the observer's Outcome says (its type keeps it a string). */
+function meshCode(outcome: Outcome): ErrorCode | undefined {
+  return outcome.code as ErrorCode | undefined;
 }
 
 /** The path without its query string (or fragment): `/orders?token=…` → `/orders`. */
@@ -95,7 +100,7 @@ class OutboundLine implements OutboundObservation {
       method: start.method,
       path: pathOnly(start.path),
       status: outcome.status,
-      code: outcome.code,
+      code: meshCode(outcome),
       attempts,
       durationMs: since(this.#started),
       affinity: this.#affinity,
@@ -133,7 +138,7 @@ class InboundLine implements InboundObservation {
       method: start.method,
       path: pathOnly(start.path),
       status: outcome.status,
-      code: outcome.code,
+      code: meshCode(outcome),
       durationMs: since(this.#started),
       messageId: start.messageId,
       trace_id: start.ids?.traceId,

@@ -82,7 +82,8 @@ export function sampler(config: SamplerConfig): Sampler {
 /**
  * The SDK's diagnostics into the sidecar's log, at warn at most (a collector that is down is not the
  * sidecar's failure). Export failures arrive as a JSON-encoded error (the
- * SDK's global error handler): logged as its message and code, without the stack.
+ * SDK's global error handler): logged as its message and its code (`exportCode`: the exporter's, not
+ * one of the mesh's `code`s), without the stack.
  */
 function diagnostics(logger: Logger): DiagLogger {
   const write = (level: 'error' | 'warn' | 'info' | 'debug') => (message: string, ...args: unknown[]) => {
@@ -97,7 +98,7 @@ function diagnostics(logger: Logger): DiagLogger {
         }
       } catch { /* not JSON after all: log it as it is */ }
     }
-    logger[level]({ component: 'opentelemetry', ...(code !== undefined ? { code } : {}), ...(args.length > 0 ? { details: args.map(String) } : {}) }, `tracing: ${text}`);
+    logger[level]({ component: 'opentelemetry', ...(code !== undefined ? { exportCode: code } : {}), ...(args.length > 0 ? { details: args.map(String) } : {}) }, `tracing: ${text}`);
   };
   return { error: write('warn'), warn: write('warn'), info: write('info'), debug: write('debug'), verbose: write('debug') };
 }

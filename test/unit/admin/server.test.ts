@@ -40,10 +40,23 @@ describe('admin server', () => {
       const remote = await from('10.1.2.3', url, method);
       assert.equal(remote.statusCode, 403, url);
       assert.equal(remote.json().error.code, 'ACCESS_DENIED');
+      // A refusal is a mesh error like any other: coded in the header too.
+      assert.equal(remote.headers['mcp-mesh-error'], 'ACCESS_DENIED', url);
+      assert.equal(remote.headers['content-type'], 'application/json; charset=utf-8', url);
       assert.notEqual((await from('127.0.0.1', url, method)).statusCode, 403, `${url} from loopback`);
     }
     assert.notEqual((await from('::1', '/config_dump')).statusCode, 403);
     assert.notEqual((await from('::ffff:127.0.0.1', '/config_dump')).statusCode, 403);
+  });
+
+  it('a fault in a route: 500 INTERNAL, coded, and the log has the details', async () => {
+    const { app, lines } = admin({ endpoints: () => { throw new Error('view broke'); } });
+    apps.push(app);
+    const response = await app.inject('/endpoints');
+    assert.equal(response.statusCode, 500);
+    assert.equal(response.headers['mcp-mesh-error'], 'INTERNAL');
+    assert.deepEqual(response.json(), { error: { code: 'INTERNAL', message: 'view broke' } });
+    assert.ok(lines.some((line) => line.code === 'INTERNAL' && /view broke/.test(String(line.msg))), 'logged with its code');
   });
 
   it('/readyz: 503 starting, 200 ready, 503 draining, as the sidecar says', async () => {

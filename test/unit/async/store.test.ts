@@ -170,12 +170,12 @@ describe('openMessageStore', () => {
     const store = await open(t);
     await store.accept([message('m')]);
     const before = Date.now();
-    await store.settle('m', { state: 'queued', attempts: 1, nextAttemptAt: 9_000, lastError: { code: 'APP_ERROR', message: 'busy', status: 503 } });
+    await store.settle('m', { state: 'queued', attempts: 1, nextAttemptAt: 9_000, lastError: { code: 'APP_STATUS', message: 'busy', status: 503 } });
     let m = await store.get('m');
     assert.equal(m?.state, 'queued');
     assert.equal(m.attempts, 1);
     assert.equal(m.nextAttemptAt, 9_000);
-    assert.deepEqual(m.lastError, { code: 'APP_ERROR', message: 'busy', status: 503 });
+    assert.deepEqual(m.lastError, { code: 'APP_STATUS', message: 'busy', status: 503 });
     assert.ok(m.updatedAt >= before);
 
     const response = { status: 201, headers: [{ name: 'location', value: '/orders/1' }], body: Buffer.from([0, 1, 2, 255]) };
@@ -461,7 +461,7 @@ describe('openMessageStore', () => {
     const response = { status: 201, headers: [{ name: 'location', value: '/orders/1' }], body: Buffer.from('created') };
     await store.settle('ok', { state: 'delivered', attempts: 1, nextAttemptAt: 0, response });
     await store.settle('bad', { state: 'failed', attempts: 1, nextAttemptAt: 0, response: { status: 400, headers: [], body: Buffer.from('no') } });
-    await store.settle('retry', { state: 'queued', attempts: 1, nextAttemptAt: 5_000, lastError: { code: 'APP_ERROR', message: 'busy', status: 503 } });
+    await store.settle('retry', { state: 'queued', attempts: 1, nextAttemptAt: 5_000, lastError: { code: 'APP_STATUS', message: 'busy', status: 503 } });
     await store.settle('dead', { state: 'dead', attempts: 5, nextAttemptAt: 0 });
 
     const ok = await store.get('ok');

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ERROR_CODES, isErrorCode, type ErrorCode } from '../../../sidecar/src/errors/codes.ts';
+import { ERROR_CODES, isErrorCode, LOG_CODES, type ErrorCode } from '../../../sidecar/src/errors/codes.ts';
 import { MeshError, toMeshError } from '../../../sidecar/src/errors/mesh-error.ts';
-import { errorBody, MESH_ERROR_HEADER, sendMeshError } from '../../../sidecar/src/errors/respond.ts';
+import { errorAnswer, errorBody, errorHeaders, MESH_ERROR_HEADER, sendMeshError } from '../../../sidecar/src/errors/respond.ts';
 
 // The documented status of every code (DESIGN.md "Headers" and issue 2). A code added to the table
 // without being added here fails the first test, so the status is always a deliberate choice.
@@ -75,6 +75,14 @@ describe('ERROR_CODES', () => {
     assert.ok(!isErrorCode('__proto__'));
   });
 
+  it('log codes: SCREAMING_SNAKE_CASE with a one-line summary, none of them an error code too', () => {
+    for (const [code, info] of Object.entries(LOG_CODES)) {
+      assert.match(code, /^[A-Z][A-Z0-9_]+$/);
+      assert.ok(info.summary.length > 10 && !info.summary.includes('\n'), code);
+      assert.ok(!isErrorCode(code), `${code} is in both tables`);
+    }
+  });
+
   const errorsDoc = new URL('../../../docs/errors.md', import.meta.url);
   it('every code appears in docs/errors.md', () => {
     const text = readFileSync(errorsDoc, 'utf8');
@@ -92,6 +100,19 @@ describe('MeshError', () => {
     assert.equal(err.service, 'payments');
     assert.equal(err.cause, cause);
     assert.ok(err instanceof Error);
+  });
+
+  it('is made with everything its answer says: attempts and Retry-After too', () => {
+    const err = new MeshError('OVERLOADED', 'full', { service: 'payments.shop', attempts: 3, retryAfterSeconds: 5 });
+    assert.equal(err.attempts, 3);
+    assert.equal(err.retryAfterSeconds, 5);
+    assert.deepEqual(errorHeaders(err), { 'mcp-mesh-error': 'OVERLOADED', 'mcp-mesh-attempts': '3', 'retry-after': '5' });
+    const plain = new MeshError('UNKNOWN_SERVICE', 'who?');
+    assert.deepEqual(errorHeaders(plain), { 'mcp-mesh-error': 'UNKNOWN_SERVICE' }, 'nothing unknown is made up');
+    assert.deepEqual(errorAnswer(err), {
+      status: 503, headers: { 'mcp-mesh-error': 'OVERLOADED', 'mcp-mesh-attempts': '3', 'retry-after': '5' },
+      error: { code: 'OVERLOADED', message: 'full', service: 'payments.shop' },
+    });
   });
 
   it('fromWire keeps a known code and message', () => {
