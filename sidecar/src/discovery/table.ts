@@ -1,14 +1,15 @@
 // The endpoint table every resolver keeps: "service.namespace" → endpoints, swapped service by
 // service (or whole), with change listeners fired only when something changed; and TableResolver,
 // the part of the Resolver interface that only reads that table.
+import type { LogFields } from '../telemetry/logger.ts';
 import type { Endpoint, Resolver } from './resolver.ts';
 
 /** What the resolvers log through (a pino Logger fits). */
 export interface DiscoveryLogger {
-  debug(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
+  debug(obj: LogFields, msg: string): void;
+  info(obj: LogFields, msg: string): void;
+  warn(obj: LogFields, msg: string): void;
+  error(obj: LogFields, msg: string): void;
 }
 
 export const silentLogger: DiscoveryLogger = { debug() {}, info() {}, warn() {}, error() {} };

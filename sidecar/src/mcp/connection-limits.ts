@@ -8,6 +8,7 @@
 import type { Server, Socket } from 'node:net';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import type { LogFields } from '../telemetry/logger.ts';
 
 /** Why a connection was refused or closed early (the `limit` label of mcp_limit_rejections_total). */
 export type ConnectionLimit = 'connections_per_peer' | 'inbound_connections' | 'handshake_timeout';
@@ -45,7 +46,7 @@ export class RefusalLog {
     this.#now = now;
   }
 
-  refused(fields: Record<string, unknown>, message: string): void {
+  refused(fields: LogFields, message: string): void {
     this.#unlogged++;
     const now = this.#now();
     if (now - this.#lastLine < this.#intervalMs) return;

@@ -5,12 +5,13 @@ import { statSync } from 'node:fs';
 import { watchFiles, type FileWatch } from '../config/watch-files.ts';
 import { formatProblem, PolicyError, readPolicySet, type PolicyFile, type PolicyProblem } from './load.ts';
 import { compilePolicies, type ExplainedPolicy, type PolicyDefaults, type PolicyTable, type PolicyTableDump, type RequestInfo, type Subscriber } from './resolve.ts';
+import type { LogFields } from '../telemetry/logger.ts';
 import type { EffectivePolicy } from './types.ts';
 
 /** The part of a pino logger the store uses. */
 export interface PolicyLogger {
-  info(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
+  info(obj: LogFields, msg: string): void;
+  error(obj: LogFields, msg: string): void;
 }
 
 export interface PolicyStoreOptions {

@@ -10,6 +10,9 @@ declare module 'pino' {
   }
 }
 
+/** A log line's fields, for the narrow logger interfaces parts take instead of pino's (its `code` typed as above). */
+export type LogFields = { code?: MeshCode } & Record<string, unknown>;
+
 /** Headers whose values are credentials: redacted wherever the log carries headers (REDACT_PATHS). */
 export const SECRET_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie'] as const;
 
