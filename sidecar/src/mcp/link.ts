@@ -4,14 +4,14 @@ import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { MeshError } from '../errors/mesh-error.ts';
 import { Batcher } from './batcher.ts';
-import { Compression, decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
-import { compressionCode, compressPayload, decompressPayload, type CompressionSetting } from './compression.ts';
-import { newMessageId } from './ids.ts';
+import { compressionCode, compressPayload, type CompressionSetting } from './compression.ts';
+import { decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, type Batch, type Envelope, type Frame } from './codec.ts';
+import { Capabilities, controlEnvelope, decompressEnvelope, Heartbeat } from './link-end.ts';
 import { abortReason, sendCall, type LinkAnswer, type LinkCall } from './transport.ts';
 import { identityOf, meshSource } from '../security/identity.ts';
 import { jitteredBackoff } from '../resilience/backoff.ts';
 import type { SecureNaming } from '../security/secure-naming.ts';
-import { CAPABILITIES, channelOptions, type LinkEndSettings, LINK_METHOD, MAX_MESSAGE_BYTES, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
+import { channelOptions, type LinkEndSettings, LINK_METHOD, MAX_MESSAGE_BYTES, STREAM_METHOD } from './version.ts';
 
 export interface LinkOptions extends LinkEndSettings {
   reconnectBaseMs: number;
@@ -99,13 +99,10 @@ export class PeerLink extends EventEmitter {
   #stream: grpc.ClientDuplexStream<Batch, Batch> | undefined;
   #batcher: Batcher | undefined;
   readonly #pending = new Map<string, PendingCall>();
-  #lastSent = 0;
-  #lastReceived = 0;
   #failures = 0;
-  #heartbeatTimer: NodeJS.Timeout | undefined;
+  readonly #heartbeat: Heartbeat;
   #reconnectTimer: NodeJS.Timeout | undefined;
-  readonly #capabilities: ReadonlySet<string>;
-  #peerCapabilities = new Set<string>();
+  readonly #capabilities: Capabilities;
   #batchesSent = 0;
   #envelopesSent = 0;
   /** The peer's name ("name.namespace") from the certificate of the current connection (mutual TLS). */
@@ -115,7 +112,11 @@ export class PeerLink extends EventEmitter {
     super();
     this.address = address;
     this.#options = options;
-    this.#capabilities = new Set(options.capabilities ?? CAPABILITIES);
+    this.#capabilities = new Capabilities(options);
+    this.#heartbeat = new Heartbeat(options, {
+      silent: (silentMs) => { if (this.#stream) this.#onStreamEnd(this.#stream, new MeshError('PEER_UNAVAILABLE', `peer silent for ${silentMs} ms`)); },
+      idle: () => { if (this.#stream && this.#state !== 'connecting') this.#sendControl(MessageType.HEARTBEAT); },
+    });
     this.#clientCredentials = this.#credentials();
     this.#client = this.#newClient();
     this.#open();
@@ -249,14 +250,14 @@ export class PeerLink extends EventEmitter {
 
   /** Whether the peer announced a capability in its HELLO. */
   peerCan(capability: string): boolean {
-    return this.#peerCapabilities.has(capability);
+    return this.#capabilities.peerCan(capability);
   }
 
   /** The REQUEST as it goes out under `setting`: a copy, or `request` itself when the peer lacks the algorithm. */
   #withCompression(request: Envelope, setting: CompressionSetting): Envelope {
     // A capability is used only when both sides announced it; a peer without it gets plain bytes and
     // is not asked to compress its answer.
-    if (!this.#capabilities.has(setting.algorithm) || !this.peerCan(setting.algorithm)) return request;
+    if (!this.#capabilities.shared(setting.algorithm)) return request;
     const algorithm = compressionCode(setting.algorithm);
     const sent: Envelope = { ...request, acceptCompression: algorithm, compressMinBytes: setting.minBytes };
     if (request.payload && !request.compression) {
@@ -299,26 +300,16 @@ export class PeerLink extends EventEmitter {
     }
     const stream = this.#client.makeBidiStreamRequest(LINK_METHOD, encodeBatch, decodeBatch, new grpc.Metadata());
     this.#stream = stream;
-    const hello: Envelope = {
-      id: newMessageId(),
-      type: MessageType.HELLO,
-      timestampMs: Date.now(),
-      source: this.#options.source,
-      priority: Priority.HIGH,
-      hello: { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR, capabilities: [...this.#capabilities], node: this.#options.instance },
-    };
-    stream.write({ envelopes: [hello] });
-    this.#lastSent = Date.now();
-    this.#lastReceived = Date.now();
+    stream.write({ envelopes: [this.#capabilities.hello(this.#options)] });
     stream.on('data', (batch: Batch) => this.#onBatch(stream, batch));
     stream.on('error', (err: grpc.ServiceError) => this.#onStreamEnd(stream, err));
     stream.on('end', () => this.#onStreamEnd(stream, undefined));
-    this.#startHeartbeats();
+    this.#heartbeat.start();
   }
 
   #onBatch(stream: grpc.ClientDuplexStream<Batch, Batch>, batch: Batch): void {
     if (stream !== this.#stream) return;
-    this.#lastReceived = Date.now();
+    this.#heartbeat.lastReceived = Date.now();
     for (const envelope of batch.envelopes) {
       switch (envelope.type) {
         case MessageType.HELLO:
@@ -354,26 +345,19 @@ export class PeerLink extends EventEmitter {
 
   /** A bad compressed answer fails its own call only: the link and the other calls go on. */
   #resolveCompressed(pending: PendingCall, response: Envelope): void {
-    try {
-      response.payload = decompressPayload(response.payload ?? new Uint8Array(), response.compression);
-      response.compression = Compression.IDENTITY;
-    } catch (err) {
-      // Made here, where the call's service is known: the error names it.
-      const error = new MeshError(err instanceof MeshError ? err.code : 'PROTOCOL_ERROR', (err as Error).message, { service: pending.service, cause: err });
-      this.#options.logger.warn({ peer: this.address, code: error.code }, error.message);
-      pending.reject(error);
-      return;
-    }
-    pending.resolve(response);
+    const error = decompressEnvelope(response, pending.service);
+    if (!error) return pending.resolve(response);
+    this.#options.logger.warn({ peer: this.address, code: error.code }, error.message);
+    pending.reject(error);
   }
 
   #onHello(stream: grpc.ClientDuplexStream<Batch, Batch>, envelope: Envelope): void {
-    const hello = envelope.hello;
-    if (!hello || hello.major !== PROTOCOL_MAJOR) {
-      this.#protocolError(stream, `peer speaks MCP ${hello?.major ?? '?'}.${hello?.minor ?? '?'}; this sidecar speaks ${PROTOCOL_MAJOR}.x`, 'VERSION_UNSUPPORTED');
+    const refused = this.#capabilities.accept(envelope);
+    if (refused) {
+      this.#protocolError(stream, `the peer's HELLO: ${refused}`, 'VERSION_UNSUPPORTED');
       return;
     }
-    this.#peerCapabilities = new Set(hello.capabilities ?? []);
+    const hello = envelope.hello!;
     this.#peerIdentity = this.#identityOf(stream);
     this.#failures = 0;
     this.#batcher = new Batcher((envelopes) => this.#write(stream, envelopes), {
@@ -403,7 +387,7 @@ export class PeerLink extends EventEmitter {
         pending.observer?.batched?.(envelopes.length);
       }
     }
-    this.#lastSent = Date.now();
+    this.#heartbeat.lastSent = Date.now();
     this.#batchesSent++;
     this.#envelopesSent += envelopes.length;
     this.emit('batch', envelopes.length);
@@ -414,8 +398,7 @@ export class PeerLink extends EventEmitter {
   }
 
   #sendControl(type: MessageType, correlationId?: string): void {
-    const envelope: Envelope = { id: newMessageId(), type, timestampMs: Date.now(), priority: Priority.HIGH, correlationId };
-    if (this.#batcher && this.#state !== 'broken') this.#batcher.enqueue(envelope);
+    if (this.#batcher && this.#state !== 'broken') this.#batcher.enqueue(controlEnvelope(type, correlationId));
   }
 
   #protocolError(stream: grpc.ClientDuplexStream<Batch, Batch>, message: string, code: 'PROTOCOL_ERROR' | 'VERSION_UNSUPPORTED' = 'PROTOCOL_ERROR'): void {
@@ -437,7 +420,7 @@ export class PeerLink extends EventEmitter {
 
   /** Fail every open call: never-sent ones as PEER_UNAVAILABLE, sent ones as LINK_BROKEN. */
   #teardown(reason: MeshError): void {
-    clearInterval(this.#heartbeatTimer);
+    this.#heartbeat.stop();
     this.#batcher?.close();
     this.#batcher = undefined;
     const stream = this.#stream;
@@ -462,23 +445,6 @@ export class PeerLink extends EventEmitter {
     const delay = jitteredBackoff({ baseMs: this.#options.reconnectBaseMs, maxMs: this.#options.reconnectMaxMs }, ++this.#failures);
     this.#reconnectTimer = setTimeout(() => { if (this.#state !== 'closed') this.#open(); }, delay);
     this.#reconnectTimer.unref();
-  }
-
-  #startHeartbeats(): void {
-    clearInterval(this.#heartbeatTimer);
-    const { heartbeatIntervalMs, unhealthyAfterMs } = this.#options;
-    const tick = Math.max(10, Math.floor(heartbeatIntervalMs / 2));
-    this.#heartbeatTimer = setInterval(() => {
-      const now = Date.now();
-      const stream = this.#stream;
-      if (!stream) return;
-      if (now - this.#lastReceived > unhealthyAfterMs) {
-        this.#onStreamEnd(stream, new MeshError('PEER_UNAVAILABLE', `peer silent for ${now - this.#lastReceived} ms`));
-        return;
-      }
-      if (now - this.#lastSent >= heartbeatIntervalMs && this.#state !== 'connecting') this.#sendControl(MessageType.HEARTBEAT);
-    }, tick);
-    this.#heartbeatTimer.unref();
   }
 
   #setState(state: LinkState): void {

@@ -7,11 +7,12 @@ import * as grpc from '@grpc/grpc-js';
 import { MeshError, toMeshError } from '../errors/mesh-error.ts';
 import { Batcher } from './batcher.ts';
 import { asBuffer, Compression, decodeBatch, decodeFrame, encodeBatch, encodeFrame, MessageType, Priority, type Batch, type Envelope, type Frame } from './codec.ts';
-import { compressionCapability, compressPayload, decompressPayload } from './compression.ts';
+import { compressionCapability, compressPayload } from './compression.ts';
+import { Capabilities, controlEnvelope, decompressEnvelope, Heartbeat } from './link-end.ts';
 import { InboundConnections, type InboundConnectionLimits } from './connection-limits.ts';
 import { newMessageId } from './ids.ts';
 import { peerSource } from '../security/tls.ts';
-import { CAPABILITIES, type LinkEndSettings, LINK_METHOD, MAX_MESSAGE_BYTES, PROTOCOL_MAJOR, PROTOCOL_MINOR, STREAM_METHOD } from './version.ts';
+import { type LinkEndSettings, LINK_METHOD, MAX_MESSAGE_BYTES, STREAM_METHOD } from './version.ts';
 
 /** A response: the head (status, headers, inline payload) and, when streamed, the body. */
 export interface InboundResponse {
@@ -453,21 +454,18 @@ class ServerLink {
   readonly #hooks: ServerLinkHooks;
   readonly #batcher: Batcher;
   readonly #open = new Map<string, AbortController>();
-  readonly #capabilities: ReadonlySet<string>;
-  #peerCapabilities: ReadonlySet<string> = new Set();
+  readonly #capabilities: Capabilities;
   #helloDone = false;
   #closed = false;
-  #lastSent = Date.now();
-  #lastReceived = Date.now();
-  readonly #timer: NodeJS.Timeout;
+  readonly #heartbeat: Heartbeat;
 
   constructor(call: grpc.ServerDuplexStream<Batch, Batch>, options: MeshServerOptions, hooks: ServerLinkHooks) {
     this.#call = call;
     this.#options = options;
     this.#hooks = hooks;
-    this.#capabilities = new Set(options.capabilities ?? CAPABILITIES);
+    this.#capabilities = new Capabilities(options);
     this.#batcher = new Batcher((envelopes) => {
-      this.#lastSent = Date.now();
+      this.#heartbeat.lastSent = Date.now();
       call.write({ envelopes }, () => this.#batcher.drained()); // one batch on the wire at a time (see link.ts)
       return false;
     }, { maxCount: options.batchMaxCount, maxBytes: options.batchMaxBytes, lingerMs: options.lingerMs });
@@ -475,25 +473,25 @@ class ServerLink {
     call.on('end', () => this.close());
     call.on('cancelled', () => this.close());
     call.on('error', () => this.close());
-    const tick = Math.max(10, Math.floor(options.heartbeatIntervalMs / 2));
-    this.#timer = setInterval(() => this.#heartbeat(), tick);
-    this.#timer.unref();
-  }
-
-  /** Whether the peer announced a capability in its HELLO. */
-  peerCan(capability: string): boolean {
-    return this.#peerCapabilities.has(capability);
+    this.#heartbeat = new Heartbeat(options, {
+      silent: (silentMs) => {
+        this.#options.logger.warn({ silentMs }, 'closing a link: peer silent');
+        this.close();
+      },
+      idle: () => { if (this.#helloDone) this.#enqueue(controlEnvelope(MessageType.HEARTBEAT)); },
+    });
+    this.#heartbeat.start();
   }
 
   sendDrain(): void {
-    if (this.#helloDone && !this.#closed) this.#enqueue(control(MessageType.DRAIN));
+    if (this.#helloDone && !this.#closed) this.#enqueue(controlEnvelope(MessageType.DRAIN));
   }
 
   /** `flush`: send what is still queued first (answers of calls that finished during a drain). */
   close(options: { flush?: boolean } = {}): void {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#timer);
+    this.#heartbeat.stop();
     const unsent = this.#batcher.close();
     if (options.flush) {
       try {
@@ -510,7 +508,7 @@ class ServerLink {
   }
 
   #onBatch(batch: Batch): void {
-    this.#lastReceived = Date.now();
+    this.#heartbeat.lastReceived = Date.now();
     if (this.#closed) return; // answered and ending: nothing the peer sends now counts
     if (batch instanceof Undecodable) {
       endUndecodable(this.#call); // before close(): its status is INTERNAL, with no ERROR envelope
@@ -521,16 +519,10 @@ class ServerLink {
       if (!this.#helloDone && envelope.type !== MessageType.HELLO) return this.#reject('PROTOCOL_ERROR', 'the first envelope on a link must be HELLO');
       switch (envelope.type) {
         case MessageType.HELLO: {
-          const hello = envelope.hello;
-          if (!hello || hello.major !== PROTOCOL_MAJOR) {
-            return this.#reject('VERSION_UNSUPPORTED', `MCP ${hello?.major ?? '?'}.${hello?.minor ?? '?'} is not supported; this sidecar speaks ${PROTOCOL_MAJOR}.x`);
-          }
+          const refused = this.#capabilities.accept(envelope);
+          if (refused) return this.#reject('VERSION_UNSUPPORTED', refused);
           this.#helloDone = true;
-          this.#peerCapabilities = new Set(hello.capabilities ?? []);
-          this.#enqueue({
-            ...control(MessageType.HELLO), source: this.#options.source,
-            hello: { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR, capabilities: [...this.#capabilities], node: this.#options.instance },
-          });
+          this.#enqueue(this.#capabilities.hello(this.#options));
           if (this.#hooks.isDraining()) this.sendDrain();
           break;
         }
@@ -563,23 +555,18 @@ class ServerLink {
    * request with PROTOCOL_ERROR and return false: one bad message does not cost the link.
    */
   #decompress(request: Envelope): boolean {
-    try {
-      request.payload = decompressPayload(request.payload ?? new Uint8Array(), request.compression);
-      request.compression = Compression.IDENTITY;
-      return true;
-    } catch (err) {
-      const error = toMeshError(err, 'PROTOCOL_ERROR');
-      this.#options.logger.warn({ code: error.code, request: request.id }, `refusing a request: ${error.message}`);
-      this.#enqueue(errorEnvelope(request, error));
-      return false;
-    }
+    const error = decompressEnvelope(request);
+    if (!error) return true;
+    this.#options.logger.warn({ code: error.code, request: request.id }, `refusing a request: ${error.message}`);
+    this.#enqueue(errorEnvelope(request, error));
+    return false;
   }
 
   /** The answer as the caller allowed (accept_compression), if both sides speak the algorithm. */
   #compressAnswer(request: Envelope, response: Envelope): Envelope {
     const capability = compressionCapability(request.acceptCompression);
     if (response.type !== MessageType.RESPONSE || !response.payload || response.compression
-      || !capability || !this.#capabilities.has(capability) || !this.peerCan(capability)) return response;
+      || !capability || !this.#capabilities.shared(capability)) return response;
     const compressed = compressPayload(response.payload, request.acceptCompression!, request.compressMinBytes ?? 0);
     return compressed.compression === Compression.IDENTITY ? response : { ...response, ...compressed };
   }
@@ -587,21 +574,8 @@ class ServerLink {
   /** Tell the peer why, then close this stream only. */
   #reject(code: 'PROTOCOL_ERROR' | 'VERSION_UNSUPPORTED', message: string): void {
     this.#options.logger.warn({ code }, `closing a link: ${message}`);
-    this.#call.write({ envelopes: [{ ...control(MessageType.ERROR), error: { code, message } }] });
+    this.#call.write({ envelopes: [{ ...controlEnvelope(MessageType.ERROR), error: { code, message } }] });
     this.close();
   }
 
-  #heartbeat(): void {
-    const now = Date.now();
-    if (now - this.#lastReceived > this.#options.unhealthyAfterMs) {
-      this.#options.logger.warn({ silentMs: now - this.#lastReceived }, 'closing a link: peer silent');
-      this.close();
-      return;
-    }
-    if (this.#helloDone && now - this.#lastSent >= this.#options.heartbeatIntervalMs) this.#enqueue(control(MessageType.HEARTBEAT));
-  }
-}
-
-function control(type: MessageType): Envelope {
-  return { id: newMessageId(), type, timestampMs: Date.now(), priority: Priority.HIGH };
 }
