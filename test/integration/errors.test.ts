@@ -106,8 +106,11 @@ describe('mesh errors', { timeout: 60_000 }, () => {
       const elapsed = performance.now() - started;
       const error = await assertMeshError(response, 504, 'DEADLINE_EXCEEDED');
       assert.match(error.service ?? '', /^payments(\.default)?$/);
+      // The deadline that ended the call is the caller's 300 ms, not the 15 s default: the error names
+      // it (the caller's sidecar, or the callee's with the few ms it had left, whichever came first).
+      assert.match(error.message, /within 300 ms|caller's deadline \((29\d|300) ms\)/, `the error names the deadline: ${error.message}`);
+      // A timer never fires early, so this lower bound cannot flake (how late is not measured).
       assert.ok(elapsed >= 290, `not before the deadline (${elapsed.toFixed(0)} ms)`);
-      assert.ok(elapsed < 5000, `at the deadline, not the 15 s default (${elapsed.toFixed(0)} ms)`);
       // The app got the request, and the callee sidecar gave up on it: its connection closed
       // before the app answered (this waits on the app's 'close' event, bounded by the test timeout).
       const request = await within(held, 5000, 'the app never got the call');
