@@ -19,15 +19,9 @@ export const linkTransport: Handler = (call) => {
   const budgetMs = Math.max(1, Math.ceil(Math.min(perTryMs > 0 ? perTryMs : Infinity, remaining)));
   call.budgetMs = Number.isFinite(budgetMs) ? budgetMs : 0;
   // Without a per-try timeout that can fire first, the try runs on the call's own signal: no controller.
-  if (!(perTryMs > 0 && perTryMs < remaining)) return send(call);
+  if (!(perTryMs > 0 && perTryMs < remaining)) return call.link!.send(call);
   return sendWithin(call, perTryMs);
 };
-
-async function send(call: Call): Promise<CallResult> {
-  const link = call.link!;
-  const answer = await link.send(call);
-  return { status: answer.status, headers: answer.headers, body: answer.body, endpoint: link.address };
-}
 
 /** The try's own signal: the call's, or the per-try timeout, whichever comes first. */
 async function sendWithin(call: Call, perTryMs: number): Promise<CallResult> {
@@ -38,7 +32,7 @@ async function sendWithin(call: Call, perTryMs: number): Promise<CallResult> {
   const timer = deadlines.start(perTryMs, () => tryController.abort(new PerTryTimeout(call.service, perTryMs)));
   call.trySignal = tryController.signal;
   try {
-    return await send(call);
+    return await call.link!.send(call);
   } finally {
     timer.cancel();
     callSignal.removeEventListener('abort', onAbort);

@@ -4,6 +4,7 @@
 // the replica that answered.
 import { bindResponse, routeSession, SESSION_HEADER, type EndpointEventRewriter } from '../affinity/mcp-session.ts';
 import { MeshError } from '../errors/mesh-error.ts';
+import type { Header } from '../mcp/codec.ts';
 import type { EffectivePolicy } from '../policy/types.ts';
 import type { Call, Layer } from './call.ts';
 import type { CallResult, PolicySource, SessionAffinity } from './pipeline.ts';
@@ -17,15 +18,20 @@ export interface PolicyLayerOptions {
 
 export function policyLayer(options: PolicyLayerOptions): Layer {
   const { policies, services, sessions } = options;
-  return (next) => async (call) => {
+  // Not async: a call without affinity passes straight down; one with it waits only to bind.
+  return (next) => (call) => {
     const { request } = call;
-    const policy = policies.resolve(request.target.service, request.target.namespace, request);
-    call.observed.route(policy.route);
-    call.policy = request.delivery ? deliverySettings(policy) : policy;
-    call.state = services.get(call.service, call.policy);
-    if (!policy.mcp.affinity) return next(call); // `mcp: { affinity: false }`
-    pinSession(call, sessions);
-    return bindSession(call, sessions, await next(call));
+    try {
+      const policy = policies.resolve(request.target.service, request.target.namespace, request);
+      call.observed.route(policy.route);
+      call.policy = request.delivery ? deliverySettings(policy) : policy;
+      call.state = services.get(call.service, call.policy);
+      if (!policy.mcp.affinity) return next(call); // `mcp: { affinity: false }`
+      pinSession(call, sessions);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return next(call).then((result) => bindSession(call, sessions, result));
   };
 }
 
@@ -59,7 +65,7 @@ function pinSession(call: Call, sessions: SessionAffinity): void {
 /** A response that hands out a session id binds that session to the replica that answered. */
 function bindSession(call: Call, sessions: SessionAffinity, result: CallResult): CallResult {
   const service = call.service;
-  const bound = bindResponse(sessions.tokens, result.endpoint, result, call.request.headers.some((h) => h.name === SESSION_HEADER));
+  const bound = bindResponse(sessions.tokens, result.endpoint, result, hasSession(call.request.headers));
   if (bound.bound) {
     sessions.onBound(service);
     call.observed.affinity('bound');
@@ -70,4 +76,9 @@ function bindSession(call: Call, sessions: SessionAffinity, result: CallResult):
     (bound.body as EndpointEventRewriter).once('bound', () => sessions.onBound(service));
   }
   return { ...result, headers: bound.headers, body: bound.body };
+}
+
+function hasSession(headers: readonly Header[]): boolean {
+  for (const h of headers) if (h.name === SESSION_HEADER) return true;
+  return false;
 }

@@ -8,7 +8,8 @@ import type { CallResult } from './pipeline.ts';
 
 export function routeLayer(options: { resolver: Resolver; observer: CallObserver }): Layer {
   const { resolver, observer } = options;
-  return (next) => async (call) => {
+  // Not async itself: the one frame that waits for the answer is observeToEnd's.
+  return (next) => (call) => {
     const { request } = call;
     const { target } = request;
     const service = call.service = `${target.service}.${target.namespace}`;
@@ -20,7 +21,7 @@ export function routeLayer(options: { resolver: Resolver; observer: CallObserver
     if (!endpoints) {
       const unknown = new MeshError('UNKNOWN_SERVICE', `no service "${target.service}" in namespace "${target.namespace}" is known to discovery`, { service });
       observed.end(outcomeOf(unknown), 0);
-      throw unknown;
+      return Promise.reject(unknown);
     }
     call.endpoints = endpoints;
     return observeToEnd(call, next);

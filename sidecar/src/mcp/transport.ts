@@ -54,6 +54,8 @@ export interface LinkAnswer {
   headers: Header[];
   /** Inline bytes, or a stream for streamed and large bodies. */
   body: Buffer | Readable;
+  /** The peer that answered (the link's address). */
+  endpoint: string;
 }
 
 /** What the transport needs of a link (PeerLink; a double in tests). */
@@ -115,18 +117,18 @@ async function sendOnLink(link: TransportLink, call: LinkCall, request: Envelope
   const status = response.http?.status ?? 0;
   const headers = response.headers ?? [];
   const bodyStreamId = response.http?.bodyStreamId;
-  if (!bodyStreamId) return { status, headers, body: asBuffer(response.payload ?? Buffer.alloc(0)) };
+  if (!bodyStreamId) return { status, headers, body: asBuffer(response.payload ?? Buffer.alloc(0)), endpoint: link.address };
   // The answer was too large or open-ended to inline: pull its body over a Stream call.
   const pull: Envelope = { id: newMessageId(), type: MessageType.REQUEST, timestampMs: Date.now(), source: request.source, http: { bodyStreamId } };
   const streamed = await streamCall(link.openStream(call.service), pull, null, { signal: call.trySignal, idleTimeoutMs: call.streamIdleMs, service: call.service });
-  return { status, headers, body: streamed.body };
+  return { status, headers, body: streamed.body, endpoint: link.address };
 }
 
 async function sendOnStream(link: TransportLink, call: LinkCall, request: Envelope): Promise<LinkAnswer> {
   const body = call.body.kind === 'stream' ? call.body.stream : null;
   if (body) request.http = { ...request.http, bodyFollows: true };
   const streamed = await streamCall(link.openStream(call.service), request, body, { signal: call.trySignal, idleTimeoutMs: call.streamIdleMs, service: call.service });
-  return { status: streamed.head.http?.status ?? 0, headers: streamed.head.headers ?? [], body: streamed.body };
+  return { status: streamed.head.http?.status ?? 0, headers: streamed.head.headers ?? [], body: streamed.body, endpoint: link.address };
 }
 
 /** The error a try ends with when its signal aborted: the signal's reason, made once by whoever aborted it. */
