@@ -13,7 +13,7 @@
 //
 // Inputs are built as the sidecar builds them: policies compiled from YAML text with compilePolicies
 // (what PolicyStore does), balancer settings from the compiled defaults, envelopes shaped like
-// call/pipeline.ts requestEnvelope.
+// mcp/transport.ts requestEnvelope.
 //
 // Most operations take well under a microsecond, less than a timer read costs, so each tinybench
 // sample is a batch of operations timed together: a sample's value is the batch's mean per
