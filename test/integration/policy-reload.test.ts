@@ -90,7 +90,10 @@ describe('policy files on a running sidecar', { timeout: 30_000 }, () => {
     const short = await fleet.call('/delay/300');
     assert.equal(short.status, 504, `under the 100 ms route timeout: ${short.status} ${short.body}`);
     assert.equal(short.code, 'DEADLINE_EXCEEDED');
-    assert.ok(short.ms >= 95 && short.ms < 290, `gave up at the deadline (${short.ms.toFixed(0)} ms)`);
+    // Given up at the route's 100 ms (named in the error), before the app's answer at 300 ms, which
+    // would have been a 200. A timer never fires early, so the lower bound cannot flake.
+    assert.match(short.body, /within 100 ms|caller's deadline \((9\d|100) ms\)/, 'the error names the route timeout');
+    assert.ok(short.ms >= 95, `not before the deadline (${short.ms.toFixed(0)} ms)`);
     assert.equal((await fleet.call('/work/other')).status, 200, 'other paths are not under the route');
 
     let mark = fleet.caller.mark();
@@ -99,7 +102,7 @@ describe('policy files on a running sidecar', { timeout: 30_000 }, () => {
     assert.equal(reloaded.generation, 2);
     const long = await fleet.call('/delay/300');
     assert.equal(long.status, 200, `the next call runs under 2 s: ${long.status} ${long.body}`);
-    assert.ok(long.ms >= 300);
+    assert.equal(long.body, 'after 300 ms', 'the app\'s own answer, given after its 300 ms');
 
     // A typo in the key: as written it would have put the timeout back to 100 ms.
     mark = fleet.caller.mark();
