@@ -140,11 +140,13 @@ describe('peer sidecar failure and recovery', { timeout: 120_000 }, () => {
       // No heartbeat for link.unhealthyAfter: the link is declared down without any TCP error.
       const down = await orders.waitForLog((l) => l.msg.startsWith('link down') && l.peer === address, { since: silent });
       assert.match(down.msg, /silent/);
-      const started = performance.now();
-      const outcome = await echoCall(() => true);
+      // The silent peer is not offered the call: it fails for want of a ready endpoint (after the
+      // 300 ms connect timeout of each try) or by the open breaker, where a call sent to the silent
+      // peer would have waited for its 15 s deadline (DEADLINE_EXCEEDED) or its link (LINK_BROKEN).
+      // The limit is only a bound on that wait.
+      const outcome = await within(echoCall(() => true), 10_000, 'the call waited on the silent peer');
       assert.equal(outcome.ok, false);
-      assert.ok(FAILURE_CODES.has(outcome.code ?? ''), `coded failure, got ${outcome.status} ${outcome.code}`);
-      assert.ok(performance.now() - started < 5000, 'the call failed promptly instead of waiting on the silent peer');
+      assert.ok(['NO_HEALTHY_ENDPOINT', 'CIRCUIT_OPEN'].includes(outcome.code ?? ''), `refused without trying the silent peer, got ${outcome.status} ${outcome.code}`);
     } finally {
       payments.signal('SIGCONT');
     }
