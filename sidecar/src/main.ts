@@ -153,7 +153,7 @@ async function buildSidecar(config: MeshConfig, logger: Logger, opened: OpenedPa
   // come from policies, so the label set stays bounded).
   const callMetrics = createCallMetrics(metrics, { inboundRoute: (call) => policies.resolve(config.service, config.namespace, call).route });
   const observer = combine([tracing.observer, callMetrics, liveStats.observer, createRequestLog(logger)]);
-  const pipeline = createCallPipeline({ source, instance: config.instance, resolver, links, policies, services, breakers, sessions, logger, observer });
+  const pipeline = createCallPipeline({ instance: config.instance, resolver, links, policies, services, breakers, sessions, logger, observer });
 
   // Async calls and pub/sub: an outbox on disk, delivered through the same pipeline. A data directory
   // that cannot be used makes only async requests fail; the sidecar starts anyway.

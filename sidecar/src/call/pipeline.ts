@@ -89,8 +89,6 @@ export interface SessionAffinity {
 }
 
 export interface PipelineDeps {
-  /** This sidecar's service, "name.namespace" (the `source` of every envelope). */
-  source: string;
   /** This replica (pod) of it: the key of `hashOn: [{ source: true }]`, like IP hash at an edge. */
   instance: string;
   sessions: SessionAffinity;
