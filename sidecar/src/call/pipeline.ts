@@ -104,9 +104,6 @@ export interface PipelineDeps {
 
 export type CallPipeline = (call: OutboundCall) => Promise<CallResult>;
 
-/** Response header telling the app how many tries the mesh made. */
-export const ATTEMPTS_HEADER = 'mcp-mesh-attempts';
-
 export function createCallPipeline(deps: PipelineDeps): CallPipeline {
   return buildCallStack(deps);
 }

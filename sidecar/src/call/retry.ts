@@ -5,10 +5,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { MeshError } from '../errors/mesh-error.ts';
+import { ATTEMPTS_HEADER } from '../errors/respond.ts';
 import { retryDelay, shouldRetry, type AttemptOutcome, type RetryDecision } from '../resilience/retry.ts';
 import type { Call, Layer } from './call.ts';
 import { PerTryTimeout } from './link-transport.ts';
-import { ATTEMPTS_HEADER, type CallResult } from './pipeline.ts';
+import type { CallResult } from './pipeline.ts';
 
 /** Whether to try `call` again after `outcome` (the try number `attempt` just ended). */
 export type RetryRule = (call: Call, outcome: AttemptOutcome, attempt: number) => RetryDecision;

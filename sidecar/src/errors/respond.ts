@@ -9,6 +9,7 @@ import { ERROR_CODES, type ErrorCodeInfo } from './codes.ts';
 import type { MeshError } from './mesh-error.ts';
 
 export const MESH_ERROR_HEADER = 'mcp-mesh-error';
+/** The tries the calling sidecar made: on a call's answer (call/retry.ts) and on its final error. */
 export const ATTEMPTS_HEADER = 'mcp-mesh-attempts';
 
 /** The `error` object of a mesh error's JSON body: `{ code, message, service? }`. */
