@@ -22,6 +22,11 @@ export class BucketClock {
     return Math.max(this.#latest, Math.floor((at - this.#origin) / this.bucketMs));
   }
 
+  /** When `bucket` begins: the first time bucketAt() puts in it. */
+  startOf(bucket: number): number {
+    return this.#origin + bucket * this.bucketMs;
+  }
+
   /** The newest bucket moved to. */
   get latest(): number {
     return this.#latest;
@@ -69,6 +74,9 @@ export class RollingCounters {
   /** One view per slot over `#counts`, made once so the hot path allocates nothing. */
   readonly #views: Counts[];
   readonly #fresh: readonly number[] | undefined;
+  /** The view current() last returned, and the time its bucket ends: until then, current() returns it. */
+  #currentView: Counts | undefined;
+  #currentEnds = -Infinity;
 
   constructor(options: RollingCountersOptions) {
     this.buckets = options.buckets;
@@ -88,6 +96,9 @@ export class RollingCounters {
 
   /** The counters of the bucket `at` falls in, to add to. */
   current(at: number = this.#now()): Counts {
+    // Most writes fall in the bucket of the write before (and an earlier time stays in it: the
+    // clock never goes back), so they skip the bucket arithmetic.
+    if (at < this.#currentEnds) return this.#currentView!;
     this.#clock.advance(at);
     const bucket = this.#clock.latest;
     const slot = this.#slotOf(bucket);
@@ -96,6 +107,8 @@ export class RollingCounters {
       this.#held[slot] = bucket;
       this.#clear(view);
     }
+    this.#currentView = view;
+    this.#currentEnds = this.#clock.startOf(bucket + 1);
     return view;
   }
 

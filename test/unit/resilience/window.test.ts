@@ -109,6 +109,19 @@ describe('RollingCounters', () => {
     assert.deepEqual([...counters.current()], [0, Infinity]);
   });
 
+  it('a write at the last instant of a bucket stays in it, one at its end starts the next, an earlier one goes to the newest', () => {
+    const { counters, at } = make();
+    at(99.999);
+    counters.add(0, 1);
+    at(100);
+    counters.add(0, 10);
+    at(50); // the clock stepped back: still the newest bucket
+    counters.add(0, 100);
+    at(100);
+    assert.equal(counters.bucket(1)?.[0], 1);
+    assert.equal(counters.bucket(0)?.[0], 110);
+  });
+
   it('can count in 32-bit cells', () => {
     const counters = new RollingCounters({ buckets: 2, bucketMs: 10, now: () => 0, counts: Uint32Array });
     assert.ok(counters.current() instanceof Uint32Array);
