@@ -113,6 +113,31 @@ export function ownAddresses(): Set<string> {
   return own;
 }
 
+/** How long recentOwnAddresses() keeps a reading of the interfaces. */
+export const OWN_ADDRESSES_TTL_MS = 1000;
+
+/**
+ * This host's own addresses, read at most once per `ttlMs`: a reading costs about 0.1 ms (a system
+ * call and a parse per address), too much for every egress call. A pod's addresses are set before its
+ * containers start and kept for its life, so a reading a second old is the current one; an address
+ * the host dropped meanwhile stays refused until the next reading (the safe side).
+ */
+export function recentOwnAddresses(options: { read?: () => ReadonlySet<string>; now?: () => number; ttlMs?: number } = {}): () => ReadonlySet<string> {
+  const read = options.read ?? ownAddresses;
+  const now = options.now ?? (() => performance.now());
+  const ttlMs = options.ttlMs ?? OWN_ADDRESSES_TTL_MS;
+  let addresses: ReadonlySet<string> | undefined;
+  let readAt = 0;
+  return () => {
+    const at = now();
+    if (addresses === undefined || at - readAt >= ttlMs) {
+      addresses = read();
+      readAt = at;
+    }
+    return addresses;
+  };
+}
+
 /** The class of an address (any spelling); `own` holds this host's addresses (ownAddresses()). */
 export function classifyAddress(address: string, own: ReadonlySet<string> = new Set()): AddressClass {
   const ip = parseLiteral(address);

@@ -30,7 +30,7 @@ import type { RetryRule } from '../call/retry.ts';
 import { observeToEnd } from '../call/route.ts';
 import { egressStack } from '../call/stack.ts';
 import {
-  CLASS_REASONS, classifyAddress, inRange, isForbidden, literalAddress, ownAddresses, parseRange, type AddressClass, type AddressRange,
+  CLASS_REASONS, classifyAddress, inRange, isForbidden, literalAddress, parseRange, recentOwnAddresses, type AddressClass, type AddressRange,
 } from './egress-address.ts';
 import { hostOf } from './target.ts';
 
@@ -45,11 +45,13 @@ export interface EgressOptions {
   observer: CallObserver;
   /** Resolves names (default: the system resolver); tests map names to chosen addresses. */
   resolve?: EgressResolver;
-  /** This pod's own addresses (default: read from the network interfaces at each call). */
+  /** This pod's own addresses (default: the network interfaces', read at most once a second). */
   ownAddresses?: () => ReadonlySet<string>;
   /** Where the retry layer writes its debug lines (none if unset). */
   logger?: Logger;
 }
+
+const hostAddresses = recentOwnAddresses();
 
 const systemResolver: EgressResolver = async (name) => (await lookup(name, { all: true, verbatim: true })).map((a) => a.address);
 
@@ -136,7 +138,7 @@ export async function egressAddress(host: string, options: Pick<EgressOptions, '
   }
   if (addresses.length === 0) return refuse(undefined, `external host "${host}" resolves to no address`);
   const rules = rulesOf(options.allow);
-  const own = (options.ownAddresses ?? ownAddresses)();
+  const own = (options.ownAddresses ?? hostAddresses)();
   let dial: string | undefined; // the first address: all of them passed
   for (const resolved of addresses) {
     const address = literalAddress(resolved);

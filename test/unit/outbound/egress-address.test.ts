@@ -2,7 +2,7 @@
 // embedded IPv4 (mapped, compatible, translated, NAT64, 6to4), zone ids, brackets, trailing dots.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { classifyAddress, literalAddress, type AddressClass } from '../../../sidecar/src/outbound/egress-address.ts';
+import { classifyAddress, literalAddress, recentOwnAddresses, type AddressClass } from '../../../sidecar/src/outbound/egress-address.ts';
 
 const SPELLINGS: [string, AddressClass][] = [
   // IPv4 loopback, however written
@@ -122,6 +122,19 @@ describe('egress address classes', () => {
     assert.equal(classifyAddress('64:ff9b::a09:909', own), 'own');
     assert.equal(classifyAddress('127.0.0.1', own), 'loopback');
     assert.equal(classifyAddress('10.9.9.8', own), 'private');
+  });
+
+  it('the pod\'s own addresses are read once per TTL, not at each call', () => {
+    let now = 0;
+    const readings: Set<string>[] = [];
+    const own = recentOwnAddresses({ ttlMs: 1000, now: () => now, read: () => { readings.push(new Set([`10.0.0.${readings.length}`])); return readings.at(-1)!; } });
+    assert.deepEqual([...own()], ['10.0.0.0']);
+    now = 999;
+    assert.deepEqual([...own()], ['10.0.0.0']);
+    assert.equal(readings.length, 1, 'one reading within the TTL');
+    now = 1000;
+    assert.deepEqual([...own()], ['10.0.0.1'], 'read again once the TTL is over');
+    assert.equal(readings.length, 2);
   });
 
   it('a literal becomes the one address to dial, in canonical text; names are not literals', () => {
