@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { createAdmin } from './admin/server.ts';
 import type { Readiness } from './admin/status-view.ts';
-import { createCallPipeline } from './call/pipeline.ts';
+import { buildCallStack } from './call/stack.ts';
 import { ServiceStates } from './call/service-state.ts';
 import { PolicyStore } from './policy/store.ts';
 import { BreakerRegistry } from './resilience/breaker.ts';
@@ -153,7 +153,7 @@ async function buildSidecar(config: MeshConfig, logger: Logger, opened: OpenedPa
   // come from policies, so the label set stays bounded).
   const callMetrics = createCallMetrics(metrics, { inboundRoute: (call) => policies.resolve(config.service, config.namespace, call).route });
   const observer = combine([tracing.observer, callMetrics, liveStats.observer, createRequestLog(logger)]);
-  const pipeline = createCallPipeline({ instance: config.instance, resolver, links, policies, services, breakers, sessions, logger, observer });
+  const pipeline = buildCallStack({ instance: config.instance, resolver, links, policies, services, breakers, sessions, logger, observer });
 
   // Async calls and pub/sub: an outbox on disk, delivered through the same pipeline. A data directory
   // that cannot be used makes only async requests fail; the sidecar starts anyway.

@@ -13,7 +13,6 @@ import type { OwnerTokens } from '../affinity/token.ts';
 import type { BreakerRegistry } from '../resilience/breaker.ts';
 import type { CallObserver } from '../telemetry/observer.ts';
 import type { ServiceStates } from './service-state.ts';
-import { buildCallStack } from './stack.ts';
 
 export type { RequestBody };
 
@@ -103,7 +102,3 @@ export interface PipelineDeps {
 }
 
 export type CallPipeline = (call: OutboundCall) => Promise<CallResult>;
-
-export function createCallPipeline(deps: PipelineDeps): CallPipeline {
-  return buildCallStack(deps);
-}
