@@ -100,8 +100,11 @@ export class InboundConnections {
     if (this.#idleTimeoutMs > 0) options['grpc.max_connection_idle_ms'] = this.#idleTimeoutMs;
     if (this.#handshakeTimeoutMs > 0) {
       options.interceptors = [(_method, call) => {
-        const { remoteAddress, remotePort } = call.getConnectionInfo();
-        this.#clearFirstCallDeadline(connectionKey(remoteAddress, remotePort));
+        // Most calls come on connections past their first call: no key to make, nothing to clear.
+        if (this.#awaitingFirstCall.size > 0) {
+          const { remoteAddress, remotePort } = call.getConnectionInfo();
+          this.#clearFirstCallDeadline(connectionKey(remoteAddress, remotePort));
+        }
         // Passed on as it is: grpc-js only needs the call interface here, and a wrapping
         // ServerInterceptingCall would add a closure to every message of every Link stream.
         return call as grpc.ServerInterceptingCall;
