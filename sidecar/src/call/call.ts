@@ -33,7 +33,7 @@ export class Call implements LinkCall {
   /** What the edge asked for (outbound/server.ts, batch.ts, async/dispatcher.ts, outbound/egress.ts). */
   readonly request: OutboundCall;
 
-  // ---- route (route.ts; egress-route.ts for hosts outside the mesh) ----
+  // ---- route (route.ts; egressRoute in outbound/egress.ts for hosts outside the mesh) ----
   /** "name.namespace" (a host for egress): what errors name, the envelope's destination. */
   service = '';
   /** The service's endpoints from discovery. */

@@ -32,7 +32,7 @@ export interface OutboundCall {
   /**
    * The call's one AbortController, made at the edge where the call arrives: the edge aborts it when
    * the app goes away (with the CLIENT_CLOSED error the app is answered with), the deadline layer when
-   * the call's time is up. Every wait and try of the call watches its signal; nothing makes another.
+   * the call's time is up. Every wait and try of the call watches its signal (call/README.md: the two places that add one of their own).
    */
   cancel: AbortController;
   /** The lane on the link: the app's `mcp-mesh-priority`, else the policy's. */
