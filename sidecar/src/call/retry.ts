@@ -23,7 +23,7 @@ export interface RetryLayerOptions {
 }
 
 /** The policy's rule (resilience/retry.ts shouldRetry). */
-export const policyRule: RetryRule = (call, outcome, attempt) => shouldRetry(call.policy.retries, {
+const policyRule: RetryRule = (call, outcome, attempt) => shouldRetry(call.policy.retries, {
   method: call.request.method, bodyBytes: bodyBytesOf(call), attempt, outcome,
 });
 

@@ -13,7 +13,7 @@ export const MESH_ERROR_HEADER = 'mcp-mesh-error';
 export const ATTEMPTS_HEADER = 'mcp-mesh-attempts';
 
 /** The `error` object of a mesh error's JSON body: `{ code, message, service? }`. */
-export function errorFields(err: MeshError): { code: string; message: string; service?: string } {
+function errorFields(err: MeshError): { code: string; message: string; service?: string } {
   return { code: err.code, message: err.message, ...(err.service ? { service: err.service } : {}) };
 }
 

@@ -114,7 +114,7 @@ export function ownAddresses(): Set<string> {
 }
 
 /** How long recentOwnAddresses() keeps a reading of the interfaces. */
-export const OWN_ADDRESSES_TTL_MS = 1000;
+const OWN_ADDRESSES_TTL_MS = 1000;
 
 /**
  * This host's own addresses, read at most once per `ttlMs`: a reading costs about 0.1 ms (a system
