@@ -71,7 +71,32 @@ class FailedAnswer {
 }
 
 const BUCKETS = 10;
-type Attempt = () => Promise<unknown>;
+
+/**
+ * How a breaker judges a try's outcome beyond its own rules. Built once (per policy) and handed to
+ * every try, so that a try through a breaker makes no functions of its own.
+ */
+export interface TryCounting<A, T> {
+  /** A resolved result that counts as a failure, yet is handed back unchanged (a listed 5xx). */
+  isFailure(result: T): boolean;
+  /** A rejection that says nothing about the service, given the try's argument (the caller cut it short). */
+  notCounted(err: unknown, arg: A): boolean;
+}
+
+/** The one action of every circuit: run the try on its argument. */
+type Action = (attempt: (arg: unknown) => Promise<unknown>, arg: unknown, counting: TryCounting<unknown, unknown>) => Promise<unknown>;
+
+/** The settle callbacks of one counting on one breaker (they slide its window and spot failed answers). */
+interface Settlers {
+  onResult: (result: unknown) => unknown;
+  onError: (err: unknown) => never;
+}
+
+const NOTHING_FAILS: (result: unknown) => boolean = () => false;
+const NEVER_EXEMPT = (): boolean => false;
+/** The countings of `run`'s plain `isFailure` tests, made once per test function. */
+const plainCountings = new WeakMap<(result: never) => boolean, TryCounting<unknown, unknown>>();
+const callThunk = (attempt: (arg: unknown) => Promise<unknown>): Promise<unknown> => (attempt as () => Promise<unknown>)();
 
 export interface BreakerStats {
   service: string;
@@ -89,7 +114,8 @@ export class Breaker {
   readonly service: string;
   readonly address: string | undefined;
   readonly policy: CircuitBreakerPolicy;
-  readonly #circuit: CircuitBreaker<[Attempt], unknown> | undefined;
+  readonly #circuit: CircuitBreaker<Parameters<Action>, unknown> | undefined;
+  readonly #settlers = new WeakMap<TryCounting<unknown, unknown>, Settlers>();
   readonly #rotator = new EventEmitter();
   readonly #now: () => number;
   readonly #buckets: BucketClock;
@@ -102,7 +128,11 @@ export class Breaker {
     this.#buckets = new BucketClock(policy.rollingWindowMs / BUCKETS, this.#now());
     if (!policy.enabled) return;
 
-    const circuit: CircuitBreaker<[Attempt], unknown> = new CircuitBreaker((attempt: Attempt) => attempt(), {
+    const run: Action = (attempt, arg, counting) => {
+      const settle = this.#settlersOf(counting);
+      return attempt(arg).then(settle.onResult, settle.onError);
+    };
+    const circuit: CircuitBreaker<Parameters<Action>, unknown> = new CircuitBreaker(run, {
       name: address === undefined ? service : `${service}@${address}`,
       timeout: false,
       errorThresholdPercentage: policy.errorThresholdPercentage,
@@ -115,7 +145,9 @@ export class Breaker {
       rotateBucketController: this.#rotator,
       // true = "not a failure". Opossum then records a success, which on the half-open probe would
       // close the breaker; so on the probe only a real answer (resolved, or a 4xx) counts as success.
-      errorFilter: (err: unknown): boolean => !(err instanceof FailedAnswer) && !isBreakerFailure(err) && !circuit.halfOpen,
+      // (Opossum hands the filter the action's arguments after the error.)
+      errorFilter: ((err: unknown, _attempt: unknown, arg: unknown, counting: TryCounting<unknown, unknown>): boolean =>
+        !(err instanceof FailedAnswer) && (counting.notCounted(err, arg) || !isBreakerFailure(err)) && !circuit.halfOpen) as (err: unknown) => boolean,
     });
     // A breaker that closes again starts from a clean window: the failures that opened it, and the
     // calls refused while open (opossum counts them as fires), say nothing about the recovered service.
@@ -150,25 +182,47 @@ export class Breaker {
    * Run one attempt under the breaker. Rejects with CircuitOpenError at once while open. A resolved
    * result for which `isFailure` is true counts as a failure but is still returned.
    */
-  run<T>(attempt: () => Promise<T>, isFailure: (result: T) => boolean = () => false): Promise<T> {
+  run<T>(attempt: () => Promise<T>, isFailure: (result: T) => boolean = NOTHING_FAILS): Promise<T> {
+    let counting = plainCountings.get(isFailure);
+    if (!counting) plainCountings.set(isFailure, counting = { isFailure: isFailure as (result: unknown) => boolean, notCounted: NEVER_EXEMPT });
+    return this.runWith(callThunk, attempt, counting) as Promise<T>;
+  }
+
+  /**
+   * `run` for the call path: `attempt(arg)` under the breaker, judged by `counting` (made once per
+   * policy), so that the try itself makes no closures beyond opossum's own.
+   */
+  runWith<A, T>(attempt: (arg: A) => Promise<T>, arg: A, counting: TryCounting<A, T>): Promise<T> {
     const circuit = this.#circuit;
-    if (!circuit || circuit.isShutdown) return attempt();
+    if (!circuit || circuit.isShutdown) return attempt(arg);
     this.#slide();
-    // Plain promise callbacks rather than async functions: this runs twice on every try (service and
-    // endpoint breaker), and each async layer costs a promise and a resumption more.
-    const counted: Attempt = () => attempt().then((result) => {
-      this.#slide(); // a long call may end in a later bucket than it started
-      if (isFailure(result)) throw new FailedAnswer(result);
-      return result;
-    }, (err: unknown) => {
-      this.#slide();
-      throw err;
-    });
-    return (circuit.fire(counted) as Promise<T>).catch((err: unknown) => {
-      if (err instanceof FailedAnswer) return err.result as T;
-      if (err instanceof Error && CircuitBreaker.isOurError(err)) throw new CircuitOpenError(this.service, this.address);
-      throw err;
-    });
+    return circuit.fire(attempt as (arg: unknown) => Promise<unknown>, arg, counting as TryCounting<unknown, unknown>).catch(this.#unwrap) as Promise<T>;
+  }
+
+  /** What a try's rejection becomes: a failed answer is the answer again; opossum's refusal is ours. */
+  readonly #unwrap = (err: unknown): unknown => {
+    if (err instanceof FailedAnswer) return err.result;
+    if (err instanceof Error && CircuitBreaker.isOurError(err)) throw new CircuitOpenError(this.service, this.address);
+    throw err;
+  };
+
+  #settlersOf(counting: TryCounting<unknown, unknown>): Settlers {
+    let settle = this.#settlers.get(counting);
+    if (!settle) {
+      settle = {
+        onResult: (result) => {
+          this.#slide(); // a long call may end in a later bucket than it started
+          if (counting.isFailure(result)) throw new FailedAnswer(result);
+          return result;
+        },
+        onError: (err) => {
+          this.#slide();
+          throw err;
+        },
+      };
+      this.#settlers.set(counting, settle);
+    }
+    return settle;
   }
 
   stats(): BreakerStats {
