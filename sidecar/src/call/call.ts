@@ -8,6 +8,8 @@ import type { CompressionSetting } from '../mcp/compression.ts';
 import type { PeerLink } from '../mcp/link.ts';
 import type { LaneName, LinkCall, RequestBody } from '../mcp/transport.ts';
 import type { EffectivePolicy } from '../policy/types.ts';
+import type { Release } from '../resilience/concurrency.ts';
+import type { Deadline } from '../resilience/deadline-timers.ts';
 import type { RetryBudget } from '../resilience/retry.ts';
 import { NO_OBSERVER, QUIET_ATTEMPT, type AttemptObservation, type OutboundObservation } from '../telemetry/observer.ts';
 import type { CallResult, OutboundCall } from './pipeline.ts';
@@ -54,6 +56,12 @@ export class Call implements LinkCall {
   // ---- deadline (deadline.ts) ----
   /** performance.now() time of the overall deadline; Infinity for none. */
   deadlineAt = Infinity;
+  /** Its timer, cancelled when the call ends (end()). */
+  deadline: Deadline | undefined;
+
+  // ---- concurrency (concurrency.ts) ----
+  /** The slot of the service's limiter, released when the call ends (end()). */
+  slot: Release | undefined;
 
   // ---- retry (retry.ts) ----
   /** Tries made so far (the current one included). */
@@ -86,6 +94,17 @@ export class Call implements LinkCall {
     this.headers = request.headers;
     this.path = request.path;
     this.trySignal = request.cancel.signal;
+  }
+
+  /**
+   * The call is over (its answer is in, or it failed): cancel its deadline and release its slot. Run
+   * once by the route layer (observeToEnd), so that the layers which take them need no frame that
+   * waits for the answer.
+   */
+  end(): void {
+    this.slot?.();
+    this.deadline?.cancel();
+    this.slot = this.deadline = undefined;
   }
 
   /** The one signal of the call: made at the edge; aborted by the app leaving or by the deadline layer. */

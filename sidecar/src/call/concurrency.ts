@@ -2,11 +2,17 @@
 // lane (the wait counts against the deadline), or refused OVERLOADED — and holds it across its retries.
 import type { Layer } from './call.ts';
 
-export const concurrencyLayer: Layer = (next) => async (call) => {
-  const release = await call.state!.limiter.acquire(call.signal, call.lane);
-  try {
-    return await next(call);
-  } finally {
-    release();
+// The slot is released when the call ends (Call.end, from the route layer), not here: a free slot
+// (nearly always) is taken without a promise, and the layer waits for nothing.
+export const concurrencyLayer: Layer = (next) => (call) => {
+  const limiter = call.state!.limiter;
+  const slot = call.signal.aborted ? undefined : limiter.tryAcquire();
+  if (slot) {
+    call.slot = slot;
+    return next(call);
   }
+  return limiter.acquire(call.signal, call.lane).then((release) => {
+    call.slot = release;
+    return next(call);
+  });
 };

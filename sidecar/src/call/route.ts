@@ -28,14 +28,19 @@ export function routeLayer(options: { resolver: Resolver; observer: CallObserver
   };
 }
 
-/** Run the rest of the call, then tell its telemetry how it ended and after how many tries. */
+/**
+ * Run the rest of the call, end it (its deadline and concurrency slot, Call.end), then tell its
+ * telemetry how it ended and after how many tries.
+ */
 export async function observeToEnd(call: Call, next: Handler): Promise<CallResult> {
   const observed = call.observed;
   try {
     const result = await next(call);
+    call.end();
     observed.end({ status: result.status }, call.attempt);
     return result;
   } catch (err) {
+    call.end();
     observed.end(outcomeOf(err), call.attempt);
     throw err;
   }

@@ -53,7 +53,8 @@ export class ConcurrencyLimiter {
    */
   acquire(signal?: AbortSignal, priority: PriorityName = 'medium'): Promise<Release> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.#hasRoom()) return Promise.resolve(this.#take());
+    const free = this.tryAcquire();
+    if (free) return Promise.resolve(free);
     if (this.queued >= this.#policy.maxQueue) {
       return Promise.reject(new OverloadedError(this.#service,
         `${this.#inFlight} calls in flight and ${this.queued} waiting${this.#service ? ` for ${this.#service}` : ''}: limit reached`,
@@ -74,6 +75,11 @@ export class ConcurrencyLimiter {
       lane.add(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /** A slot now, if one is free (no wait, no promise); undefined when the caller must queue (acquire). */
+  tryAcquire(): Release | undefined {
+    return this.#hasRoom() ? this.#take() : undefined;
   }
 
   #hasRoom(): boolean {

@@ -10,7 +10,7 @@ import { answer, settings, testCall } from './fixtures.ts';
 const one = settings((p) => ({ concurrency: { ...p.concurrency, maxInFlight: 1, maxQueue: 1 } }));
 
 describe('concurrency layer', () => {
-  it('holds a slot for the whole call; the next call waits for it, a third is refused OVERLOADED', async () => {
+  it('holds a slot until the call ends (Call.end); the next call waits for it, a third is refused OVERLOADED', async () => {
     const first = testCall({}, one);
     let finish!: (result: CallResult) => void;
     const running = concurrencyLayer(() => new Promise((resolve) => { finish = resolve; }))(first);
@@ -25,7 +25,10 @@ describe('concurrency layer', () => {
     assert.equal(secondRan, false, 'waits while the first holds the slot');
     finish(answer(200));
     await running;
+    assert.equal(first.state!.limiter.inFlight, 1, 'held until the call ends, not only until the layer below answers');
+    first.end();
     assert.equal((await waiting).status, 200);
+    second.end();
     assert.equal(first.state!.limiter.inFlight, 0);
   });
 
@@ -41,5 +44,7 @@ describe('concurrency layer', () => {
     await assert.rejects(waiting, (err) => err === deadline);
     finish(answer(200));
     await running;
+    first.end();
+    assert.equal(first.state!.limiter.inFlight, 0, 'the call that left the line took no slot');
   });
 });

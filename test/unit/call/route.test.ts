@@ -2,6 +2,9 @@
 // start to end, failures included.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { compose } from '../../../sidecar/src/call/call.ts';
+import { concurrencyLayer } from '../../../sidecar/src/call/concurrency.ts';
+import { deadlineLayer } from '../../../sidecar/src/call/deadline.ts';
 import { routeLayer } from '../../../sidecar/src/call/route.ts';
 import type { Resolver } from '../../../sidecar/src/discovery/resolver.ts';
 import { MeshError } from '../../../sidecar/src/errors/mesh-error.ts';
@@ -44,5 +47,30 @@ describe('route layer', () => {
       (err) => err instanceof MeshError && err.code === 'UNKNOWN_SERVICE' && err.service === 'payments.default');
     assert.equal(ran, false);
     assert.equal(seen.ends[0]![0].code, 'UNKNOWN_SERVICE');
+  });
+
+  it('ends the call when its answer is in or it fails: the concurrency slot released, the deadline cancelled, before telemetry hears of it', async () => {
+    for (const fails of [false, true]) {
+      const call = testCall({ deadlineMs: 60_000 });
+      const limiter = call.state!.limiter;
+      const heldAtEnd: number[] = [];
+      const seen = observer();
+      const outbound = seen.outbound;
+      seen.outbound = (start) => ({ ...outbound(start), end: () => { heldAtEnd.push(limiter.inFlight); } });
+      let deadline: unknown;
+      const bottom = async () => {
+        assert.equal(limiter.inFlight, 1, 'the slot is held while the call runs');
+        deadline = call.deadline;
+        if (fails) throw new MeshError('APP_RESET', 'reset', { service: call.service });
+        return answer(200);
+      };
+      const run = compose([routeLayer({ resolver: resolver(true), observer: seen }), deadlineLayer, concurrencyLayer], bottom)(call);
+      if (fails) await assert.rejects(run, { code: 'APP_RESET' }); else assert.equal((await run).status, 200);
+      assert.deepEqual(heldAtEnd, [0], 'released before the call is observed as ended');
+      assert.ok(deadline, 'the deadline layer set a deadline');
+      assert.equal((deadline as { linked: boolean }).linked, false, 'its timer is cancelled');
+      assert.equal(call.deadline, undefined);
+      assert.equal(call.slot, undefined);
+    }
   });
 });
