@@ -2,7 +2,7 @@
 //
 //   test (as app "orders") ─HTTP─▶ sidecar orders ══MCP/gRPC══▶ sidecar payments ─HTTP─▶ test app
 import assert from 'node:assert/strict';
-import type { Dispatcher } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { startTestApp, type TestApp } from './apps.ts';
 import { SidecarProcess, sidecarConfig } from './sidecar-process.ts';
 
@@ -60,6 +60,13 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     await app.close();
     throw err;
   }
+}
+
+/** After bad input on the caller's outbound listener: a normal call still goes through. */
+export async function assertStillServing(mesh: Mesh): Promise<void> {
+  const response = await request(`${mesh.caller.outboundUrl}/after`, { headers: { host: 'payments' } });
+  assert.equal(response.statusCode, 200, 'the sidecar still serves normal calls');
+  await response.body.dump();
 }
 
 /** A mesh-made error: status, `mcp-mesh-error` header and JSON body agree on the code. */

@@ -6,7 +6,7 @@ import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { metricsText } from '../helpers/async.ts';
-import { startMesh, type Mesh } from '../helpers/mesh.ts';
+import { assertStillServing, startMesh, type Mesh } from '../helpers/mesh.ts';
 import { header, parseResponse, rawHttp } from '../helpers/raw-http.ts';
 import { within } from '../helpers/wait.ts';
 
@@ -27,19 +27,13 @@ describe('limits on the outbound listener', { timeout: 60_000 }, () => {
   });
   after(async () => { await mesh?.close(); });
 
-  const stillServing = async () => {
-    const response = await request(`${mesh.caller.outboundUrl}/after`, { headers: { host: 'payments' } });
-    assert.equal(response.statusCode, 200, 'the sidecar still serves normal calls');
-    await response.body.dump();
-  };
-
   test('a request head over limits.maxHeaderBytes: 431 HEADERS_TOO_LARGE, connection closed', async () => {
     const response = await rawHttp(mesh.caller.ports.outbound, ['GET /big HTTP/1.1', 'Host: payments', `X-Big: ${'a'.repeat(12_000)}`, 'Connection: close']);
     assert.equal(response.status, 431);
     assert.deepEqual(header(response, 'mcp-mesh-error'), ['HEADERS_TOO_LARGE']);
     assert.equal(JSON.parse(response.body.toString()).error.code, 'HEADERS_TOO_LARGE');
     assert.equal(mesh.app.count('/big'), 0);
-    await stillServing();
+    await assertStillServing(mesh);
   });
 
   test('a head not finished within limits.headerTimeout: 408 REQUEST_TIMEOUT, connection closed', async () => {
@@ -52,14 +46,14 @@ describe('limits on the outbound listener', { timeout: 60_000 }, () => {
     assert.match(JSON.parse(response.body.toString()).error.message, /within 300 ms \(limits\.headerTimeout\)/);
     // A timer never fires early, so this lower bound cannot flake (how late is not measured).
     assert.ok(performance.now() - started >= 250, 'not before the timeout');
-    await stillServing();
+    await assertStillServing(mesh);
   });
 
   test('bytes that are not HTTP: 400 BAD_REQUEST, connection closed', async () => {
     const response = parseResponse(await sendRaw(mesh.caller.ports.outbound, 'HELLO THERE\r\n\r\n'));
     assert.equal(response.status, 400);
     assert.deepEqual(header(response, 'mcp-mesh-error'), ['BAD_REQUEST']);
-    await stillServing();
+    await assertStillServing(mesh);
   });
 
   test('each refusal is counted by limit', async () => {

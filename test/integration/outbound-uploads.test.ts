@@ -5,10 +5,9 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { request } from 'undici';
 import { metricsText } from '../helpers/async.ts';
 import { metricSum } from '../helpers/prometheus.ts';
-import { startMesh, type Mesh } from '../helpers/mesh.ts';
+import { assertStillServing, startMesh, type Mesh } from '../helpers/mesh.ts';
 import { header, parseResponse } from '../helpers/raw-http.ts';
 import { within } from '../helpers/wait.ts';
 
@@ -61,12 +60,6 @@ describe('request bodies the outbound listener does not read to the end', { time
   });
   after(async () => { await mesh?.close(); });
 
-  const stillServing = async () => {
-    const response = await request(`${mesh.caller.outboundUrl}/after`, { headers: { host: 'payments' } });
-    assert.equal(response.statusCode, 200, 'the sidecar still serves normal calls');
-    await response.body.dump();
-  };
-
   test('Content-Length over limits.maxBodyBytes: 413 BODY_TOO_LARGE with Connection: close, then the connection is closed without reading the body', async () => {
     const head = 'POST /huge HTTP/1.1\r\nHost: payments\r\nContent-Length: 9007199254740991\r\n\r\n';
     const outcome = await within(writeUntilClosed(mesh.caller.ports.outbound, head), 20_000, 'the write loop never ended');
@@ -77,7 +70,7 @@ describe('request bodies the outbound listener does not read to the end', { time
     assert.deepEqual(header(response, 'mcp-mesh-error'), ['BODY_TOO_LARGE']);
     assert.deepEqual(header(response, 'connection'), ['close']);
     assert.equal(mesh.app.count('/huge'), 0, 'the app never saw it');
-    await stillServing();
+    await assertStillServing(mesh);
   });
 
   for (const [kind, length, sent] of [['read whole', 1000, 10], ['streamed', 4 * 65536, 100_000]] as const) {
@@ -94,7 +87,7 @@ describe('request bodies the outbound listener does not read to the end', { time
       assert.deepEqual(faults, [], 'no error line, no INTERNAL');
       const malformedAfter = metricSum(await metricsText(mesh.caller), 'mcp_limit_rejections_total', { limit: 'malformed' });
       assert.equal(malformedAfter, malformedBefore, 'not counted as a malformed request');
-      await stillServing();
+      await assertStillServing(mesh);
     });
   }
 });
